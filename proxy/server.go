@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgbridge/pgbridge/pool"
+	"github.com/pgbridge/pgbridge/routing"
+)
+
+// Option adjusts a Server; options are test seams.
+type Option func(*Server)
+
+// WithLogger sets the logger (default: no logging).
+func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
+
+// Server accepts client connections and routes each to its tenant's pool.
+type Server struct {
+	cfg        *routing.Config
+	pool       *pool.Manager
+	log        *zap.Logger
+	tls        *tls.Config
+	mockSecret []byte // for the fake SCRAM exchange of unknown users
+	nextID     atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	cancels   map[cancelKey]*session
+	clients   map[string]int // tenant -> connected clients
+	draining  bool
+	wg        sync.WaitGroup // one per connection goroutine
+}
+
+// New builds a Server for cfg that takes backends from p.
+func New(cfg *routing.Config, p *pool.Manager, opts ...Option) (*Server, error) {
+	s := &Server{
+		cfg:        cfg,
+		pool:       p,
+		log:        zap.NewNop(),
+		mockSecret: make([]byte, 32),
+		listeners:  make(map[net.Listener]struct{}),
+		sessions:   make(map[*session]struct{}),
+		cancels:    make(map[cancelKey]*session),
+		clients:    make(map[string]int),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if _, err := rand.Read(s.mockSecret); err != nil {
+		return nil, err
+	}
+	if t := cfg.Listen.TLS; t.Mode != routing.ListenTLSDisable && t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until ctx ends, then drains: it stops
+// accepting, lets running transactions finish for up to
+// listen.shutdown_timeout, ends every session with 57P01 and returns once
+// every connection goroutine has finished. Serve may be called for several
+// listeners at once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return errors.New("proxy: server is shutting down")
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+
+	serveDone, shutDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(shutDone)
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Listen.ShutdownTimeout)
+			defer cancel()
+			s.Shutdown(sctx)
+		case <-serveDone:
+		}
+	}()
+	defer func() { close(serveDone); <-shutDone }()
+
+	var tempDelay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			draining := s.draining
+			s.mu.Unlock()
+			if draining {
+				s.wg.Wait()
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		s.wg.Add(1)
+		go s.handle(nc)
+	}
+}
+
+// Shutdown stops accepting, waits for sessions to reach a transaction
+// boundary until ctx ends, then terminates the rest with 57P01. It returns
+// when every session has ended.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	// Idle sessions end now; busy ones end at their next boundary.
+	for _, ss := range sessions {
+		ss.drain()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.kill(errShutdown())
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+func (s *Server) handle(nc net.Conn) {
+	defer s.wg.Done()
+	id := s.nextID.Add(1)
+	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", nc.RemoteAddr().String()))
+	ss := newSession(s, nc, id, log)
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("session panic", zap.Any("panic", r), zap.Stack("stack"))
+			ss.kill(errInternal())
+			ss.cleanup()
+		}
+	}()
+	ss.run()
+}
+
+// register makes a logged-in session visible to cancel and shutdown, and
+// enforces the tenant's client-connection cap.
+func (s *Server) register(ss *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return errShutdown()
+	}
+	t := ss.tenant
+	if max := t.Policy.MaxClientConnections; max > 0 && s.clients[t.Name] >= max {
+		return fatal(ReasonClientCap, "53300", "Close idle connections or raise max_client_connections for this tenant.",
+			"too many client connections for tenant %q (max_client_connections=%d)", t.Name, max)
+	}
+	s.clients[t.Name]++
+	s.sessions[ss] = struct{}{}
+	s.cancels[ss.key] = ss
+	return nil
+}
+
+func (s *Server) unregister(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss]; !ok {
+		return
+	}
+	delete(s.sessions, ss)
+	delete(s.cancels, ss.key)
+	s.clients[ss.tenant.Name]--
+	if s.clients[ss.tenant.Name] == 0 {
+		delete(s.clients, ss.tenant.Name)
+	}
+}
+
+func (s *Server) lookupCancel(k cancelKey) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cancels[k]
+}

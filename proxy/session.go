@@ -1,0 +1,622 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/pgbridge/pgbridge/pool"
+	"github.com/pgbridge/pgbridge/proxy/internal/wire"
+	"github.com/pgbridge/pgbridge/routing"
+)
+
+const (
+	clientBufSize  = 8 << 10
+	backendBufSize = 32 << 10
+	// maxMessageSize caps one client message (DESIGN: max_message_size).
+	maxMessageSize = 64 << 20
+)
+
+// backendReaders recycles the per-attachment read buffers of the backend
+// direction, so an idle session holds none.
+var backendReaders = sync.Pool{New: func() any { return wire.NewReader(nil, backendBufSize) }}
+
+// session is one client connection. Two goroutines work on it while a
+// backend is attached: the client loop (run) forwards client messages to the
+// backend, and the pump forwards backend messages to the client. Ownership
+// of the attached backend is decided under mu: whoever sets be to nil owns
+// the connection and must release or discard it.
+type session struct {
+	srv   *Server
+	nc    net.Conn
+	id    uint64
+	log   *zap.Logger
+	crd   *wire.Reader
+	wbuf  []byte
+	key   cancelKey
+	tls   bool
+	start time.Time
+
+	tenant     *routing.Tenant
+	startup    *startupMessage
+	registered bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	wmu sync.Mutex // serialises writes to the client
+
+	mu         sync.Mutex
+	be         *pool.Conn    // attached backend, nil when none
+	pumpDone   chan struct{} // closed when the current pump exits
+	pending    int           // Query/Sync/FunctionCall sent but not yet answered by ReadyForQuery
+	boundary   bool          // the last client message ended a request
+	txStatus   byte          // status byte of the latest ReadyForQuery
+	pumpFailed bool          // the pump could not write to the client
+	draining   bool          // end the session at the next transaction boundary
+	closing    bool
+	skipToSync bool // after a router error in an extended-protocol batch
+}
+
+func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{
+		srv: srv, nc: nc, id: id, log: log,
+		crd:      wire.NewReader(nc, clientBufSize),
+		key:      newCancelKey(),
+		start:    time.Now(),
+		ctx:      ctx,
+		cancel:   cancel,
+		txStatus: 'I',
+		boundary: true,
+	}
+}
+
+func (ss *session) run() {
+	defer ss.cleanup()
+	lctx, lcancel := context.WithTimeout(ss.ctx, ss.srv.cfg.Listen.LoginTimeout)
+	_ = ss.nc.SetDeadline(time.Now().Add(ss.srv.cfg.Listen.LoginTimeout))
+	ok, err := ss.login(lctx)
+	lcancel()
+	if err != nil {
+		if isTimeout(err) {
+			err = fatal(ReasonLoginTimeout, "08006", "", "login not completed within login_timeout")
+		}
+		ss.refuse(err)
+		return
+	}
+	if !ok {
+		return
+	}
+	_ = ss.nc.SetDeadline(time.Time{})
+	ss.log.Info("client connected", zap.Bool("tls", ss.tls))
+	reason := ss.serve()
+	ss.log.Info("client disconnected", zap.String("reason", reason), zap.Duration("duration", time.Since(ss.start)))
+}
+
+// refuse reports a login failure to the client (when it is a Postgres
+// error we can name) and logs it.
+func (ss *session) refuse(err error) {
+	var ce *clientError
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ce):
+		ss.log.Info("login refused", zap.String("reason", string(ce.reason)), zap.String("sqlstate", ce.code))
+		ss.writeError(err)
+	case errors.As(err, &pe):
+		ss.log.Info("login refused by backend", zap.String("sqlstate", pe.Code))
+		ss.writeError(err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		ss.log.Debug("client left during login")
+	default:
+		ss.log.Info("login failed", zap.Error(err))
+	}
+}
+
+func (ss *session) cleanup() {
+	ss.cancel()
+	if ss.registered {
+		ss.srv.unregister(ss)
+		ss.registered = false
+	}
+	_ = ss.nc.Close()
+}
+
+// serve is the client loop. It returns why the session ended.
+func (ss *session) serve() string {
+	defer ss.detachAtExit()
+	for {
+		if err := ss.crd.Fill(0); err != nil {
+			if isClosedErr(err) {
+				return "client closed"
+			}
+			return "client read error"
+		}
+		for ss.crd.Buffered() > 0 {
+			reason, done, err := ss.forwardClient()
+			if err != nil {
+				ss.kill(err)
+				return reason
+			}
+			if done {
+				return reason
+			}
+			if reason == "more" {
+				break
+			}
+		}
+	}
+}
+
+// forwardClient handles the complete client messages at the front of the
+// buffer. It returns "more" when a partial message needs more bytes.
+func (ss *session) forwardClient() (reason string, done bool, err error) {
+	pos, syncs := 0, 0
+	boundary := false
+	terminate := false
+	bigCopy := 0
+	for {
+		typ, total, ok, herr := ss.crd.Header(pos)
+		if herr != nil {
+			return "protocol violation", true, errProtocol("invalid message length")
+		}
+		if !ok {
+			break
+		}
+		if total > maxMessageSize {
+			return "message too large", true, fatal(ReasonTooLarge, "54000", "", "message of %d bytes exceeds the limit of %d bytes", total, maxMessageSize)
+		}
+		if pos+total > ss.crd.Buffered() {
+			if pos == 0 && total > clientBufSize && typ == 'd' {
+				bigCopy = total // stream a large CopyData through
+			}
+			break
+		}
+		switch typ {
+		case 'X':
+			terminate = true
+		case 'Q', 'S', 'F':
+			syncs++
+			boundary = true
+		case 'c', 'f':
+			boundary = true
+		case 'P', 'B', 'D', 'E', 'C', 'H', 'd':
+			boundary = false
+		default:
+			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
+		}
+		if terminate {
+			break
+		}
+		pos += total
+	}
+	if pos == 0 && !terminate && bigCopy == 0 {
+		// Need more bytes for the next message.
+		if _, total, ok, _ := ss.crd.Header(0); ok && total > clientBufSize {
+			if err := ss.crd.Fill(total); err != nil {
+				return "client read error", true, nil
+			}
+			return "", false, nil
+		}
+		return "more", false, nil
+	}
+	if pos > 0 {
+		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary); err != nil {
+			return "backend error", true, err
+		}
+		ss.crd.Discard(pos)
+	}
+	if terminate {
+		ss.crd.Discard(ss.crd.Buffered())
+		return "client terminated", true, nil
+	}
+	if bigCopy > 0 {
+		be, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
+		if err != nil || be == nil {
+			return "backend error", true, err
+		}
+		if err := ss.crd.StreamBody(be, bigCopy); err != nil {
+			return "copy stream error", true, errBackendDown(err)
+		}
+	}
+	return "", false, nil
+}
+
+// toBackend writes a batch of complete client messages to the session's
+// backend, acquiring one first if none is attached.
+func (ss *session) toBackend(batch []byte, syncs int, boundary bool) error {
+	if ss.skipToSync {
+		// A router error ended the previous extended-protocol batch: like
+		// PostgreSQL, ignore everything up to the next Sync.
+		i := syncIndex(batch)
+		if i < 0 {
+			return nil
+		}
+		ss.skipToSync = false
+		if err := ss.writeClient(readyIdle); err != nil {
+			return err
+		}
+		batch = batch[i:]
+		syncs, boundary = countSyncs(batch)
+		if len(batch) == 0 {
+			return nil
+		}
+	}
+	be, err := ss.attach(batch, syncs, boundary)
+	if err != nil || be == nil {
+		return err
+	}
+	if _, err := be.Write(batch); err != nil {
+		return errBackendDown(err)
+	}
+	return nil
+}
+
+var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
+
+// attach makes sure a backend is attached and accounts for the batch about
+// to be written to it. A nil backend with a nil error means the batch was
+// answered by the router (a pool timeout).
+func (ss *session) attach(batch []byte, syncs int, boundary bool) (*pool.Conn, error) {
+	ss.mu.Lock()
+	be := ss.be
+	if be != nil {
+		ss.pending += syncs
+		ss.boundary = boundary
+		ss.mu.Unlock()
+		return be, nil
+	}
+	ss.mu.Unlock()
+
+	be, err := ss.srv.pool.Acquire(ss.ctx, ss.tenant.Name)
+	if err != nil {
+		if errors.Is(err, pool.ErrWaitTimeout) {
+			return nil, ss.answerPoolTimeout(batch)
+		}
+		return nil, ss.acquireError(err, false)
+	}
+	ss.mu.Lock()
+	if ss.closing {
+		ss.mu.Unlock()
+		ss.srv.pool.Release(be)
+		return nil, errShutdown()
+	}
+	ss.be = be
+	ss.pending = syncs
+	ss.boundary = boundary
+	done := make(chan struct{})
+	ss.pumpDone = done
+	ss.mu.Unlock()
+	rd := backendReaders.Get().(*wire.Reader)
+	rd.Reset(be)
+	go ss.pump(be, rd, done)
+	return be, nil
+}
+
+// answerPoolTimeout replies to a batch the router could not run: an
+// ErrorResponse, then ReadyForQuery for each request it contained. Without
+// a Sync in the batch, later messages are skipped up to the next Sync.
+func (ss *session) answerPoolTimeout(batch []byte) error {
+	out := encodeError(nil, errPoolTimeout(ss.tenant.Name, ss.tenant.Policy.PoolWaitTimeout.String()))
+	n, _ := countSyncs(batch)
+	for i := 0; i < n; i++ {
+		out = append(out, readyIdle...)
+	}
+	if n == 0 {
+		ss.skipToSync = true
+	}
+	ss.log.Info("pool wait timeout", zap.Duration("pool_wait_timeout", ss.tenant.Policy.PoolWaitTimeout))
+	return ss.writeClient(out)
+}
+
+// acquireError turns a failed acquire into the client's error.
+func (ss *session) acquireError(err error, login bool) error {
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, pool.ErrWaitTimeout):
+		e := errPoolTimeout(ss.tenant.Name, ss.tenant.Policy.PoolWaitTimeout.String())
+		if login {
+			e.severity = "FATAL"
+		}
+		return e
+	case errors.Is(err, pool.ErrClosed), errors.Is(err, context.Canceled):
+		return errShutdown()
+	default:
+		ss.log.Warn("backend connect failed", zap.Error(err))
+		return errBackendDown(err)
+	}
+}
+
+// pump forwards backend messages to the client until the backend can go
+// back to the pool, the client loop takes it, or either side fails.
+func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
+	defer close(done)
+	defer backendReaders.Put(rd)
+	defer func() {
+		if r := recover(); r != nil {
+			ss.log.Error("pump panic", zap.Any("panic", r), zap.Stack("stack"))
+			ss.kill(errInternal())
+		}
+	}()
+	for {
+		if err := rd.Fill(0); err != nil {
+			ss.pumpReadFailed(be, err)
+			return
+		}
+		pos := 0
+		release := false
+		for {
+			typ, total, ok, err := rd.Header(pos)
+			if err != nil {
+				ss.pumpReadFailed(be, err)
+				return
+			}
+			if !ok {
+				break
+			}
+			if pos+total > rd.Buffered() {
+				if pos == 0 && total > len(rd.Buf()) {
+					// A frame larger than the buffer (a big row): stream it.
+					if err := rd.StreamBody(clientWriter{ss}, total); err != nil {
+						ss.pumpStreamFailed(be, err)
+						return
+					}
+					pos = -1
+				}
+				break
+			}
+			if typ == 'Z' {
+				status := rd.Bytes()[pos+5]
+				var owned bool
+				release, owned = ss.readyForQuery(be, status)
+				if !owned {
+					return // the client loop took the backend
+				}
+			}
+			pos += total
+			if release {
+				break
+			}
+		}
+		if pos < 0 {
+			continue
+		}
+		if release {
+			leftover := rd.Buffered() - pos
+			if leftover == 0 {
+				ss.srv.pool.Release(be)
+			} else {
+				ss.log.Warn("backend sent data after ReadyForQuery; discarding it")
+				ss.srv.pool.Discard(be)
+			}
+			err := ss.writeClient(rd.Bytes()[:pos])
+			rd.Discard(rd.Buffered())
+			if err != nil {
+				ss.clientWriteFailed()
+			}
+			ss.afterBoundary()
+			return
+		}
+		if pos > 0 {
+			if err := ss.writeClient(rd.Bytes()[:pos]); err != nil {
+				ss.clientWriteFailed()
+				return
+			}
+			rd.Discard(pos)
+		}
+	}
+}
+
+// readyForQuery accounts for a ReadyForQuery. It reports whether the
+// backend is to be released now (detaching it), and whether the pump still
+// owns it.
+func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.be != be {
+		return false, false
+	}
+	if ss.pending > 0 {
+		ss.pending--
+	}
+	ss.txStatus = status
+	if ss.pending == 0 && ss.boundary && status == 'I' && ss.tenant.Policy.PoolMode == routing.PoolTransaction {
+		ss.be = nil
+		return true, true
+	}
+	return false, true
+}
+
+// afterBoundary ends a draining session once its transaction is over.
+func (ss *session) afterBoundary() {
+	ss.mu.Lock()
+	draining := ss.draining
+	ss.mu.Unlock()
+	if draining {
+		ss.kill(errShutdown())
+	}
+}
+
+// pumpReadFailed handles a backend read error: unless the client loop has
+// taken the backend (it stops the pump that way), the backend is broken.
+func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
+	ss.mu.Lock()
+	mine := ss.be == be
+	if mine {
+		ss.be = nil
+	}
+	ss.mu.Unlock()
+	if !mine {
+		return
+	}
+	ss.srv.pool.Discard(be)
+	ss.log.Warn("backend connection lost", zap.Error(err))
+	ss.kill(errBackendDown(err))
+}
+
+func (ss *session) pumpStreamFailed(be *pool.Conn, err error) {
+	var we clientWriteError
+	if errors.As(err, &we) {
+		ss.clientWriteFailed()
+		return
+	}
+	ss.pumpReadFailed(be, err)
+}
+
+func (ss *session) clientWriteFailed() {
+	ss.mu.Lock()
+	ss.pumpFailed = true
+	ss.mu.Unlock()
+	_ = ss.nc.Close() // wakes the client loop, which cleans up
+}
+
+// detachAtExit decides the fate of a backend still attached when the client
+// loop ends: reset and reuse it if it is provably idle (session mode), else
+// close it. It waits for the pump to exit.
+func (ss *session) detachAtExit() {
+	ss.mu.Lock()
+	ss.closing = true
+	be, done := ss.be, ss.pumpDone
+	ss.be = nil
+	reuse := be != nil && !ss.pumpFailed && ss.pending == 0 && ss.boundary && ss.txStatus == 'I'
+	ss.mu.Unlock()
+	if be != nil {
+		if reuse {
+			_ = be.SetReadDeadline(time.Now()) // stop the pump without closing
+		} else {
+			_ = be.Close()
+		}
+	}
+	if done != nil {
+		<-done
+	}
+	if be == nil {
+		return
+	}
+	if !reuse {
+		ss.srv.pool.Discard(be)
+		return
+	}
+	_ = be.SetReadDeadline(time.Time{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := be.Exec(ctx, "DISCARD ALL"); err != nil {
+		ss.log.Info("backend reset failed; closing it", zap.Error(err))
+		ss.srv.pool.Discard(be)
+		return
+	}
+	ss.srv.pool.Release(be)
+}
+
+// cancelRunning forwards a client's CancelRequest to the backend serving it
+// right now. Holding mu keeps the backend attached until the server has
+// taken the request, so it cannot hit another client's query.
+func (ss *session) cancelRunning() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.be == nil || ss.pending == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ss.be.Cancel(ctx); err != nil {
+		ss.log.Info("cancel forward failed", zap.Error(err))
+	}
+}
+
+// drain ends the session now if it is between transactions, or marks it to
+// end at its next boundary.
+func (ss *session) drain() {
+	ss.mu.Lock()
+	idle := ss.be == nil || (ss.pending == 0 && ss.boundary && ss.txStatus == 'I')
+	ss.draining = true
+	ss.mu.Unlock()
+	if idle {
+		ss.kill(errShutdown())
+	}
+}
+
+// kill sends err to the client (if it is one we can report) and closes the
+// connection; the session's goroutines then wind down.
+func (ss *session) kill(err error) {
+	ss.cancel()
+	ss.writeError(err)
+	_ = ss.nc.Close()
+}
+
+func (ss *session) writeError(err error) {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	_ = ss.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = ss.nc.Write(encodeError(nil, err))
+}
+
+func (ss *session) writeClient(b []byte) error {
+	ss.wmu.Lock()
+	_, err := ss.nc.Write(b)
+	ss.wmu.Unlock()
+	return err
+}
+
+// clientWriter adapts the session's client side for streaming, marking
+// write errors so they are not mistaken for backend failures.
+type clientWriter struct{ ss *session }
+
+type clientWriteError struct{ error }
+
+func (w clientWriter) Write(b []byte) (int, error) {
+	if err := w.ss.writeClient(b); err != nil {
+		return 0, clientWriteError{err}
+	}
+	return len(b), nil
+}
+
+// syncIndex returns the offset just past the first Sync in a batch of whole
+// messages, or -1.
+func syncIndex(batch []byte) int {
+	for pos := 0; pos+5 <= len(batch); {
+		n := 1 + int(uint32(batch[pos+1])<<24|uint32(batch[pos+2])<<16|uint32(batch[pos+3])<<8|uint32(batch[pos+4]))
+		if batch[pos] == 'S' {
+			return pos + n
+		}
+		pos += n
+	}
+	return -1
+}
+
+// countSyncs counts request-ending messages in a batch of whole messages and
+// tells whether the batch ends at a request boundary.
+func countSyncs(batch []byte) (n int, boundary bool) {
+	for pos := 0; pos+5 <= len(batch); {
+		l := 1 + int(uint32(batch[pos+1])<<24|uint32(batch[pos+2])<<16|uint32(batch[pos+3])<<8|uint32(batch[pos+4]))
+		switch batch[pos] {
+		case 'Q', 'S', 'F':
+			n++
+			boundary = true
+		case 'c', 'f':
+			boundary = true
+		default:
+			boundary = false
+		}
+		pos += l
+	}
+	return n, boundary
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}

@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgbridge/pgbridge/internal/scram"
+	"github.com/pgbridge/pgbridge/routing"
+)
+
+const (
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+	codeCancelRequest = 80877102
+	protoMajor3       = 3
+)
+
+// cancelKey is the router-issued BackendKeyData of a session.
+type cancelKey struct {
+	pid    uint32
+	secret uint32
+}
+
+// startupMessage is what the client asked for at startup.
+type startupMessage struct {
+	user     string
+	database string
+	params   map[string]string
+}
+
+// login runs everything from the first byte to ReadyForQuery: TLS
+// negotiation, the StartupMessage, authentication, admission, and the replay
+// of the tenant's ParameterStatus. It returns false when the connection is
+// finished (a cancel request, a refusal).
+func (ss *session) login(ctx context.Context) (bool, error) {
+	cfg := ss.srv.cfg
+	var sm *startupMessage
+	tlsDone := false
+	for sm == nil {
+		payload, err := ss.readStartupPacket(cfg.Listen.MaxStartupPacket)
+		if err != nil {
+			return false, err
+		}
+		if len(payload) < 4 {
+			return false, errProtocol("invalid startup packet")
+		}
+		code := binary.BigEndian.Uint32(payload)
+		switch {
+		case code == codeSSLRequest && !tlsDone:
+			if ss.srv.tls == nil {
+				if err := ss.writeClient([]byte{'N'}); err != nil {
+					return false, err
+				}
+				continue
+			}
+			if err := ss.writeClient([]byte{'S'}); err != nil {
+				return false, err
+			}
+			// Bytes sent before the TLS handshake would be trusted as if
+			// they came through it (CVE-2021-23214): refuse them.
+			if ss.crd.Buffered() != 0 {
+				return false, errProtocol("received unencrypted data after SSL request")
+			}
+			tc := tls.Server(ss.nc, ss.srv.tls)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return false, fmt.Errorf("tls handshake: %w", err)
+			}
+			ss.nc = tc
+			ss.crd.Reset(tc)
+			ss.tls = true
+			tlsDone = true
+		case code == codeGSSENCRequest && !tlsDone:
+			if err := ss.writeClient([]byte{'N'}); err != nil {
+				return false, err
+			}
+		case code == codeCancelRequest:
+			ss.handleCancel(payload)
+			return false, nil
+		case code>>16 == protoMajor3:
+			sm, err = ss.parseStartup(payload)
+			if err != nil {
+				return false, err
+			}
+		default:
+			return false, errProtocol("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)
+		}
+	}
+	ss.log = ss.log.With(zap.String("user", sm.user), zap.String("database", sm.database))
+
+	if cfg.Listen.TLS.Mode == routing.ListenTLSRequire && !ss.tls {
+		return false, fatal(ReasonTLSRequired, "28000", "Connect with sslmode=require (or stronger).",
+			"TLS is required: this pgbridge refuses unencrypted logins")
+	}
+
+	tenant, cred, known := cfg.LookupUser(sm.user)
+	v := cred.Verifier
+	if !known {
+		v = scram.MockVerifier(sm.user, ss.srv.mockSecret)
+	}
+	if err := ss.authenticate(v); err != nil {
+		if errors.Is(err, scram.ErrAuthFailed) || !known {
+			return false, errAuthFailed(sm.user)
+		}
+		return false, err
+	}
+	if !known {
+		return false, errAuthFailed(sm.user) // unreachable with a mock verifier
+	}
+	if !cfg.TenantForDatabase(tenant, sm.database) {
+		return false, fatal(ReasonDatabaseMismatch, "3D000", fmt.Sprintf("User %q may only connect to database %q.", sm.user, tenant.Database),
+			"database %q is not available to user %q", sm.database, sm.user)
+	}
+	ss.tenant = tenant
+	ss.startup = sm
+	ss.log = ss.log.With(zap.String("tenant", tenant.Name))
+	if err := ss.srv.register(ss); err != nil {
+		return false, err
+	}
+	ss.registered = true
+
+	params := ss.srv.pool.Params(tenant.Name)
+	if params == nil {
+		// No backend of this tenant was ever dialed: open one, both to learn
+		// the real server parameters and to fail the login early if the
+		// cluster cannot be reached.
+		be, err := ss.srv.pool.Acquire(ctx, tenant.Name)
+		if err != nil {
+			return false, ss.acquireError(err, true)
+		}
+		params = be.Params
+		ss.srv.pool.Release(be)
+	}
+	return true, ss.sendWelcome(params)
+}
+
+// readStartupPacket reads one length-prefixed startup-phase packet.
+func (ss *session) readStartupPacket(max int) ([]byte, error) {
+	for ss.crd.Buffered() < 4 {
+		if err := ss.crd.Fill(4); err != nil {
+			return nil, err
+		}
+	}
+	n := int(binary.BigEndian.Uint32(ss.crd.Bytes()))
+	if n < 8 || n > max {
+		return nil, errProtocol("invalid length of startup packet (%d bytes, limit %d)", n, max)
+	}
+	for ss.crd.Buffered() < n {
+		if err := ss.crd.Fill(n); err != nil {
+			return nil, err
+		}
+	}
+	p := ss.crd.Bytes()[4:n]
+	ss.crd.Discard(n)
+	return p, nil
+}
+
+// parseStartup decodes a protocol 3.x StartupMessage. Newer minor versions
+// and _pq_ protocol options are negotiated down to 3.0.
+func (ss *session) parseStartup(payload []byte) (*startupMessage, error) {
+	version := binary.BigEndian.Uint32(payload)
+	sm := &startupMessage{params: make(map[string]string)}
+	var unknownOpts []string
+	rest := payload[4:]
+	for {
+		k, r, ok := cstring(rest)
+		if !ok {
+			return nil, errProtocol("invalid startup packet layout: expected terminator as last byte")
+		}
+		if k == "" {
+			if len(r) != 0 {
+				return nil, errProtocol("invalid startup packet layout: expected terminator as last byte")
+			}
+			break
+		}
+		v, r2, ok := cstring(r)
+		if !ok {
+			return nil, errProtocol("invalid startup packet layout: missing value for %q", k)
+		}
+		rest = r2
+		switch {
+		case k == "user":
+			sm.user = v
+		case k == "database":
+			sm.database = v
+		case strings.HasPrefix(k, "_pq_."):
+			unknownOpts = append(unknownOpts, k)
+		default:
+			sm.params[k] = v
+		}
+	}
+	if sm.user == "" {
+		return nil, fatal(ReasonProtocol, "28000", "", "no PostgreSQL user name specified in startup packet")
+	}
+	if sm.database == "" {
+		sm.database = sm.user
+	}
+	if version&0xffff != 0 || len(unknownOpts) > 0 {
+		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknownOpts}
+		buf, err := msg.Encode(nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := ss.writeClient(buf); err != nil {
+			return nil, err
+		}
+	}
+	return sm, nil
+}
+
+func cstring(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
+
+// authenticate runs a SCRAM-SHA-256 exchange against v.
+func (ss *session) authenticate(v scram.Verifier) error {
+	srv := scram.NewServer(v)
+	if err := ss.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
+		return err
+	}
+	f, err := ss.readAuthFrame()
+	if err != nil {
+		return err
+	}
+	var init pgproto3.SASLInitialResponse
+	if err := init.Decode(f[5:]); err != nil || init.AuthMechanism != "SCRAM-SHA-256" {
+		return errProtocol("expected SASLInitialResponse with SCRAM-SHA-256")
+	}
+	first, err := srv.ClientFirst(init.Data)
+	if err != nil {
+		return errProtocol("malformed SCRAM message")
+	}
+	if err := ss.send(&pgproto3.AuthenticationSASLContinue{Data: first}); err != nil {
+		return err
+	}
+	if f, err = ss.readAuthFrame(); err != nil {
+		return err
+	}
+	var resp pgproto3.SASLResponse
+	if err := resp.Decode(f[5:]); err != nil {
+		return errProtocol("expected SASLResponse")
+	}
+	final, err := srv.ClientFinal(resp.Data)
+	if err != nil {
+		if errors.Is(err, scram.ErrAuthFailed) {
+			return err
+		}
+		return errProtocol("malformed SCRAM message")
+	}
+	return ss.send(&pgproto3.AuthenticationSASLFinal{Data: final})
+}
+
+func (ss *session) readAuthFrame() ([]byte, error) {
+	f, err := ss.crd.ReadFrame(8192)
+	if err != nil {
+		return nil, err
+	}
+	if f[0] != 'p' {
+		return nil, errProtocol("expected password response, got message type %q", f[0])
+	}
+	return f, nil
+}
+
+// sendWelcome finishes the login: AuthenticationOk, the tenant's real
+// ParameterStatus values, the router's own cancel key, ReadyForQuery.
+func (ss *session) sendWelcome(params map[string]string) error {
+	b := ss.wbuf[:0]
+	b, _ = (&pgproto3.AuthenticationOk{}).Encode(b)
+	for k, v := range params {
+		if k == "application_name" {
+			continue
+		}
+		b, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(b)
+	}
+	b, _ = (&pgproto3.ParameterStatus{Name: "application_name", Value: ss.startup.params["application_name"]}).Encode(b)
+	key := make([]byte, 4)
+	binary.BigEndian.PutUint32(key, ss.key.secret)
+	b, _ = (&pgproto3.BackendKeyData{ProcessID: ss.key.pid, SecretKey: key}).Encode(b)
+	b, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(b)
+	ss.wbuf = b[:0]
+	return ss.writeClient(b)
+}
+
+func (ss *session) send(msg pgproto3.BackendMessage) error {
+	b, err := msg.Encode(ss.wbuf[:0])
+	if err != nil {
+		return err
+	}
+	ss.wbuf = b[:0]
+	return ss.writeClient(b)
+}
+
+func newCancelKey() cancelKey {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return cancelKey{pid: binary.BigEndian.Uint32(b[:4]) &^ (1 << 31), secret: binary.BigEndian.Uint32(b[4:])}
+}
+
+// handleCancel forwards a CancelRequest to the backend that serves the
+// session owning the key, if that session is running something.
+func (ss *session) handleCancel(payload []byte) {
+	if len(payload) != 12 {
+		return // protocol 3.2 longer keys are never issued by us
+	}
+	k := cancelKey{pid: binary.BigEndian.Uint32(payload[4:8]), secret: binary.BigEndian.Uint32(payload[8:12])}
+	target := ss.srv.lookupCancel(k)
+	if target == nil {
+		ss.log.Debug("cancel request for unknown key")
+		return
+	}
+	target.cancelRunning()
+}
