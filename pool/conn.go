@@ -32,6 +32,7 @@ type Conn struct {
 	cancelTo string // address the connection is really connected to
 	created  time.Time
 	lastUsed time.Time
+	out      bool // handed out by Acquire, not yet released (guarded by Manager.mu)
 }
 
 // Tenant is the name of the tenant this connection belongs to.

@@ -1,8 +1,3 @@
-// Command pgbridge runs the tenant-aware PostgreSQL router.
-//
-//	pgbridge serve --config FILE     run the router
-//	pgbridge check-config FILE       validate a config file and explain it
-//	pgbridge passwd                  read a password on stdin, print a SCRAM verifier
 package main
 
 import (

@@ -1,0 +1,50 @@
+# pgbridge — see README.md. `make run` starts the demo, `make test` runs
+# everything CI runs.
+SHELL := /bin/bash
+GO    ?= go
+export CGO_ENABLED ?= 1
+
+PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
+
+.PHONY: all build test run lint fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build -o bin/pgbridge ./cmd/pgbridge
+	$(GO) build -o bin/pgbridge-demo ./cmd/pgbridge-demo
+
+# deps makes sure the PostgreSQL server binaries, psql and pgbench exist.
+# The tests start their own throwaway clusters; nothing is configured here.
+deps:
+	@if command -v initdb >/dev/null 2>&1 || [ -x "$(PG_BIN)/initdb" ]; then \
+	  if command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; then exit 0; fi; \
+	fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL (apt-get install -y postgresql postgresql-client)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null; \
+	else \
+	  echo "PostgreSQL server binaries, psql and pgbench are needed."; \
+	  echo "On Debian/Ubuntu run: sudo apt-get install -y postgresql postgresql-client"; \
+	  exit 1; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+run: deps build
+	./bin/pgbridge-demo --pgbridge ./bin/pgbridge
+
+# Short fuzzing runs of every fuzz target (the seed corpora run in `make test`).
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzServerExchange -fuzztime=30s ./internal/scram/
+	$(GO) test -run='^$$' -fuzz=FuzzParseVerifier -fuzztime=30s ./internal/scram/
+	$(GO) test -run='^$$' -fuzz=FuzzReader -fuzztime=30s ./proxy/internal/wire/
+
+clean:
+	rm -rf bin
