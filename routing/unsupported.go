@@ -17,11 +17,9 @@ var unsupportedKeys = []struct {
 	path string
 	when func(v any) bool
 }{
-	{"listen.max_client_connections", nonZero},
 	{"admin.address", nonZero},
 	{"admin.users", nonZero}, // value is the number of admin logins
 	{"log.queries", nonZero},
-	{"backend.resume_timeout", always},
 
 	{"defaults.max_statement_timeout", nonZero},
 	{"defaults.client_idle_timeout", nonZero},
@@ -36,7 +34,6 @@ var unsupportedKeys = []struct {
 	{"tenants.*.connection_rate", nonZero},
 }
 
-func always(any) bool { return true }
 
 func nonZero(v any) bool {
 	switch v := v.(type) {
