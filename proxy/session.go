@@ -375,6 +375,10 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 				break
 			}
 			if typ == 'Z' {
+				if total != 6 {
+					ss.pumpReadFailed(be, errors.New("malformed ReadyForQuery from backend"))
+					return
+				}
 				status := rd.Bytes()[pos+5]
 				var owned bool
 				release, owned = ss.readyForQuery(be, status)
