@@ -26,6 +26,10 @@ type Conn struct {
 	SecretKey []byte
 	// Params are the ParameterStatus values the backend reported at startup.
 	Params map[string]string
+	// State is opaque per-connection data of the connection's user (the
+	// proxy's record of statements prepared on it). The pool never reads
+	// it; it lives as long as the connection.
+	State any
 
 	tenant   *tenantPool
 	frontend *pgproto3.Frontend

@@ -28,6 +28,13 @@ func (d *PgconnDialer) Dial(ctx context.Context, t *routing.Tenant) (*Conn, erro
 	if err != nil {
 		return nil, err
 	}
+	// pgconn may have a background read pending on the socket (it starts
+	// one while flushing); it would swallow the first bytes the relay
+	// expects. SyncConn stops it and proves the buffer empty.
+	if err := pc.SyncConn(ctx); err != nil {
+		_ = pc.Close(ctx)
+		return nil, err
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		_ = pc.Close(ctx)

@@ -18,6 +18,7 @@ const (
 	ReasonAuthFailed       Reason = "auth_failed"
 	ReasonDatabaseMismatch Reason = "database_mismatch"
 	ReasonClientCap        Reason = "client_cap"
+	ReasonGlobalCap        Reason = "global_cap"
 	ReasonPoolTimeout      Reason = "pool_timeout"
 	ReasonShutdown         Reason = "shutdown"
 	ReasonBackendDown      Reason = "backend_unavailable"

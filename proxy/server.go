@@ -176,6 +176,10 @@ func (s *Server) register(ss *session) error {
 	if s.draining {
 		return errShutdown()
 	}
+	if max := s.cfg.Listen.MaxClientConnections; max > 0 && len(s.sessions) >= max {
+		return fatal(ReasonGlobalCap, "53300", "Retry later; the router serves its maximum number of clients (listen.max_client_connections).",
+			"too many client connections (max_client_connections=%d)", max)
+	}
 	t := ss.tenant
 	if max := t.Policy.MaxClientConnections; max > 0 && s.clients[t.Name] >= max {
 		return fatal(ReasonClientCap, "53300", "Close idle connections or raise max_client_connections for this tenant.",

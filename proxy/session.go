@@ -63,6 +63,20 @@ type session struct {
 	draining   bool          // end the session at the next transaction boundary
 	closing    bool
 	skipToSync bool // after a router error in an extended-protocol batch
+
+	// Transaction-mode statement handling (stmt.go). stmts and obuf belong
+	// to the client loop; the rest is guarded by mu.
+	tracking   bool                   // transaction mode: rename statements, pin on session state
+	stmts      map[string]*clientStmt // the client's named statements
+	unnamedDef string                 // the client's unnamed statement (Parse body after the name)
+	obuf       []byte
+	pinned     string        // why the session keeps its backend ("" = not pinned)
+	expect     []expectation // Parses and Closes in flight
+	segSent    uint64        // sync points (Query, Sync, FunctionCall) written
+	segRecv    uint64        // ReadyForQuery messages received
+	wantParams map[string]string
+	paramsKey  string
+	paramsKeys []string
 }
 
 func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
@@ -161,6 +175,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	pos, syncs := 0, 0
 	boundary := false
 	terminate := false
+	rewrite := false
 	bigCopy := 0
 	for {
 		typ, total, ok, herr := ss.crd.Header(pos)
@@ -185,9 +200,13 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'Q', 'S', 'F':
 			syncs++
 			boundary = true
+			rewrite = rewrite || typ == 'Q'
 		case 'c', 'f':
 			boundary = true
-		case 'P', 'B', 'D', 'E', 'C', 'H', 'd':
+		case 'P', 'B', 'D', 'C':
+			boundary = false
+			rewrite = rewrite || typ == 'P' || ss.tracking
+		case 'E', 'H', 'd':
 			boundary = false
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
@@ -208,7 +227,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "more", false, nil
 	}
 	if pos > 0 {
-		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary); err != nil {
+		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite); err != nil {
 			return "backend error", true, err
 		}
 		ss.crd.Discard(pos)
@@ -218,9 +237,14 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
-		be, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
+		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
 		if err != nil || be == nil {
 			return "backend error", true, err
+		}
+		if len(pre) > 0 {
+			if _, err := be.Write(pre); err != nil {
+				return "backend error", true, errBackendDown(err)
+			}
 		}
 		if err := ss.crd.StreamBody(be, bigCopy); err != nil {
 			return "copy stream error", true, errBackendDown(err)
@@ -231,7 +255,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 
 // toBackend writes a batch of complete client messages to the session's
 // backend, acquiring one first if none is attached.
-func (ss *session) toBackend(batch []byte, syncs int, boundary bool) error {
+func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite bool) error {
 	if ss.skipToSync {
 		// A router error ended the previous extended-protocol batch: like
 		// PostgreSQL, ignore everything up to the next Sync.
@@ -248,12 +272,24 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary bool) error {
 		if len(batch) == 0 {
 			return nil
 		}
+		rewrite = true
 	}
-	be, err := ss.attach(batch, syncs, boundary)
+	be, pre, err := ss.attach(batch, syncs, boundary)
 	if err != nil || be == nil {
 		return err
 	}
-	if _, err := be.Write(batch); err != nil {
+	out := batch
+	ss.mu.Lock()
+	if rewrite {
+		out = ss.rewriteLocked(batch, be.State.(*backendState))
+	} else {
+		ss.segSent += uint64(syncs)
+	}
+	ss.mu.Unlock()
+	if len(pre) > 0 {
+		out = append(pre, out...)
+	}
+	if _, err := be.Write(out); err != nil {
 		return errBackendDown(err)
 	}
 	return nil
@@ -263,41 +299,57 @@ var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
 
 // attach makes sure a backend is attached and accounts for the batch about
 // to be written to it. A nil backend with a nil error means the batch was
-// answered by the router (a pool timeout).
-func (ss *session) attach(batch []byte, syncs int, boundary bool) (*pool.Conn, error) {
+// answered by the router (a pool timeout). pre is what must be written
+// before the batch: the statement that gives a fresh backend this client's
+// session parameters.
+func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn, pre []byte, err error) {
 	ss.mu.Lock()
-	be := ss.be
+	be = ss.be
 	if be != nil {
 		ss.pending += syncs
 		ss.boundary = boundary
 		ss.mu.Unlock()
-		return be, nil
+		return be, nil, nil
 	}
 	ss.mu.Unlock()
 
-	be, err := ss.srv.pool.Acquire(ss.ctx, ss.tenant.Name)
+	be, err = ss.srv.pool.Acquire(ss.ctx, ss.tenant.Name)
 	if err != nil {
 		if errors.Is(err, pool.ErrWaitTimeout) {
-			return nil, ss.answerPoolTimeout(batch)
+			return nil, nil, ss.answerPoolTimeout(batch)
 		}
-		return nil, ss.acquireError(err, false)
+		return nil, nil, ss.acquireError(err, false)
+	}
+	bs := stateOf(be.State)
+	be.State = bs
+	swallow := 0
+	if bs.paramsKey != ss.paramsKey {
+		// The backend carries another client's parameters (or none): give
+		// it this client's, and hide the answer from the client.
+		pre = appendMsg(nil, 'Q', cstr(paramsSQL(bs.params, ss.wantParams, ss.paramsKeys)))
+		bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
+		bs.unnamed = 0
+		swallow = 1
 	}
 	ss.mu.Lock()
 	if ss.closing {
 		ss.mu.Unlock()
 		ss.srv.pool.Release(be)
-		return nil, errShutdown()
+		return nil, nil, errShutdown()
 	}
 	ss.be = be
 	ss.pending = syncs
 	ss.boundary = boundary
+	ss.expect = ss.expect[:0]
+	ss.segSent = uint64(swallow)
+	ss.segRecv = 0
 	done := make(chan struct{})
 	ss.pumpDone = done
 	ss.mu.Unlock()
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
-	go ss.pump(be, rd, done)
-	return be, nil
+	go ss.pump(be, rd, done, swallow)
+	return be, pre, nil
 }
 
 // answerPoolTimeout replies to a batch the router could not run: an
@@ -337,8 +389,11 @@ func (ss *session) acquireError(err error, login bool) error {
 }
 
 // pump forwards backend messages to the client until the backend can go
-// back to the pool, the client loop takes it, or either side fails.
-func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
+// back to the pool, the client loop takes it, or either side fails. The
+// first swallow response groups (up to their ReadyForQuery) answer
+// statements the router sent itself and are not forwarded; neither are the
+// ParseComplete and CloseComplete messages of Parses and Closes it added.
+func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swallow int) {
 	defer close(done)
 	defer backendReaders.Put(rd)
 	defer func() {
@@ -347,12 +402,15 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 			ss.kill(errInternal())
 		}
 	}()
+	bs := be.State.(*backendState)
+	var obuf []byte // used only when a batch has messages to drop
 	for {
 		if err := rd.Fill(0); err != nil {
 			ss.pumpReadFailed(be, err)
 			return
 		}
-		pos := 0
+		pos, start := 0, 0
+		dropped := false
 		release := false
 		for {
 			typ, total, ok, err := rd.Header(pos)
@@ -366,7 +424,11 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 			if pos+total > rd.Buffered() {
 				if pos == 0 && total > len(rd.Buf()) {
 					// A frame larger than the buffer (a big row): stream it.
-					if err := rd.StreamBody(clientWriter{ss}, total); err != nil {
+					var dst io.Writer = clientWriter{ss}
+					if swallow > 0 {
+						dst = io.Discard
+					}
+					if err := rd.StreamBody(dst, total); err != nil {
 						ss.pumpStreamFailed(be, err)
 						return
 					}
@@ -374,17 +436,45 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 				}
 				break
 			}
-			if typ == 'Z' {
+			drop := swallow > 0
+			switch typ {
+			case 'Z':
 				if total != 6 {
 					ss.pumpReadFailed(be, errors.New("malformed ReadyForQuery from backend"))
 					return
 				}
-				status := rd.Bytes()[pos+5]
+				if swallow > 0 {
+					swallow--
+					ss.mu.Lock()
+					ss.segRecv++
+					ss.mu.Unlock()
+					break
+				}
 				var owned bool
-				release, owned = ss.readyForQuery(be, status)
+				release, owned = ss.readyForQuery(be, rd.Bytes()[pos+5])
 				if !owned {
 					return // the client loop took the backend
 				}
+			case '1', '3':
+				if !drop && ss.tracking {
+					ss.mu.Lock()
+					drop = ss.expectLocked(typ)
+					ss.mu.Unlock()
+				}
+			case 'E':
+				if swallow > 0 {
+					ss.log.Warn("backend refused the client's startup parameters; they are not applied")
+				}
+				if ss.tracking {
+					ss.mu.Lock()
+					ss.skipSegmentLocked(bs)
+					ss.mu.Unlock()
+				}
+			}
+			if drop {
+				obuf = append(obuf, rd.Bytes()[start:pos]...)
+				start = pos + total
+				dropped = true
 			}
 			pos += total
 			if release {
@@ -394,6 +484,11 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 		if pos < 0 {
 			continue
 		}
+		out := rd.Bytes()[:pos]
+		if dropped {
+			obuf = append(obuf, rd.Bytes()[start:pos]...)
+			out = obuf
+		}
 		if release {
 			leftover := rd.Buffered() - pos
 			if leftover == 0 {
@@ -402,7 +497,7 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 				ss.log.Warn("backend sent data after ReadyForQuery; discarding it")
 				ss.srv.pool.Discard(be)
 			}
-			err := ss.writeClient(rd.Bytes()[:pos])
+			err := ss.writeClient(out)
 			rd.Discard(rd.Buffered())
 			if err != nil {
 				ss.clientWriteFailed()
@@ -410,13 +505,14 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}) {
 			ss.afterBoundary()
 			return
 		}
-		if pos > 0 {
-			if err := ss.writeClient(rd.Bytes()[:pos]); err != nil {
+		if len(out) > 0 {
+			if err := ss.writeClient(out); err != nil {
 				ss.clientWriteFailed()
 				return
 			}
-			rd.Discard(pos)
 		}
+		rd.Discard(pos)
+		obuf = obuf[:0]
 	}
 }
 
@@ -429,11 +525,12 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned boo
 	if ss.be != be {
 		return false, false
 	}
+	ss.segRecv++
 	if ss.pending > 0 {
 		ss.pending--
 	}
 	ss.txStatus = status
-	if ss.pending == 0 && ss.boundary && status == 'I' && ss.tenant.Policy.PoolMode == routing.PoolTransaction {
+	if ss.pending == 0 && ss.boundary && status == 'I' && ss.tracking && ss.pinned == "" {
 		ss.be = nil
 		return true, true
 	}
@@ -511,13 +608,20 @@ func (ss *session) detachAtExit() {
 		return
 	}
 	_ = be.SetReadDeadline(time.Time{})
+	// Session mode and pinned sessions leave session state behind: reset
+	// it (advisory locks survive DISCARD ALL, so release them first).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := be.Exec(ctx, "DISCARD ALL"); err != nil {
+	err := be.Exec(ctx, "SELECT pg_catalog.pg_advisory_unlock_all()")
+	if err == nil {
+		err = be.Exec(ctx, "DISCARD ALL")
+	}
+	if err != nil {
 		ss.log.Info("backend reset failed; closing it", zap.Error(err))
 		ss.srv.pool.Discard(be)
 		return
 	}
+	be.State.(*backendState).forget()
 	ss.srv.pool.Release(be)
 }
 

@@ -120,6 +120,12 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	}
 	ss.tenant = tenant
 	ss.startup = sm
+	ss.tracking = tenant.Policy.PoolMode == routing.PoolTransaction
+	ss.stmts = make(map[string]*clientStmt)
+	want, err := clientParams(sm.params)
+	if err != nil {
+		return false, err
+	}
 	ss.log = ss.log.With(zap.String("tenant", tenant.Name))
 	if err := ss.srv.register(ss); err != nil {
 		return false, err
@@ -138,7 +144,109 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		params = be.Params
 		ss.srv.pool.Release(be)
 	}
+	for k, v := range want {
+		if params[k] == v {
+			delete(want, k) // already the backend's value
+		}
+	}
+	ss.wantParams = want
+	ss.paramsKey, ss.paramsKeys = paramsKey(want)
 	return true, ss.sendWelcome(params)
+}
+
+// clientParams collects the session parameters a client asked for in its
+// startup packet, including "-c name=value" pairs of options. They are
+// applied to whichever backend serves the client.
+func clientParams(p map[string]string) (map[string]string, error) {
+	want := make(map[string]string, len(p))
+	for k, v := range p {
+		switch k {
+		case "replication":
+			if v != "false" && v != "0" && v != "off" && v != "no" {
+				return nil, fatal(ReasonProtocol, "0A000", "", "replication connections are not supported")
+			}
+		case "options":
+			opts, err := parseOptions(v)
+			if err != nil {
+				return nil, err
+			}
+			for ok, ov := range opts {
+				want[ok] = ov
+			}
+		default:
+			if !validGUCName(k) {
+				return nil, errProtocol("invalid startup parameter name %q", k)
+			}
+			want[k] = v
+		}
+	}
+	return want, nil
+}
+
+// parseOptions reads the "options" startup parameter: words separated by
+// spaces (a backslash escapes the next character), each "-c name=value",
+// "-cname=value" or "--name=value".
+func parseOptions(s string) (map[string]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	out := make(map[string]string)
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var kv string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			kv = words[i]
+		case strings.HasPrefix(w, "-c"):
+			kv = w[2:]
+		case strings.HasPrefix(w, "--"):
+			kv = w[2:]
+		default:
+			return nil, errProtocol("unsupported option %q in startup options: only -c name=value is accepted", w)
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.ReplaceAll(k, "-", "_")
+		if !ok || !validGUCName(k) {
+			return nil, errProtocol("invalid -c option %q in startup options", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func validGUCName(k string) bool {
+	if k == "" || len(k) > 63 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c == '_' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // readStartupPacket reads one length-prefixed startup-phase packet.
@@ -279,12 +387,11 @@ func (ss *session) sendWelcome(params map[string]string) error {
 	b := ss.wbuf[:0]
 	b, _ = (&pgproto3.AuthenticationOk{}).Encode(b)
 	for k, v := range params {
-		if k == "application_name" {
-			continue
+		if w, ok := ss.wantParams[k]; ok {
+			v = w
 		}
 		b, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(b)
 	}
-	b, _ = (&pgproto3.ParameterStatus{Name: "application_name", Value: ss.startup.params["application_name"]}).Encode(b)
 	key := make([]byte, 4)
 	binary.BigEndian.PutUint32(key, ss.key.secret)
 	b, _ = (&pgproto3.BackendKeyData{ProcessID: ss.key.pid, SecretKey: key}).Encode(b)

@@ -34,7 +34,6 @@ var unsupportedKeys = []struct {
 	{"tenants.*.connection_rate", nonZero},
 }
 
-
 func nonZero(v any) bool {
 	switch v := v.(type) {
 	case string:

@@ -1,0 +1,560 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// connectMode opens a pgx connection in the given QueryExecMode.
+func (r *router) connectMode(t *testing.T, tenant string, mode pgx.QueryExecMode, extra ...string) *pgx.Conn {
+	t.Helper()
+	cc := connConfig(t, r.dsn(tenant, extra...))
+	cc.DefaultQueryExecMode = mode
+	conn, err := connectCfg(t, cc)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return conn
+}
+
+// Every pgx QueryExecMode works through transaction pooling with many
+// more clients than backends, so named statements land on backends that
+// never saw their Parse.
+func TestPgxEveryExecModeInTransactionMode(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 3}))
+	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx := testCtx(t, 90*time.Second)
+			var wg sync.WaitGroup
+			errs := make(chan error, 50)
+			for g := 0; g < 50; g++ {
+				conn := r.connectMode(t, "acme", mode)
+				wg.Add(1)
+				go func(g int) {
+					defer wg.Done()
+					for i := 0; i < 20; i++ {
+						var sum int64
+						var txt string
+						if err := conn.QueryRow(ctx, "select $1::int8 + $2::int8, $3::text", g, i, fmt.Sprint("g", g)).Scan(&sum, &txt); err != nil {
+							errs <- fmt.Errorf("client %d query %d: %w", g, i, err)
+							return
+						}
+						if sum != int64(g+i) || txt != fmt.Sprint("g", g) {
+							errs <- fmt.Errorf("client %d got %d %q", g, sum, txt)
+							return
+						}
+						if i%5 == 0 {
+							tx, err := conn.Begin(ctx)
+							if err != nil {
+								errs <- err
+								return
+							}
+							var n int64
+							if err := tx.QueryRow(ctx, "select count(*) from generate_series(1, $1::int)", g+1).Scan(&n); err != nil || n != int64(g+1) {
+								errs <- fmt.Errorf("client %d tx: %v %d", g, err, n)
+								_ = tx.Rollback(ctx)
+								return
+							}
+							if err := tx.Commit(ctx); err != nil {
+								errs <- err
+								return
+							}
+						}
+					}
+				}(g)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// database/sql with prepared statements reused across many transactions,
+// through the pgx stdlib driver.
+func TestDatabaseSQLPreparedStatementsAcrossTransactions(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 2}))
+	cc := connConfig(t, r.dsn("globex"))
+	cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	db := stdlib.OpenDB(*cc)
+	defer db.Close()
+	db.SetMaxOpenConns(6)
+	ctx := testCtx(t, 60*time.Second)
+	if _, err := db.ExecContext(ctx, "create table if not exists app_data.dsql (id int primary key, v text)"); err != nil {
+		t.Fatal(err)
+	}
+	ins, err := db.PrepareContext(ctx, "insert into app_data.dsql (id, v) values ($1, $2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ins.Close()
+	sel, err := db.PrepareContext(ctx, "select v from app_data.dsql where id = $1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sel.Close()
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				id := w*1000 + i
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := tx.StmtContext(ctx, ins).ExecContext(ctx, id, fmt.Sprint("v", id)); err != nil {
+					t.Error(err)
+					_ = tx.Rollback()
+					return
+				}
+				if err := tx.Commit(); err != nil {
+					t.Error(err)
+					return
+				}
+				var v string
+				if err := sel.QueryRowContext(ctx, id).Scan(&v); err != nil || v != fmt.Sprint("v", id) {
+					t.Errorf("select %d: %v %q", id, err, v)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	var n int
+	if err := db.QueryRowContext(ctx, "select count(*) from app_data.dsql").Scan(&n); err != nil || n != 180 {
+		t.Fatalf("rows: %d %v", n, err)
+	}
+}
+
+func TestPgbenchPreparedInTransactionMode(t *testing.T) {
+	r := startRouter(t, tenantOverride("initech", cfgMap{"pool_size": 4}))
+	ti := tenants["initech"]
+	ctx := testCtx(t, 120*time.Second)
+	base := []string{"-h", "127.0.0.1", "-p", fmt.Sprint(r.port), "-U", ti.Login}
+	if out, err := command(ctx, ti.LoginPassword, "pgbench", append(base, "-i", "-s", "1", "-q", ti.Database)...).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	out, err := command(ctx, ti.LoginPassword, "pgbench", append(base, "-S", "-M", "prepared", "-c", "16", "-j", "2", "-T", "3", ti.Database)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgbench -M prepared: %v\n%s", err, out)
+	}
+	s := string(out)
+	if !strings.Contains(s, "number of failed transactions: 0 ") || strings.Contains(s, "aborted") {
+		t.Fatalf("pgbench reported failures:\n%s", s)
+	}
+}
+
+// probe is one kind of session state: set makes it, check tells whether
+// the calling session has it.
+type probe struct {
+	name  string
+	set   []string
+	check string // returns true when the state is present
+}
+
+var probes = []probe{
+	{"search_path", []string{"set search_path = app_data"}, "select current_setting('search_path') = 'app_data'"},
+	{"statement_timeout", []string{"set statement_timeout = '1234ms'"}, "select current_setting('statement_timeout') = '1234ms'"},
+	{"set_config", []string{"select set_config('work_mem', '7777kB', false)"}, "select current_setting('work_mem') = '7777kB'"},
+	{"temp_table", []string{"create temp table probe_tmp (x int)"}, "select to_regclass('pg_temp.probe_tmp') is not null"},
+	{"listen", []string{"listen probe_chan"}, "select count(*) = 1 from pg_listening_channels() c where c = 'probe_chan'"},
+	{"prepare", []string{"prepare probe_stmt as select 1"}, "select count(*) = 1 from pg_prepared_statements where name = 'probe_stmt'"},
+	{"hold_cursor", []string{"declare probe_cur cursor with hold for select 1"}, "select count(*) = 1 from pg_cursors where name = 'probe_cur'"},
+	{"advisory_lock", []string{"select pg_advisory_lock(4242)"}, "select count(*) = 1 from pg_locks where locktype = 'advisory' and objid = 4242 and pid = pg_backend_pid()"},
+}
+
+// Session state never leaks: the pinned client keeps seeing its state
+// across transactions; after it leaves, the next client on the very same
+// backend sees none of it; another tenant never does.
+func TestSessionStateNeverLeaks(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	for _, p := range probes {
+		t.Run(p.name, func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			a := r.connectMode(t, "acme", pgx.QueryExecModeSimpleProtocol)
+			pid := queryInt(t, a, "select pg_backend_pid()")
+			for _, s := range p.set {
+				mustExec(t, a, s)
+			}
+			for i := 0; i < 3; i++ { // several transactions: still there
+				if !queryBool(t, a, p.check) {
+					t.Fatalf("the client lost its own %s state in transaction %d", p.name, i)
+				}
+			}
+			closeConn(a)
+			b := r.connectMode(t, "acme", pgx.QueryExecModeSimpleProtocol)
+			if got := queryInt(t, b, "select pg_backend_pid()"); got != pid {
+				t.Fatalf("next client got backend %d, want the same backend %d", got, pid)
+			}
+			if queryBool(t, b, p.check) {
+				t.Fatalf("%s state leaked to the next client of the same backend", p.name)
+			}
+			if p.name == "advisory_lock" {
+				var ok bool
+				if err := b.QueryRow(ctx, "select pg_try_advisory_lock(4242)").Scan(&ok); err != nil || !ok {
+					t.Fatalf("advisory lock still held after its client left: %v", err)
+				}
+				mustExec(t, b, "select pg_advisory_unlock(4242)")
+			}
+			g := r.connectMode(t, "globex", pgx.QueryExecModeSimpleProtocol)
+			if queryBool(t, g, p.check) {
+				t.Fatalf("%s state visible to another tenant", p.name)
+			}
+		})
+	}
+}
+
+func TestSetInRolledBackTransactionDoesNotLeak(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	a := r.connect(t, "acme")
+	b := r.connect(t, "acme")
+	ctx := testCtx(t, 20*time.Second)
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "set search_path = app_data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, a, "show search_path"); got == "app_data" {
+		t.Fatalf("rolled back SET still in effect: %q", got)
+	}
+	closeConn(a)
+	if got := queryString(t, b, "show search_path"); got == "app_data" {
+		t.Fatalf("rolled back SET leaked: %q", got)
+	}
+}
+
+func TestSetRoleRefused(t *testing.T) {
+	r := startRouter(t)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		c := r.connectMode(t, "acme", mode)
+		ctx := testCtx(t, 10*time.Second)
+		for _, q := range []string{"set role postgres", "SET SESSION AUTHORIZATION postgres", "set local role globex_user",
+			"select set_config('role', 'postgres', false)"} {
+			_, err := c.Exec(ctx, q)
+			pe := wantCode(t, err, "42501")
+			if !strings.Contains(pe.Message, "pgbridge") {
+				t.Errorf("%s: message %q", q, pe.Message)
+			}
+		}
+		if got := queryString(t, c, "select current_user"); got != "acme_user" {
+			t.Fatalf("current_user = %q", got)
+		}
+	}
+}
+
+// Startup parameters are the client's own in every transaction and never
+// reach another client of the same backend.
+func TestStartupParametersFollowTheClient(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	a := r.connectMode(t, "acme", pgx.QueryExecModeExec, "application_name=client_a", "options='-c search_path=app_data -c work_mem=5MB'")
+	b := r.connectMode(t, "acme", pgx.QueryExecModeExec)
+	for i := 0; i < 4; i++ {
+		if got := queryString(t, a, "select current_setting('application_name') || ' ' || current_setting('search_path') || ' ' || current_setting('work_mem')"); got != "client_a app_data 5MB" {
+			t.Fatalf("round %d: client a sees %q", i, got)
+		}
+		if got := queryString(t, b, "select current_setting('search_path') || ' ' || current_setting('work_mem')"); got == "app_data 5MB" || strings.Contains(got, "app_data") || strings.Contains(got, "5MB") {
+			t.Fatalf("round %d: client b sees a's parameters: %q", i, got)
+		}
+		if got := queryString(t, b, "select current_setting('application_name')"); got == "client_a" {
+			t.Fatalf("client b sees a's application_name")
+		}
+	}
+	if a.PgConn().ParameterStatus("application_name") != "client_a" {
+		t.Fatalf("ParameterStatus application_name = %q", a.PgConn().ParameterStatus("application_name"))
+	}
+}
+
+// A pipeline with an error in the middle: the rest up to Sync is skipped,
+// exactly as PostgreSQL does, and the session goes on with its statements.
+func TestPipelineErrorInTheMiddle(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	c := r.connectMode(t, "globex", pgx.QueryExecModeCacheStatement)
+	ctx := testCtx(t, 20*time.Second)
+	pc := c.PgConn()
+	p := pc.StartPipeline(ctx)
+	p.SendPrepare("s_ok", "select $1::int + 1", nil)
+	p.SendQueryParams("select 1/0", nil, nil, nil, nil)
+	p.SendPrepare("s_skipped", "select 2", nil)
+	p.SendQueryPrepared("s_ok", [][]byte{[]byte("41")}, nil, nil)
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GetResults(); err != nil { // s_ok described
+		t.Fatalf("prepare: %v", err)
+	}
+	// 1/0 fails when the backend plans it, at Bind.
+	_, err := p.GetResults()
+	wantCode(t, err, "22012")
+	for {
+		res, err := p.GetResults()
+		if err != nil {
+			t.Fatalf("after error: %v", err)
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok {
+			break
+		}
+		t.Fatalf("result %T after the error, before Sync: PostgreSQL skips these", res)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// s_ok survived (parsed before the error), s_skipped never existed.
+	rr := pc.ExecPrepared(ctx, "s_ok", [][]byte{[]byte("41")}, nil, nil)
+	got := rr.Read()
+	if got.Err != nil || len(got.Rows) != 1 || string(got.Rows[0][0]) != "42" {
+		t.Fatalf("s_ok after the pipeline: %v %v", got.Err, got.Rows)
+	}
+	rr = pc.ExecPrepared(ctx, "s_skipped", nil, nil, nil)
+	wantCode(t, rr.Read().Err, "26000")
+	if n := queryInt(t, c, "select 5"); n != 5 {
+		t.Fatal(n)
+	}
+}
+
+func TestDeallocateAllAndParseInOnePipeline(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	c := r.connectMode(t, "globex", pgx.QueryExecModeCacheStatement)
+	ctx := testCtx(t, 20*time.Second)
+	pc := c.PgConn()
+	if _, err := pc.Prepare(ctx, "before", "select 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	p := pc.StartPipeline(ctx)
+	p.SendQueryParams("deallocate all", nil, nil, nil, nil)
+	p.SendPrepare("after", "select $1::int * 2", nil)
+	p.SendQueryPrepared("after", [][]byte{[]byte("21")}, nil, nil)
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]byte
+	for {
+		res, err := p.GetResults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			r := rr.Read()
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			for _, row := range r.Rows {
+				rows = append(rows, row[0])
+			}
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok {
+			break
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || string(rows[0]) != "42" {
+		t.Fatalf("rows %q", rows)
+	}
+	wantCode(t, pc.ExecPrepared(ctx, "before", nil, nil, nil).Read().Err, "26000")
+	// A second client on the same backend still works with its own names.
+	d := r.connectMode(t, "globex", pgx.QueryExecModeCacheStatement)
+	if n := queryInt(t, d, "select $1::int", 7); n != 7 {
+		t.Fatal(n)
+	}
+	if n := queryInt(t, c, "select $1::int + 0", 8); n != 8 {
+		t.Fatal(n)
+	}
+	// DEALLOCATE ALL from the client drops its statements, as PostgreSQL
+	// does: the old name is gone, new statements work.
+	mustExec(t, c, "deallocate all")
+	wantCode(t, pc.ExecPrepared(ctx, "after", [][]byte{[]byte("1")}, nil, nil).Read().Err, "26000")
+	if _, err := pc.Prepare(ctx, "again", "select $1::int + 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := pc.ExecPrepared(ctx, "again", [][]byte{[]byte("9")}, nil, nil).Read(); got.Err != nil || string(got.Rows[0][0]) != "10" {
+		t.Fatalf("after DEALLOCATE ALL: %v", got.Err)
+	}
+}
+
+func TestCopyThroughTheRouter(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1}))
+	c := r.connect(t, "umbrella")
+	ctx := testCtx(t, 60*time.Second)
+	mustExec(t, c, "create table if not exists app_data.copyt (id int primary key, v text)")
+	rows := make([][]any, 5000)
+	for i := range rows {
+		rows[i] = []any{i, fmt.Sprint("row", i)}
+	}
+	n, err := c.CopyFrom(ctx, pgx.Identifier{"app_data", "copyt"}, []string{"id", "v"}, pgx.CopyFromRows(rows))
+	if err != nil || n != 5000 {
+		t.Fatalf("CopyFrom: %d %v", n, err)
+	}
+	// A constraint violation mid-stream: the whole COPY fails, the session
+	// and the backend stay usable.
+	_, err = c.CopyFrom(ctx, pgx.Identifier{"app_data", "copyt"}, []string{"id", "v"}, pgx.CopyFromRows([][]any{{100000, "x"}, {1, "dup"}}))
+	wantCode(t, err, "23505")
+	// CopyFail sent by the client.
+	_, err = c.CopyFrom(ctx, pgx.Identifier{"app_data", "copyt"}, []string{"id", "v"}, pgx.CopyFromFunc(func() ([]any, error) {
+		return nil, errors.New("client gave up")
+	}))
+	if err == nil {
+		t.Fatal("COPY with a failing source succeeded")
+	}
+	if got := queryInt(t, c, "select count(*) from app_data.copyt"); got != 5000 {
+		t.Fatalf("rows after failed COPYs: %d", got)
+	}
+	// COPY TO STDOUT.
+	var sb strings.Builder
+	tag, err := c.PgConn().CopyTo(ctx, &sb, "copy (select id from app_data.copyt order by id) to stdout")
+	if err != nil || tag.RowsAffected() != 5000 || !strings.HasPrefix(sb.String(), "0\n1\n2\n") {
+		t.Fatalf("CopyTo: %v %v", tag, err)
+	}
+	// psql \copy both ways.
+	ti := tenants["umbrella"]
+	dsn := r.dsn("umbrella")
+	out, err := command(ctx, ti.LoginPassword, "psql", dsn, "-v", "ON_ERROR_STOP=1", "-Atc",
+		`\copy (select id, v from app_data.copyt where id < 3 order by id) to stdout`).CombinedOutput()
+	if err != nil || string(out) != "0\trow0\n1\trow1\n2\trow2\n" {
+		t.Fatalf("psql \\copy to: %v %q", err, out)
+	}
+	cmd := command(ctx, ti.LoginPassword, "psql", dsn, "-v", "ON_ERROR_STOP=1", "-c", `\copy app_data.copyt (id, v) from stdin`)
+	cmd.Stdin = strings.NewReader("9001\tpsql-a\n9002\tpsql-b\n\\.\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("psql \\copy from: %v %s", err, out)
+	}
+	if got := queryInt(t, c, "select count(*) from app_data.copyt where id > 9000"); got != 2 {
+		t.Fatalf("rows from psql: %d", got)
+	}
+}
+
+// A client that disconnects in the middle of COPY FROM STDIN never leaves
+// its backend in a COPY state for the next client, and its rows are gone.
+func TestClientDisconnectMidCopy(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1}))
+	c := r.connect(t, "umbrella")
+	mustExec(t, c, "create table if not exists app_data.copy2 (id int)")
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.PgConn().CopyFrom(context.Background(), pr, "copy app_data.copy2 from stdin")
+		done <- err
+	}()
+	if _, err := pw.Write([]byte("1\n2\n3\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the rows reach the backend
+	_ = c.PgConn().Conn().Close()
+	_ = pw.Close()
+	<-done
+	next := r.connect(t, "umbrella")
+	if n := queryInt(t, next, "select count(*) from app_data.copy2"); n != 0 {
+		t.Fatalf("rows of an abandoned COPY are visible: %d", n)
+	}
+	if n := queryInt(t, next, "select 1"); n != 1 {
+		t.Fatal(n)
+	}
+}
+
+// A 200 MB result streams through with bounded router memory; notices,
+// notifications and ParameterStatus changes reach the client.
+func TestBigResultAndAsyncMessages(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 2}))
+	ctx := testCtx(t, 120*time.Second)
+	var notices []string
+	var mu sync.Mutex
+	cc := connConfig(t, r.dsn("umbrella"))
+	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n.Message); mu.Unlock() }
+	c, err := connectCfg(t, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	rows, err := c.Query(ctx, "select repeat('x', 1000) from generate_series(1, 200000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for rows.Next() {
+		total += len(rows.RawValues()[0])
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	<-sampled
+	if total != 200_000_000 {
+		t.Fatalf("read %d bytes", total)
+	}
+	// Client and router share this process: together they must stay far
+	// below the size of the result.
+	if p := peak.Load(); p > 100<<20 {
+		t.Fatalf("heap in use peaked at %d MB while streaming 200 MB", p>>20)
+	}
+
+	mustExec(t, c, "do $$ begin raise notice 'hello from the backend'; end $$")
+	mu.Lock()
+	gotNotice := len(notices) == 1 && notices[0] == "hello from the backend"
+	mu.Unlock()
+	if !gotNotice {
+		t.Fatalf("notices: %q", notices)
+	}
+	mustExec(t, c, "set application_name = 'renamed'")
+	if got := c.PgConn().ParameterStatus("application_name"); got != "renamed" {
+		t.Fatalf("ParameterStatus application_name = %q", got)
+	}
+	mustExec(t, c, "listen bigchan")
+	other := r.connect(t, "umbrella")
+	mustExec(t, other, "select pg_notify('bigchan', 'payload-1')")
+	n, err := c.WaitForNotification(ctx)
+	if err != nil || n.Channel != "bigchan" || n.Payload != "payload-1" {
+		t.Fatalf("notification: %+v %v", n, err)
+	}
+}
+
+func queryBool(t *testing.T, c *pgx.Conn, q string) bool {
+	t.Helper()
+	var b bool
+	if err := c.QueryRow(context.Background(), q).Scan(&b); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return b
+}
