@@ -13,7 +13,9 @@
 //	             └ end: reuse the backend only if provably idle (session mode:
 //	               after DISCARD ALL), else close it
 //
-// Only frame headers are parsed on the hot path; runs of complete frames go
+// In transaction mode, statements are tracked and renamed per backend and
+// session-level state pins a client to its backend (stmt.go, with the lexer
+// of internal/sqllex). Only frame headers are parsed on the hot path; runs of complete frames go
 // out with one write. Ownership of an attached backend is decided under the
 // session mutex: whichever goroutine detaches it releases or discards it.
 // The router issues its own cancel keys; a CancelRequest reaches the backend
