@@ -122,7 +122,7 @@ func baseConfig() map[string]any {
 			"port":            cluster.Port,
 			"tls":             map[string]any{"mode": "disable"},
 			"max_connections": 150,
-			"connect_timeout": "5s",
+			"connect_timeout": "15s",
 		},
 		"defaults": map[string]any{
 			"pool_mode":         "transaction",

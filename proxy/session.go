@@ -8,11 +8,13 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgbridge/pgbridge/pool"
+	"github.com/pgbridge/pgbridge/proxy/internal/sqllex"
 	"github.com/pgbridge/pgbridge/proxy/internal/wire"
 	"github.com/pgbridge/pgbridge/routing"
 )
@@ -176,6 +178,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	boundary := false
 	terminate := false
 	rewrite := false
+	query := false
 	bigCopy := 0
 	for {
 		typ, total, ok, herr := ss.crd.Header(pos)
@@ -197,10 +200,16 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		switch typ {
 		case 'X':
 			terminate = true
-		case 'Q', 'S', 'F':
+		case 'Q':
 			syncs++
 			boundary = true
-			rewrite = rewrite || typ == 'Q'
+			// Plain queries go out untouched; only statements with
+			// session-level effects need the rewrite pass.
+			rewrite = rewrite || sqllex.Effects(queryText(ss.crd.Bytes()[pos:pos+total])) != sqllex.EffectNone
+			query = true
+		case 'S', 'F':
+			syncs++
+			boundary = true
 		case 'c', 'f':
 			boundary = true
 		case 'P', 'B', 'D', 'C':
@@ -227,7 +236,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "more", false, nil
 	}
 	if pos > 0 {
-		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite); err != nil {
+		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite, query); err != nil {
 			return "backend error", true, err
 		}
 		ss.crd.Discard(pos)
@@ -255,7 +264,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 
 // toBackend writes a batch of complete client messages to the session's
 // backend, acquiring one first if none is attached.
-func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite bool) error {
+func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query bool) error {
 	if ss.skipToSync {
 		// A router error ended the previous extended-protocol batch: like
 		// PostgreSQL, ignore everything up to the next Sync.
@@ -279,11 +288,15 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite bool) er
 		return err
 	}
 	out := batch
+	bs := be.State.(*backendState)
 	ss.mu.Lock()
 	if rewrite {
-		out = ss.rewriteLocked(batch, be.State.(*backendState))
+		out = ss.rewriteLocked(batch, bs)
 	} else {
 		ss.segSent += uint64(syncs)
+		if query {
+			bs.unnamed = 0 // a simple Query destroys the unnamed statement
+		}
 	}
 	ss.mu.Unlock()
 	if len(pre) > 0 {
@@ -296,6 +309,14 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite bool) er
 }
 
 var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
+
+// queryText is the SQL of a whole Query message, without its terminator.
+func queryText(frame []byte) string {
+	if len(frame) < 6 {
+		return ""
+	}
+	return unsafeString(frame[5 : len(frame)-1])
+}
 
 // attach makes sure a backend is attached and accounts for the batch about
 // to be written to it. A nil backend with a nil error means the batch was
@@ -728,3 +749,7 @@ func isTimeout(err error) bool {
 func isClosedErr(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
 }
+
+// unsafeString views b as a string without copying, for read-only calls
+// that do not keep it (the lexer).
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

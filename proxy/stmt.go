@@ -262,14 +262,10 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if !ok {
 				break
 			}
-			if stmt == "" {
-				if pre := ss.ensureUnnamedLocked(bs); pre != nil {
-					splice(pos, pos, pre)
-				}
-				break
-			}
-			if pre, bsName, ok := ss.ensureLocked(bs, stmt); ok {
+			if pre, bsName, rename := ss.useStmtLocked(bs, stmt); rename {
 				splice(pos, end, pre, appendMsg(nil, 'B', cstr(portal), cstr(bsName), rest2))
+			} else if pre != nil {
+				splice(pos, pos, pre)
 			}
 		case 'D':
 			if !track || len(body) < 2 || body[0] != 'S' {
@@ -279,14 +275,10 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if !ok {
 				break
 			}
-			if stmt == "" {
-				if pre := ss.ensureUnnamedLocked(bs); pre != nil {
-					splice(pos, pos, pre)
-				}
-				break
-			}
-			if pre, bsName, ok := ss.ensureLocked(bs, stmt); ok {
+			if pre, bsName, rename := ss.useStmtLocked(bs, stmt); rename {
 				splice(pos, end, pre, appendMsg(nil, 'D', []byte{'S'}, cstr(bsName)))
+			} else if pre != nil {
+				splice(pos, pos, pre)
 			}
 		case 'C':
 			if !track {
@@ -337,6 +329,18 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 	pre = appendMsg(pre, 'P', cstr(bsName), []byte(cs.def))
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def})
 	return pre, bsName, true
+}
+
+// useStmtLocked prepares what a Bind or Describe of the client's statement
+// needs on this backend: the Parse to send first, if any, and the backend's
+// name for it. rename is false when the message goes out unchanged (the
+// unnamed statement, or a name the client never prepared: the backend
+// reports that).
+func (ss *session) useStmtLocked(bs *backendState, stmt string) (pre []byte, bsName string, rename bool) {
+	if stmt == "" {
+		return ss.ensureUnnamedLocked(bs), "", false
+	}
+	return ss.ensureLocked(bs, stmt)
 }
 
 // ensureUnnamedLocked re-creates the client's unnamed statement on a

@@ -558,3 +558,66 @@ func queryBool(t *testing.T, c *pgx.Conn, q string) bool {
 	}
 	return b
 }
+
+// DEALLOCATE name and DISCARD ALL sent by the client act on the client's
+// own statements, whichever backend holds them.
+func TestDeallocateNameAndDiscardAll(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 2}))
+	c := r.connectMode(t, "globex", pgx.QueryExecModeSimpleProtocol)
+	ctx := testCtx(t, 20*time.Second)
+	pc := c.PgConn()
+	for _, name := range []string{"d1", "d2", "d3"} {
+		if _, err := pc.Prepare(ctx, name, "select 1", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another client keeps one backend busy in a transaction now and then,
+	// so the DEALLOCATE may land on a backend that never saw d1.
+	other := r.connect(t, "globex")
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pc.Exec(ctx, "deallocate d1").ReadAll()
+	if err != nil || len(got) != 1 || got[0].CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("deallocate d1: %v %+v", err, got)
+	}
+	_ = tx.Rollback(ctx)
+	wantCode(t, pc.ExecPrepared(ctx, "d1", nil, nil, nil).Read().Err, "26000")
+	if got := pc.ExecPrepared(ctx, "d2", nil, nil, nil).Read(); got.Err != nil {
+		t.Fatalf("d2 after deallocating d1: %v", got.Err)
+	}
+	mustExec(t, c, "discard all")
+	wantCode(t, pc.ExecPrepared(ctx, "d2", nil, nil, nil).Read().Err, "26000")
+	wantCode(t, pc.ExecPrepared(ctx, "d3", nil, nil, nil).Read().Err, "26000")
+	if _, err := pc.Prepare(ctx, "d2", "select 2", nil); err != nil {
+		t.Fatalf("prepare after DISCARD ALL: %v", err)
+	}
+	if got := pc.ExecPrepared(ctx, "d2", nil, nil, nil).Read(); got.Err != nil || string(got.Rows[0][0]) != "2" {
+		t.Fatalf("d2 redefined: %v", got.Err)
+	}
+}
+
+// More statements than a backend keeps: the least recently used are closed
+// on the backend and prepared again when the client uses them.
+func TestBackendStatementLimitEvictsAndRecreates(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	c := r.connect(t, "globex")
+	ctx := testCtx(t, 60*time.Second)
+	pc := c.PgConn()
+	const n = 300 // above the per-backend limit of 250
+	for i := 0; i < n; i++ {
+		if _, err := pc.Prepare(ctx, fmt.Sprint("s", i), fmt.Sprintf("select %d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := queryInt(t, c, "select count(*) from pg_prepared_statements"); got > 250 {
+		t.Fatalf("backend holds %d statements, the limit is 250", got)
+	}
+	for _, i := range []int{0, 1, 299, 2} {
+		got := pc.ExecPrepared(ctx, fmt.Sprint("s", i), nil, nil, nil).Read()
+		if got.Err != nil || string(got.Rows[0][0]) != fmt.Sprint(i) {
+			t.Fatalf("s%d: %v %q", i, got.Err, got.Rows)
+		}
+	}
+}

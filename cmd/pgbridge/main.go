@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -42,8 +43,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		cfgPath := fs.String("config", "pgbridge.yaml", "configuration file")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (for load tests)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
+		}
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				fmt.Fprintf(stderr, "pgbridge: %v\n", err)
+				return 1
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintf(stderr, "pgbridge: %v\n", err)
+				return 1
+			}
+			defer pprof.StopCPUProfile()
 		}
 		return serve(*cfgPath, stderr)
 	case "check-config":

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgbridge/pgbridge/internal/pgtest"
@@ -33,12 +34,15 @@ func main() {
 	rounds := flag.Int("rounds", 2, "rounds; each round runs every target once")
 	poolSize := flag.Int("pool-size", 16, "backend pool size for both proxies")
 	targets := flag.String("targets", "direct,pgbouncer,pgbridge", "targets, comma-separated")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "pgbridge writes a CPU profile here")
 	flag.Parse()
 	if err := run(*bin, *mode, *clients, *threads, *dur, *rounds, *poolSize, strings.Split(*targets, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
+
+var cpuProfile string
 
 type target struct {
 	name string
@@ -201,12 +205,16 @@ tenants:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return 0, nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--config", path)
+	args := []string{"serve", "--config", path}
+	if cpuProfile != "" {
+		args = append(args, "--cpuprofile", cpuProfile)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
-	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
+	stop := func() { stopProcess(cmd, os.Interrupt) }
 	if err := waitPort(port); err != nil {
 		stop()
 		return 0, nil, err
@@ -252,12 +260,26 @@ max_client_conn = 1000
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
-	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
+	stop := func() { stopProcess(cmd, syscall.SIGTERM) } // immediate shutdown
 	if err := waitPort(port); err != nil {
 		stop()
 		return 0, nil, err
 	}
 	return port, stop, nil
+}
+
+// stopProcess signals a process we started and waits for it, killing it if
+// it has not exited after 10 s.
+func stopProcess(cmd *exec.Cmd, sig os.Signal) {
+	_ = cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
 
 func waitPort(port int) error {
