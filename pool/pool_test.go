@@ -640,9 +640,6 @@ func TestFairShareOnRelease(t *testing.T) {
 // and every tenant always has clients waiting, so a tenant's share of the
 // acquisitions is its share of the budget over time.
 func TestFairnessChurn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes seconds")
-	}
 	tests := []struct {
 		poolA, poolB int
 		wantA        float64
