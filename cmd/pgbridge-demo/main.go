@@ -87,7 +87,10 @@ tenants:
 
 	cmd := exec.Command(bin, "serve", "--config", path)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	// pgbridge gets the terminal's Ctrl-C itself; we wait for it to drain.
+	// pgbridge runs in its own process group so that a Ctrl-C reaches it
+	// once, forwarded by us, and it drains (a second signal would make it
+	// exit at once).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
