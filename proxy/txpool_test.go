@@ -621,3 +621,27 @@ func TestBackendStatementLimitEvictsAndRecreates(t *testing.T) {
 		}
 	}
 }
+
+// listen.max_client_connections caps clients across all tenants.
+func TestRouterWideClientConnectionCap(t *testing.T) {
+	r := startRouter(t, cfgMap{"listen": cfgMap{"max_client_connections": 2}})
+	a := r.connect(t, "acme")
+	r.connect(t, "globex")
+	_, err := connectCfg(t, connConfig(t, r.dsn("initech")))
+	pe := wantCode(t, err, "53300")
+	if pe.Severity != "FATAL" || !strings.Contains(pe.Message, "max_client_connections=2") {
+		t.Errorf("got %s %q", pe.Severity, pe.Message)
+	}
+	if got := queryInt(t, a, "select 1"); got != 1 {
+		t.Fatal("a connected client stopped working")
+	}
+	closeConn(a)
+	eventually(t, 5*time.Second, "the freed slot is usable", func() bool {
+		conn, err := connectCfg(t, connConfig(t, r.dsn("initech")))
+		if err != nil {
+			return false
+		}
+		closeConn(conn)
+		return true
+	})
+}
