@@ -645,3 +645,43 @@ func TestRouterWideClientConnectionCap(t *testing.T) {
 		return true
 	})
 }
+
+// One client cannot make the router keep unbounded statements: past the
+// limit a new statement fails with 54000 when it runs.
+func TestClientStatementLimit(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	c := r.connect(t, "globex")
+	ctx := testCtx(t, 120*time.Second)
+	pc := c.PgConn()
+	const limit = 10000
+	p := pc.StartPipeline(ctx)
+	for i := 0; i < limit; i++ {
+		p.SendPrepare(fmt.Sprint("l", i), "select 1", nil)
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		res, err := p.GetResults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok {
+			break
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Prepare(ctx, "one_too_many", "select 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	pe := wantCode(t, pc.ExecPrepared(ctx, "one_too_many", nil, nil, nil).Read().Err, "54000")
+	if !strings.Contains(pe.Message, "too many prepared statements") {
+		t.Errorf("message %q", pe.Message)
+	}
+	// The statements within the limit still work.
+	if got := pc.ExecPrepared(ctx, "l9999", nil, nil, nil).Read(); got.Err != nil || string(got.Rows[0][0]) != "1" {
+		t.Fatalf("l9999: %v", got.Err)
+	}
+}
