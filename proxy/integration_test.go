@@ -1017,14 +1017,7 @@ func TestTenantClientConnectionCap(t *testing.T) {
 		}
 	}
 	closeConn(c1)
-	eventually(t, 5*time.Second, "acme's freed slot usable", func() bool {
-		conn, err := connectCfg(t, connConfig(t, r.dsn("acme")))
-		if err != nil {
-			return false
-		}
-		closeConn(conn)
-		return true
-	})
+	r.eventuallyLogsIn(t, "acme")
 }
 
 // 13. Backend errors pass through unchanged and leave the session usable;

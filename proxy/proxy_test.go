@@ -279,6 +279,20 @@ func (r *router) connect(t *testing.T, tenant string, extra ...string) *pgx.Conn
 	return conn
 }
 
+// eventuallyLogsIn waits until a login as tenant succeeds again (a freed
+// connection slot is counted as free once the session has ended).
+func (r *router) eventuallyLogsIn(t *testing.T, tenant string) {
+	t.Helper()
+	eventually(t, 5*time.Second, tenant+" can log in again", func() bool {
+		conn, err := connectCfg(t, connConfig(t, r.dsn(tenant)))
+		if err != nil {
+			return false
+		}
+		closeConn(conn)
+		return true
+	})
+}
+
 // ---------------------------------------------------------------------------
 // Small helpers
 
