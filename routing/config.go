@@ -47,12 +47,14 @@ func defaultConfig() *Config {
 			IdleTimeout:    5 * time.Minute,
 			MaxLifetime:    time.Hour,
 		},
-		Log: Log{Level: "info", Format: "auto"},
+		Log:     Log{Level: "info", Format: "auto"},
+		Metrics: Metrics{TenantLabels: true},
 		Defaults: Policy{
 			PoolMode:             PoolTransaction,
 			PoolSize:             10,
 			MaxClientConnections: 200,
 			PoolWaitTimeout:      5 * time.Second,
+			MaxMessageSize:       64 << 20,
 		},
 		Tenants: map[string]*Tenant{},
 		users:   map[string]*Tenant{},
@@ -565,6 +567,9 @@ func (l *loader) build(r *rawConfig) *Config {
 	l.admin(root("admin"), r.Admin, &c.Admin)
 	budgetOK := l.backend(root("backend"), r.Backend, &c.Backend)
 	l.log(root("log"), r.Log, &c.Log)
+	if r.Metrics != nil {
+		l.setBool(root("metrics").key("tenant_labels"), r.Metrics.TenantLabels, &c.Metrics.TenantLabels)
+	}
 
 	dp := root("defaults")
 	setP := l.policy(dp, r.Defaults, &c.Defaults)
@@ -576,15 +581,27 @@ func (l *loader) build(r *rawConfig) *Config {
 		l.errorf(tp, 0, "at least one tenant is required")
 	}
 	dbOwner := map[string]string{}
-	minSum := 0
+	minSum, resSum, iam := 0, 0, false
 	for _, name := range sortedKeys(r.Tenants) {
 		t := l.tenant(tp.item(name), name, r.Tenants[name], c, dbOwner, budgetOK, budget)
 		minSum += t.Policy.MinPoolSize
+		resSum += t.Policy.ReservedConnections
+		iam = iam || t.BackendAuth == BackendAuthIAM
 		c.Tenants[name] = t
 	}
 	if budgetOK && minSum > budget {
 		l.errorf(root("backend").key("max_connections"), 0,
 			"the tenants' min_pool_size values add up to %d, more than backend.max_connections=%d", minSum, budget)
+	}
+	if budgetOK && resSum > budget {
+		l.errorf(root("backend").key("max_connections"), 0,
+			"the tenants' reserved_connections values add up to %d, more than backend.max_connections=%d", resSum, budget)
+	}
+	if iam && c.Backend.AWSRegion == "" {
+		l.errorf(root("backend").key("aws_region"), 0, "required when a tenant uses backend_auth: iam")
+	}
+	if iam && c.Backend.TLS.Mode == BackendTLSDisable {
+		l.errorf(root("backend").key("tls").key("mode"), 0, "IAM authentication needs TLS to the backend; use require, verify-ca or verify-full")
 	}
 	return c
 }
@@ -669,6 +686,7 @@ func (l *loader) backend(p kp, r *rawBackend, dst *Backend) (budgetOK bool) {
 	l.setDuration(p.key("resume_timeout"), r.ResumeTimeout, &dst.ResumeTimeout)
 	l.setDuration(p.key("idle_timeout"), r.IdleTimeout, &dst.IdleTimeout)
 	l.setDuration(p.key("max_lifetime"), r.MaxLifetime, &dst.MaxLifetime)
+	l.setString(p.key("aws_region"), r.AWSRegion, &dst.AWSRegion)
 
 	tp := p.key("tls")
 	rt := r.TLS
@@ -701,12 +719,11 @@ func (l *loader) log(p kp, r *rawLog, dst *Log) {
 	}
 	setEnum(l, p.key("level"), r.Level, &dst.Level, "debug", "info", "warn", "error")
 	setEnum(l, p.key("format"), r.Format, &dst.Format, "json", "console", "auto")
-	var queries bool // not supported yet: only checked, see unsupportedKeys
-	l.setBool(p.key("queries"), r.Queries, &queries)
+	l.setBool(p.key("queries"), r.Queries, &dst.Queries)
 }
 
 // policySet tells which policy keys a section set successfully.
-type policySet struct{ poolSize, minPoolSize bool }
+type policySet struct{ poolSize, minPoolSize, reserved bool }
 
 // policy applies the keys r sets on top of dst.
 func (l *loader) policy(p kp, r *rawPolicy, dst *Policy) policySet {
@@ -726,6 +743,8 @@ func (l *loader) policy(p kp, r *rawPolicy, dst *Policy) policySet {
 	l.setRate(p.key("query_rate"), r.QueryRate, &dst.QueryRate)
 	l.setInt(p.key("query_burst"), r.QueryBurst, &dst.QueryBurst, 0, math.MaxInt)
 	l.setRate(p.key("connection_rate"), r.ConnectionRate, &dst.ConnectionRate)
+	s.reserved = l.setInt(p.key("reserved_connections"), r.ReservedConnections, &dst.ReservedConnections, 0, math.MaxInt)
+	l.setInt(p.key("max_message_size"), r.MaxMessageSize, &dst.MaxMessageSize, 1024, 1<<30)
 	return s
 }
 
@@ -739,6 +758,13 @@ func (l *loader) checkPolicy(p kp, pol Policy, s policySet, budgetOK bool, budge
 			at = p.key("pool_size")
 		}
 		l.errorf(at, 0, "min_pool_size %d is larger than pool_size %d", pol.MinPoolSize, pol.PoolSize)
+	}
+	if pol.ReservedConnections > pol.PoolSize && (isDefaults || s.reserved || s.poolSize) {
+		at := p.key("reserved_connections")
+		if !s.reserved && s.poolSize {
+			at = p.key("pool_size")
+		}
+		l.errorf(at, 0, "reserved_connections %d is larger than pool_size %d", pol.ReservedConnections, pol.PoolSize)
 	}
 	if budgetOK && pol.PoolSize > budget && (isDefaults || s.poolSize) {
 		l.errorf(p.key("pool_size"), 0, "%d is larger than the whole backend budget backend.max_connections=%d", pol.PoolSize, budget)
@@ -774,8 +800,13 @@ func (l *loader) tenant(p kp, name string, r *rawTenant, c *Config, dbOwner map[
 	if (l.setString(up, r.BackendUser, &t.BackendUser) || r.BackendUser == nil) && t.BackendUser == "" {
 		l.errorf(up, 0, "required")
 	}
+	t.BackendAuth = BackendAuthPassword
+	setEnum(l, p.key("backend_auth"), r.BackendAuth, &t.BackendAuth, BackendAuthPassword, BackendAuthIAM)
 	pw, present, _ := l.secret(p, "backend_password", r.BackendPassword, r.BackendPasswordFile)
-	if !present {
+	switch {
+	case t.BackendAuth == BackendAuthIAM && present:
+		l.errorf(p.key("backend_password"), 0, "not used with backend_auth: iam; remove it")
+	case t.BackendAuth != BackendAuthIAM && !present:
 		l.errorf(p.key("backend_password"), 0, "missing backend credentials: set backend_password or backend_password_file")
 	}
 	t.BackendPassword = pw

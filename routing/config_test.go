@@ -137,6 +137,7 @@ func TestMinimalConfigDefaults(t *testing.T) {
 		MinPoolSize:          0,
 		MaxClientConnections: 200,
 		PoolWaitTimeout:      5 * time.Second,
+		MaxMessageSize:       64 << 20,
 	}
 	if c.Defaults != wantPolicy {
 		t.Errorf("Defaults = %+v, want %+v", c.Defaults, wantPolicy)
@@ -201,6 +202,7 @@ tenants:
 	defaults := Policy{
 		PoolMode: PoolSession, PoolSize: 8, MinPoolSize: 1, MaxClientConnections: 0,
 		PoolWaitTimeout: 2 * time.Second, StatementTimeout: 30 * time.Second, IdleInTransactionTimeout: time.Minute,
+		MaxMessageSize: 64 << 20,
 	}
 	if c.Defaults != defaults {
 		t.Errorf("Defaults = %+v, want %+v", c.Defaults, defaults)
@@ -245,6 +247,18 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"defaults.pool_size: 10 is larger than the whole backend budget backend.max_connections=5"}},
 		{"min_pool_size sum above budget", "backend: {host: db, max_connections: 10}\ndefaults: {pool_size: 6, min_pool_size: 6}\ntenants:\n" + tenantYAML("acme", "d1", "u1", "") + tenantYAML("globex", "d2", "u2", ""),
 			[]string{"backend.max_connections: the tenants' min_pool_size values add up to 12, more than backend.max_connections=10"}},
+		{"reserved_connections above pool_size", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    pool_size: 3\n    reserved_connections: 4\n"),
+			[]string{"tenants.acme.reserved_connections: reserved_connections 4 is larger than pool_size 3"}},
+		{"reserved_connections sum above budget", "backend: {host: db, max_connections: 10}\ndefaults: {pool_size: 6, reserved_connections: 6}\ntenants:\n" + tenantYAML("acme", "d1", "u1", "") + tenantYAML("globex", "d2", "u2", ""),
+			[]string{"backend.max_connections: the tenants' reserved_connections values add up to 12, more than backend.max_connections=10"}},
+		{"max_message_size too small", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    max_message_size: 10\n"),
+			[]string{"tenants.acme.max_message_size: 10 must be between 1024 and 1073741824"}},
+		{"iam with a backend password", "backend: {host: db, aws_region: eu-west-1, tls: {mode: require}}\ntenants:\n" + tenantYAML("acme", "d", "u", "    backend_auth: iam\n"),
+			[]string{"tenants.acme.backend_auth: not supported yet in this version of pgbridge", "tenants.acme.backend_password: not used with backend_auth: iam; remove it"}},
+		{"iam without region or TLS", "backend: {host: db, tls: {mode: disable}}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n",
+			[]string{"backend.aws_region: required when a tenant uses backend_auth: iam", "backend.tls.mode: IAM authentication needs TLS to the backend; use require, verify-ca or verify-full", "tenants.acme.backend_auth: not supported yet in this version of pgbridge"}},
+		{"unknown backend_auth", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    backend_auth: kerberos\n"),
+			[]string{"tenants.acme.backend_auth: \"kerberos\" is not one of password, iam"}},
 		{"max_connections zero", "backend: {host: db, max_connections: 0}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
 			[]string{"backend.max_connections: 0 must be at least 1"}},
 		{"duplicate user", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d1", "app", "") + tenantYAML("globex", "d2", "app", ""),
@@ -688,21 +702,18 @@ func TestNotSupportedKeys(t *testing.T) {
 	tests := []struct{ name, src, path string }{
 		{"admin address", "admin: {address: ':9632'}\n", "admin.address"},
 		{"admin users", "admin:\n  users:\n    ops: {scram: '" + exampleVerifier + "'}\n", "admin.users"},
-		{"log queries", "log: {queries: true}\n", "log.queries"},
-		{"defaults max_statement_timeout", "defaults: {max_statement_timeout: 5m}\n", "defaults.max_statement_timeout"},
-		{"defaults client_idle_timeout", "defaults: {client_idle_timeout: 1m}\n", "defaults.client_idle_timeout"},
-		{"defaults query_rate", "defaults: {query_rate: 100}\n", "defaults.query_rate"},
-		{"defaults query_burst", "defaults: {query_burst: 10}\n", "defaults.query_burst"},
-		{"defaults connection_rate", "defaults: {connection_rate: 0.5}\n", "defaults.connection_rate"},
-		{"tenant max_statement_timeout", "TENANT:    max_statement_timeout: 5m\n", "tenants.acme.max_statement_timeout"},
-		{"tenant client_idle_timeout", "TENANT:    client_idle_timeout: 1m\n", "tenants.acme.client_idle_timeout"},
-		{"tenant query_rate", "TENANT:    query_rate: 100\n", "tenants.acme.query_rate"},
-		{"tenant query_burst", "TENANT:    query_burst: 10\n", "tenants.acme.query_burst"},
-		{"tenant connection_rate", "TENANT:    connection_rate: 2\n", "tenants.acme.connection_rate"},
+		{"tenant backend_auth iam", "FULL:backend: {host: db, aws_region: eu-west-1}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n", "tenants.acme.backend_auth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := tt.src
+			if strings.HasPrefix(src, "FULL:") {
+				got := parseErr(t, strings.TrimPrefix(src, "FULL:"), nil)
+				if got != tt.path+msg+lineSuffix(got) {
+					t.Errorf("error = %q, want exactly %q (plus line)", got, tt.path+msg)
+				}
+				return
+			}
 			extra := ""
 			if rest, ok := strings.CutPrefix(src, "TENANT:"); ok {
 				src, extra = "", rest
@@ -909,7 +920,8 @@ func TestFullExample(t *testing.T) {
 		acme.Policy.IdleInTransactionTimeout != time.Minute {
 		t.Errorf("acme policy = %+v", acme.Policy)
 	}
-	want := Policy{PoolMode: PoolSession, PoolSize: 5, MaxClientConnections: 50, PoolWaitTimeout: 10 * time.Second, StatementTimeout: 30 * time.Second}
+	want := Policy{PoolMode: PoolSession, PoolSize: 5, MaxClientConnections: 50, PoolWaitTimeout: 10 * time.Second,
+		StatementTimeout: 30 * time.Second, MaxStatementTimeout: 5 * time.Minute, MaxMessageSize: 64 << 20}
 	if globex.Policy != want {
 		t.Errorf("globex policy = %+v, want %+v", globex.Policy, want)
 	}

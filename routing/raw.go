@@ -20,6 +20,7 @@ type rawConfig struct {
 	Admin    *rawAdmin             `yaml:"admin"`
 	Backend  *rawBackend           `yaml:"backend"`
 	Log      *rawLog               `yaml:"log"`
+	Metrics  *rawMetrics           `yaml:"metrics"`
 	Defaults *rawPolicy            `yaml:"defaults"`
 	Tenants  map[string]*rawTenant `yaml:"tenants"`
 }
@@ -53,6 +54,11 @@ type rawBackend struct {
 	ResumeTimeout  *scalar        `yaml:"resume_timeout"`
 	IdleTimeout    *scalar        `yaml:"idle_timeout"`
 	MaxLifetime    *scalar        `yaml:"max_lifetime"`
+	AWSRegion      *scalar        `yaml:"aws_region"`
+}
+
+type rawMetrics struct {
+	TenantLabels *scalar `yaml:"tenant_labels"`
 }
 
 type rawBackendTLS struct {
@@ -79,6 +85,8 @@ type rawPolicy struct {
 	QueryRate                *scalar `yaml:"query_rate"`
 	QueryBurst               *scalar `yaml:"query_burst"`
 	ConnectionRate           *scalar `yaml:"connection_rate"`
+	ReservedConnections      *scalar `yaml:"reserved_connections"`
+	MaxMessageSize           *scalar `yaml:"max_message_size"`
 }
 
 type rawTenant struct {
@@ -86,6 +94,7 @@ type rawTenant struct {
 	BackendUser         *scalar                   `yaml:"backend_user"`
 	BackendPassword     *scalar                   `yaml:"backend_password"`
 	BackendPasswordFile *scalar                   `yaml:"backend_password_file"`
+	BackendAuth         *scalar                   `yaml:"backend_auth"`
 	Users               map[string]*rawCredential `yaml:"users"`
 	rawPolicy           `yaml:",inline"`
 }

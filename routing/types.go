@@ -43,6 +43,7 @@ type Config struct {
 	Admin    Admin
 	Backend  Backend
 	Log      Log
+	Metrics  Metrics
 	Defaults Policy
 	// Tenants by tenant name. Every tenant's Policy is Defaults with the
 	// tenant's own overrides applied.
@@ -89,6 +90,26 @@ type Backend struct {
 	ResumeTimeout  time.Duration
 	IdleTimeout    time.Duration // 0 = never close idle connections
 	MaxLifetime    time.Duration // 0 = unlimited
+	// AWSRegion is the region RDS IAM auth tokens are signed for
+	// (tenants with BackendAuth == BackendAuthIAM).
+	AWSRegion string
+}
+
+// BackendAuth is how the router proves a tenant's backend role to the cluster.
+type BackendAuth string
+
+const (
+	// BackendAuthPassword uses the tenant's backend_password.
+	BackendAuthPassword BackendAuth = "password"
+	// BackendAuthIAM signs an RDS IAM auth token per dial.
+	BackendAuthIAM BackendAuth = "iam"
+)
+
+// Metrics configures the Prometheus exposition.
+type Metrics struct {
+	// TenantLabels false folds every tenant into one series (tenant="")
+	// for fleets with thousands of tenants.
+	TenantLabels bool
 }
 
 // BackendTLS is the TLS policy towards the cluster.
@@ -101,6 +122,8 @@ type BackendTLS struct {
 type Log struct {
 	Level  string // debug | info | warn | error
 	Format string // json | console | auto (console on a terminal)
+	// Queries allows query text in logs (off by default: it may hold data).
+	Queries bool
 }
 
 // Policy is the set of per-tenant limits; Config.Defaults holds the values a
@@ -118,6 +141,11 @@ type Policy struct {
 	QueryRate                float64       // per second; 0 = unlimited
 	QueryBurst               int
 	ConnectionRate           float64 // new client connections per second; 0 = unlimited
+	// ReservedConnections is a guaranteed minimum share of the backend
+	// budget: other tenants' demand never takes it away.
+	ReservedConnections int
+	// MaxMessageSize caps one protocol message from a client (bytes).
+	MaxMessageSize int
 }
 
 // Tenant is one Bridge tenant: its own database, its own backend role, and
@@ -127,6 +155,7 @@ type Tenant struct {
 	Database        string
 	BackendUser     string
 	BackendPassword string
+	BackendAuth     BackendAuth
 	Users           map[string]Credential
 	Policy          Policy
 }

@@ -19,19 +19,8 @@ var unsupportedKeys = []struct {
 }{
 	{"admin.address", nonZero},
 	{"admin.users", nonZero}, // value is the number of admin logins
-	{"log.queries", nonZero},
 
-	{"defaults.max_statement_timeout", nonZero},
-	{"defaults.client_idle_timeout", nonZero},
-	{"defaults.query_rate", nonZero},
-	{"defaults.query_burst", nonZero},
-	{"defaults.connection_rate", nonZero},
-
-	{"tenants.*.max_statement_timeout", nonZero},
-	{"tenants.*.client_idle_timeout", nonZero},
-	{"tenants.*.query_rate", nonZero},
-	{"tenants.*.query_burst", nonZero},
-	{"tenants.*.connection_rate", nonZero},
+	{"tenants.*.backend_auth", func(v any) bool { return v == string(BackendAuthIAM) }},
 }
 
 func nonZero(v any) bool {
