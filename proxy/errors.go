@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgbridge/pgbridge/internal/stats"
 )
 
 // Reason names a router-originated condition. It is the metric label and
@@ -14,19 +17,29 @@ import (
 type Reason string
 
 // The catalogue of conditions the router itself reports (DESIGN.md §3).
+// Where a condition is counted, its Reason is the metric label of
+// internal/stats.
 const (
-	ReasonAuthFailed       Reason = "auth_failed"
-	ReasonDatabaseMismatch Reason = "database_mismatch"
-	ReasonClientCap        Reason = "client_cap"
-	ReasonGlobalCap        Reason = "global_cap"
-	ReasonPoolTimeout      Reason = "pool_timeout"
-	ReasonShutdown         Reason = "shutdown"
-	ReasonBackendDown      Reason = "backend_unavailable"
-	ReasonProtocol         Reason = "protocol_violation"
-	ReasonTLSRequired      Reason = "tls_required"
-	ReasonLoginTimeout     Reason = "login_timeout"
-	ReasonTooLarge         Reason = "message_too_large"
-	ReasonInternal         Reason = "internal"
+	ReasonAuthFailed        Reason = stats.RejectAuthFailed
+	ReasonDatabaseMismatch  Reason = stats.RejectDatabase
+	ReasonClientCap         Reason = stats.RejectClientCap
+	ReasonGlobalCap         Reason = stats.RejectGlobalCap
+	ReasonPoolTimeout       Reason = stats.RejectPoolTimeout
+	ReasonRateLimit         Reason = stats.RejectRateLimit
+	ReasonConnectionRate    Reason = stats.RejectConnectionRate
+	ReasonLoginThrottled    Reason = stats.RejectLoginThrottled
+	ReasonTooLarge          Reason = stats.RejectMessageTooLarge
+	ReasonStatementTimeout  Reason = stats.CancelStatementTimeout
+	ReasonIdleInTransaction Reason = stats.CloseIdleInTransaction
+	ReasonClientIdle        Reason = stats.CloseClientIdle
+	ReasonShutdown          Reason = stats.CloseDrain
+	ReasonTenantRemoved     Reason = stats.CloseTenantRemoved
+	ReasonKilled            Reason = stats.CloseKilled
+	ReasonBackendDown       Reason = "backend_unavailable"
+	ReasonProtocol          Reason = "protocol_violation"
+	ReasonTLSRequired       Reason = "tls_required"
+	ReasonLoginTimeout      Reason = "login_timeout"
+	ReasonInternal          Reason = "internal"
 )
 
 // clientError is an error the router sends to a client as an ErrorResponse.
@@ -55,6 +68,43 @@ func errPoolTimeout(tenant string, wait string) *clientError {
 	return &clientError{reason: ReasonPoolTimeout, severity: "ERROR", code: "53300",
 		message: fmt.Sprintf("pgbridge: no backend connection for tenant %q became free within pool_wait_timeout (%s)", tenant, wait),
 		hint:    "The tenant's pool is busy; retry, shorten transactions, or raise pool_size."}
+}
+
+func errRateLimit(tenant string, rate float64, wait time.Duration) *clientError {
+	return &clientError{reason: ReasonRateLimit, severity: "ERROR", code: "53400",
+		message: fmt.Sprintf("pgbridge: tenant %q is over its query rate (query_rate=%g/s); no token within %s", tenant, rate, wait),
+		hint:    "Slow down or raise query_rate/query_burst for this tenant."}
+}
+
+func errConnectionRate(tenant string, rate float64) *clientError {
+	return fatal(ReasonConnectionRate, "53400", "Reconnect more slowly, reuse connections, or raise connection_rate for this tenant.",
+		"tenant %q is over its login rate (connection_rate=%g/s)", tenant, rate)
+}
+
+func errLoginThrottled(retry time.Duration) *clientError {
+	return fatal(ReasonLoginThrottled, "53400", "",
+		"too many failed login attempts from this address for this user; retry in %s", retry.Round(time.Second))
+}
+
+func errStatementTimeout(limit time.Duration) *clientError {
+	return &clientError{reason: ReasonStatementTimeout, severity: "ERROR", code: "57014",
+		message: fmt.Sprintf("pgbridge: canceling statement: it ran longer than max_statement_timeout (%s)", limit),
+		hint:    "The router enforces this limit whatever statement_timeout the session sets; make the statement faster or raise max_statement_timeout."}
+}
+
+func errIdleInTransaction(limit time.Duration) *clientError {
+	return fatal(ReasonIdleInTransaction, "25P03", "The transaction was rolled back; commit or roll back promptly, or raise idle_in_transaction_timeout.",
+		"terminating connection: idle in transaction longer than idle_in_transaction_timeout (%s)", limit)
+}
+
+func errClientIdle(limit time.Duration) *clientError {
+	return fatal(ReasonClientIdle, "57P05", "Reconnect when needed; the pool closes sessions idle longer than client_idle_timeout.",
+		"terminating connection: idle longer than client_idle_timeout (%s)", limit)
+}
+
+func errTooLarge(size, limit int) *clientError {
+	return fatal(ReasonTooLarge, "54000", "Send smaller messages (split large statements or COPY data) or raise max_message_size.",
+		"message of %d bytes exceeds max_message_size (%d bytes)", size, limit)
 }
 
 func errShutdown() *clientError {

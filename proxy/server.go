@@ -22,6 +22,9 @@ type Option func(*Server)
 // WithLogger sets the logger (default: no logging).
 func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
 
+// WithClock sets the clock the guardrail timeouts are measured with.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
 // Server accepts client connections and routes each to its tenant's pool.
 type Server struct {
 	cfg        *routing.Config
@@ -30,14 +33,20 @@ type Server struct {
 	tls        *tls.Config
 	mockSecret []byte // for the fake SCRAM exchange of unknown users
 	nextID     atomic.Uint64
+	now        func() time.Time
+	throttle   *loginThrottle
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	cancels   map[cancelKey]*session
-	clients   map[string]int // tenant -> connected clients
+	tenants   map[string]*tenantState
 	draining  bool
 	wg        sync.WaitGroup // one per connection goroutine
+
+	wdOnce sync.Once
+	wdStop chan struct{} // closed by Shutdown
+	wdDone chan struct{} // closed when the watchdog has returned
 }
 
 // New builds a Server for cfg that takes backends from p.
@@ -50,7 +59,14 @@ func New(cfg *routing.Config, p *pool.Manager, opts ...Option) (*Server, error) 
 		listeners:  make(map[net.Listener]struct{}),
 		sessions:   make(map[*session]struct{}),
 		cancels:    make(map[cancelKey]*session),
-		clients:    make(map[string]int),
+		tenants:    make(map[string]*tenantState, len(cfg.Tenants)),
+		now:        time.Now,
+		throttle:   newLoginThrottle(throttleEntries),
+		wdStop:     make(chan struct{}),
+		wdDone:     make(chan struct{}),
+	}
+	for name, t := range cfg.Tenants {
+		s.tenants[name] = newTenantState(t)
 	}
 	for _, o := range opts {
 		o(s)
@@ -81,6 +97,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	s.wdOnce.Do(func() { go s.watchdog() })
 
 	serveDone, shutDone := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -124,6 +141,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // boundary until ctx ends, then terminates the rest with 57P01. It returns
 // when every session has ended.
 func (s *Server) Shutdown(ctx context.Context) {
+	defer s.stopWatchdog()
 	s.mu.Lock()
 	s.draining = true
 	for ln := range s.listeners {
@@ -180,12 +198,12 @@ func (s *Server) register(ss *session) error {
 		return fatal(ReasonGlobalCap, "53300", "Retry later; the router serves its maximum number of clients (listen.max_client_connections).",
 			"too many client connections (max_client_connections=%d)", max)
 	}
-	t := ss.tenant
-	if max := t.Policy.MaxClientConnections; max > 0 && s.clients[t.Name] >= max {
+	ts := ss.ts
+	if max := ts.tenant().Policy.MaxClientConnections; max > 0 && ts.clients >= max {
 		return fatal(ReasonClientCap, "53300", "Close idle connections or raise max_client_connections for this tenant.",
-			"too many client connections for tenant %q (max_client_connections=%d)", t.Name, max)
+			"too many client connections for tenant %q (max_client_connections=%d)", ts.name, max)
 	}
-	s.clients[t.Name]++
+	ts.clients++
 	s.sessions[ss] = struct{}{}
 	s.cancels[ss.key] = ss
 	return nil
@@ -199,10 +217,14 @@ func (s *Server) unregister(ss *session) {
 	}
 	delete(s.sessions, ss)
 	delete(s.cancels, ss.key)
-	s.clients[ss.tenant.Name]--
-	if s.clients[ss.tenant.Name] == 0 {
-		delete(s.clients, ss.tenant.Name)
-	}
+	ss.ts.clients--
+}
+
+// tenantState returns the live state of a configured tenant.
+func (s *Server) tenantState(name string) *tenantState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tenants[name]
 }
 
 func (s *Server) lookupCancel(k cancelKey) *session {

@@ -13,17 +13,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"golang.org/x/time/rate"
+
+	"github.com/pgbridge/pgbridge/internal/stats"
 	"github.com/pgbridge/pgbridge/pool"
 	"github.com/pgbridge/pgbridge/proxy/internal/sqllex"
 	"github.com/pgbridge/pgbridge/proxy/internal/wire"
-	"github.com/pgbridge/pgbridge/routing"
 )
 
 const (
 	clientBufSize  = 8 << 10
 	backendBufSize = 32 << 10
-	// maxMessageSize caps one client message (DESIGN: max_message_size).
-	maxMessageSize = 64 << 20
 )
 
 // backendReaders recycles the per-attachment read buffers of the backend
@@ -46,7 +46,7 @@ type session struct {
 	tls   bool
 	start time.Time
 
-	tenant     *routing.Tenant
+	ts         *tenantState // the tenant's live state; set at login
 	startup    *startupMessage
 	registered bool
 
@@ -65,6 +65,14 @@ type session struct {
 	draining   bool          // end the session at the next transaction boundary
 	closing    bool
 	skipToSync bool // after a router error in an extended-protocol batch
+
+	// Guardrail bookkeeping (watchdog.go), guarded by mu.
+	busySince    time.Time     // when the request being served started
+	idleSince    time.Time     // when the client last got its turn (pending reached 0)
+	routerCancel time.Duration // max_statement_timeout that cancelled the running request; 0 = none
+	guardFired   bool          // a time limit is closing the session
+	waiting      bool          // waiting for a query token or a backend
+	endReason    Reason        // why the router ended the session, "" when the client did
 
 	// Transaction-mode statement handling (stmt.go). stmts and obuf belong
 	// to the client loop; the rest is guarded by mu.
@@ -114,6 +122,11 @@ func (ss *session) run() {
 	_ = ss.nc.SetDeadline(time.Time{})
 	ss.log.Info("client connected", zap.Bool("tls", ss.tls))
 	reason := ss.serve()
+	ss.mu.Lock()
+	if ss.endReason != "" {
+		reason = string(ss.endReason)
+	}
+	ss.mu.Unlock()
 	ss.log.Info("client disconnected", zap.String("reason", reason), zap.Duration("duration", time.Since(ss.start)))
 }
 
@@ -125,6 +138,9 @@ func (ss *session) refuse(err error) {
 	switch {
 	case errors.As(err, &ce):
 		ss.log.Info("login refused", zap.String("reason", string(ce.reason)), zap.String("sqlstate", ce.code))
+		if ss.ts != nil {
+			ss.ts.stats.Rejections.Inc(string(ce.reason))
+		}
 		ss.writeError(err)
 	case errors.As(err, &pe):
 		ss.log.Info("login refused by backend", zap.String("sqlstate", pe.Code))
@@ -174,6 +190,7 @@ func (ss *session) serve() string {
 // forwardClient handles the complete client messages at the front of the
 // buffer. It returns "more" when a partial message needs more bytes.
 func (ss *session) forwardClient() (reason string, done bool, err error) {
+	maxMsg := ss.ts.tenant().Policy.MaxMessageSize
 	pos, syncs := 0, 0
 	boundary := false
 	terminate := false
@@ -188,8 +205,9 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		if !ok {
 			break
 		}
-		if total > maxMessageSize {
-			return "message too large", true, fatal(ReasonTooLarge, "54000", "", "message of %d bytes exceeds the limit of %d bytes", total, maxMessageSize)
+		if total > maxMsg {
+			ss.ts.stats.Rejections.Inc(string(ReasonTooLarge))
+			return "message too large", true, errTooLarge(total, maxMsg)
 		}
 		if pos+total > ss.crd.Buffered() {
 			if pos == 0 && total > clientBufSize && typ == 'd' {
@@ -236,6 +254,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "more", false, nil
 	}
 	if pos > 0 {
+		ss.ts.stats.BytesIn.Add(uint64(pos))
 		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite, query); err != nil {
 			return "backend error", true, err
 		}
@@ -283,6 +302,12 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		}
 		rewrite = true
 	}
+	if lim := ss.ts.queries.Load(); lim != nil {
+		var err error
+		if batch, rewrite, query, err = ss.limitRate(lim, batch, syncs, boundary, rewrite, query); err != nil || batch == nil {
+			return err
+		}
+	}
 	be, pre, err := ss.attach(batch, syncs, boundary)
 	if err != nil || be == nil {
 		return err
@@ -318,26 +343,99 @@ func queryText(frame []byte) string {
 	return unsafeString(frame[5 : len(frame)-1])
 }
 
+// limitRate takes query tokens for a batch: one per request it ends, and
+// one for a batch that starts a transaction. Waiting is bounded by
+// pool_wait_timeout; without a token the batch is refused with 53400 the
+// way PostgreSQL would refuse its first message: by the router when no
+// backend is attached, else by replacing each request with a statement
+// the backend fails (so the transaction state stays the backend's). A
+// batch that does not end a request while a backend is attached waits for
+// its token without a bound: there is no way to refuse part of a request.
+// A nil batch with a nil error means the router answered.
+func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundary, rewrite, query bool) ([]byte, bool, bool, error) {
+	ss.mu.Lock()
+	attached := ss.be != nil
+	ss.mu.Unlock()
+	n := syncs
+	if !attached {
+		n = max(n, 1)
+	}
+	if n == 0 {
+		return batch, rewrite, query, nil
+	}
+	n = min(n, lim.Burst())
+	if lim.AllowN(time.Now(), n) {
+		return batch, rewrite, query, nil
+	}
+	pol := ss.ts.tenant().Policy
+	ctx := ss.ctx
+	bounded := !attached || boundary
+	if bounded && pol.PoolWaitTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, pol.PoolWaitTimeout)
+		defer cancel()
+	}
+	ss.setWaiting(true)
+	err := lim.WaitN(ctx, n)
+	ss.setWaiting(false)
+	if err == nil {
+		return batch, rewrite, query, nil
+	}
+	if ss.ctx.Err() != nil {
+		return nil, false, false, errShutdown()
+	}
+	refusal := errRateLimit(ss.ts.name, pol.QueryRate, pol.PoolWaitTimeout)
+	ss.ts.stats.Rejections.Inc(string(ReasonRateLimit))
+	ss.log.Info("query refused", zap.String("reason", string(ReasonRateLimit)))
+	if !attached {
+		return nil, false, false, ss.answerRefusal(batch, refusal)
+	}
+	q := appendMsg(nil, 'Q', cstr(refusalSQL(refusal.code, refusal.message)))
+	out := make([]byte, 0, syncs*len(q))
+	for range syncs {
+		out = append(out, q...)
+	}
+	return out, false, true, nil
+}
+
+func (ss *session) setWaiting(w bool) {
+	ss.mu.Lock()
+	ss.waiting = w
+	ss.mu.Unlock()
+}
+
 // attach makes sure a backend is attached and accounts for the batch about
 // to be written to it. A nil backend with a nil error means the batch was
 // answered by the router (a pool timeout). pre is what must be written
 // before the batch: the statement that gives a fresh backend this client's
 // session parameters.
 func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn, pre []byte, err error) {
+	ts := ss.ts
+	ts.stats.Queries.Add(uint64(syncs))
 	ss.mu.Lock()
 	be = ss.be
 	if be != nil {
+		if ss.pending == 0 && ss.boundary {
+			ss.busySince = ss.srv.now()
+		}
 		ss.pending += syncs
 		ss.boundary = boundary
 		ss.mu.Unlock()
 		return be, nil, nil
 	}
+	ss.waiting = true
 	ss.mu.Unlock()
 
-	be, err = ss.srv.pool.Acquire(ss.ctx, ss.tenant.Name)
+	t0 := ss.srv.now()
+	be, err = ss.srv.pool.Acquire(ss.ctx, ts.name)
+	t1 := ss.srv.now()
+	ts.stats.PoolWait.Observe(t1.Sub(t0))
+	ss.setWaiting(false)
 	if err != nil {
 		if errors.Is(err, pool.ErrWaitTimeout) {
-			return nil, nil, ss.answerPoolTimeout(batch)
+			ts.stats.Rejections.Inc(string(ReasonPoolTimeout))
+			ss.log.Info("pool wait timeout", zap.Duration("pool_wait_timeout", ts.tenant().Policy.PoolWaitTimeout))
+			return nil, nil, ss.answerRefusal(batch, errPoolTimeout(ts.name, ts.tenant().Policy.PoolWaitTimeout.String()))
 		}
 		return nil, nil, ss.acquireError(err, false)
 	}
@@ -361,6 +459,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.be = be
 	ss.pending = syncs
 	ss.boundary = boundary
+	ss.busySince = t1
 	ss.expect = ss.expect[:0]
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
@@ -373,11 +472,12 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	return be, pre, nil
 }
 
-// answerPoolTimeout replies to a batch the router could not run: an
-// ErrorResponse, then ReadyForQuery for each request it contained. Without
-// a Sync in the batch, later messages are skipped up to the next Sync.
-func (ss *session) answerPoolTimeout(batch []byte) error {
-	out := encodeError(nil, errPoolTimeout(ss.tenant.Name, ss.tenant.Policy.PoolWaitTimeout.String()))
+// answerRefusal replies to a batch the router could not run (no backend
+// attached): an ErrorResponse, then ReadyForQuery for each request it
+// contained. Without a Sync in the batch, later messages are skipped up to
+// the next Sync.
+func (ss *session) answerRefusal(batch []byte, refusal *clientError) error {
+	out := encodeError(nil, refusal)
 	n, _ := countSyncs(batch)
 	for i := 0; i < n; i++ {
 		out = append(out, readyIdle...)
@@ -385,7 +485,9 @@ func (ss *session) answerPoolTimeout(batch []byte) error {
 	if n == 0 {
 		ss.skipToSync = true
 	}
-	ss.log.Info("pool wait timeout", zap.Duration("pool_wait_timeout", ss.tenant.Policy.PoolWaitTimeout))
+	ss.mu.Lock()
+	ss.idleSince = ss.srv.now()
+	ss.mu.Unlock()
 	return ss.writeClient(out)
 }
 
@@ -396,7 +498,7 @@ func (ss *session) acquireError(err error, login bool) error {
 	case errors.As(err, &pe):
 		return pe
 	case errors.Is(err, pool.ErrWaitTimeout):
-		e := errPoolTimeout(ss.tenant.Name, ss.tenant.Policy.PoolWaitTimeout.String())
+		e := errPoolTimeout(ss.ts.name, ss.ts.tenant().Policy.PoolWaitTimeout.String())
 		if login {
 			e.severity = "FATAL"
 		}
@@ -485,6 +587,20 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 			case 'E':
 				if swallow > 0 {
 					ss.log.Warn("backend refused the client's startup parameters; they are not applied")
+					break
+				}
+				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
+				if len(code) == 5 {
+					ss.ts.stats.Errors.Inc(code[:2])
+				}
+				if code == "57014" {
+					if e := ss.takeRouterCancel(); e != nil {
+						// The router cancelled it: say which limit did.
+						obuf = append(obuf, rd.Bytes()[start:pos]...)
+						obuf = encodeError(obuf, e)
+						start = pos + total
+						dropped = true
+					}
 				}
 				if ss.tracking {
 					ss.mu.Lock()
@@ -551,6 +667,18 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned boo
 		ss.pending--
 	}
 	ss.txStatus = status
+	now := ss.srv.now()
+	st := &ss.ts.stats
+	st.QueryDuration.Observe(now.Sub(ss.busySince))
+	if status == 'I' {
+		st.Transactions.Add(1)
+	}
+	ss.routerCancel = 0
+	if ss.pending > 0 {
+		ss.busySince = now // the next request's turn
+	} else {
+		ss.idleSince = now
+	}
 	if ss.pending == 0 && ss.boundary && status == 'I' && ss.tracking && ss.pinned == "" {
 		ss.be = nil
 		return true, true
@@ -655,6 +783,7 @@ func (ss *session) cancelRunning() {
 	if ss.be == nil || ss.pending == 0 {
 		return
 	}
+	ss.ts.stats.Cancels.Inc(stats.CancelClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := ss.be.Cancel(ctx); err != nil {
@@ -677,6 +806,14 @@ func (ss *session) drain() {
 // kill sends err to the client (if it is one we can report) and closes the
 // connection; the session's goroutines then wind down.
 func (ss *session) kill(err error) {
+	var ce *clientError
+	if errors.As(err, &ce) {
+		ss.mu.Lock()
+		if ss.endReason == "" {
+			ss.endReason = ce.reason
+		}
+		ss.mu.Unlock()
+	}
 	ss.cancel()
 	ss.writeError(err)
 	_ = ss.nc.Close()
@@ -690,6 +827,9 @@ func (ss *session) writeError(err error) {
 }
 
 func (ss *session) writeClient(b []byte) error {
+	if ss.ts != nil {
+		ss.ts.stats.BytesOut.Add(uint64(len(b)))
+	}
 	ss.wmu.Lock()
 	_, err := ss.nc.Write(b)
 	ss.wmu.Unlock()
@@ -748,6 +888,41 @@ func isTimeout(err error) bool {
 
 func isClosedErr(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// takeRouterCancel returns the error that replaces a 57014 the router
+// caused with max_statement_timeout, or nil when the client (or the
+// backend's own statement_timeout) cancelled.
+func (ss *session) takeRouterCancel() *clientError {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.routerCancel <= 0 {
+		return nil
+	}
+	lim := ss.routerCancel
+	ss.routerCancel = -1 // reported; no second rewrite before the next request
+	return errStatementTimeout(lim)
+}
+
+// sqlstate returns the SQLSTATE (field 'C') of an ErrorResponse or
+// NoticeResponse body, "" when absent.
+func sqlstate(body []byte) string {
+	for len(body) > 0 && body[0] != 0 {
+		typ := body[0]
+		body = body[1:]
+		end := 0
+		for end < len(body) && body[end] != 0 {
+			end++
+		}
+		if typ == 'C' {
+			return string(body[:end])
+		}
+		if end == len(body) {
+			return ""
+		}
+		body = body[end+1:]
+	}
+	return ""
 }
 
 // unsafeString views b as a string without copying, for read-only calls

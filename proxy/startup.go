@@ -101,12 +101,26 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	}
 
 	tenant, cred, known := cfg.LookupUser(sm.user)
+	var ts *tenantState
+	if known {
+		ts = ss.srv.tenantState(tenant.Name)
+		known = ts != nil
+	}
+	// Password guessing: a (client address, user) pair with many recent
+	// failures waits before it may try again, known user or not.
+	tkey := throttleKey(ss.nc.RemoteAddr(), sm.user)
+	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
+		ss.ts = ts // counted for the tenant when the user is one of its logins
+		return false, errLoginThrottled(wait)
+	}
 	v := cred.Verifier
 	if !known {
 		v = scram.MockVerifier(sm.user, ss.srv.mockSecret)
 	}
 	if err := ss.authenticate(v); err != nil {
 		if errors.Is(err, scram.ErrAuthFailed) || !known {
+			ss.srv.throttle.fail(tkey, ss.srv.now())
+			ss.ts = ts
 			return false, errAuthFailed(sm.user)
 		}
 		return false, err
@@ -114,11 +128,13 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	if !known {
 		return false, errAuthFailed(sm.user) // unreachable with a mock verifier
 	}
+	ss.srv.throttle.succeed(tkey)
+	ss.ts = ts
+	tenant = ts.tenant()
 	if !cfg.TenantForDatabase(tenant, sm.database) {
 		return false, fatal(ReasonDatabaseMismatch, "3D000", fmt.Sprintf("User %q may only connect to database %q.", sm.user, tenant.Database),
 			"database %q is not available to user %q", sm.database, sm.user)
 	}
-	ss.tenant = tenant
 	ss.startup = sm
 	ss.tracking = tenant.Policy.PoolMode == routing.PoolTransaction
 	ss.stmts = make(map[string]*clientStmt)
@@ -127,6 +143,9 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	ss.log = ss.log.With(zap.String("tenant", tenant.Name))
+	if lim := ts.logins.Load(); lim != nil && !lim.Allow() {
+		return false, errConnectionRate(tenant.Name, tenant.Policy.ConnectionRate)
+	}
 	if err := ss.srv.register(ss); err != nil {
 		return false, err
 	}
@@ -151,6 +170,9 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	}
 	ss.wantParams = want
 	ss.paramsKey, ss.paramsKeys = paramsKey(want)
+	ss.mu.Lock()
+	ss.idleSince = ss.srv.now()
+	ss.mu.Unlock()
 	return true, ss.sendWelcome(params)
 }
 

@@ -385,6 +385,7 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	}
 	if eff.Pins() && ss.tracking && ss.pinned == "" {
 		ss.pinned = pinReason(eff)
+		ss.ts.stats.Pins.Inc(ss.pinned)
 		ss.log.Debug("session pinned to its backend", zap.String("reason", ss.pinned))
 	}
 	if eff&sqllex.EffectDiscardAll != 0 {

@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgbridge/pgbridge/pool"
+)
+
+// The watchdog enforces the guardrails that are about time: statements
+// running past max_statement_timeout are cancelled, sessions idle in a
+// transaction past idle_in_transaction_timeout or idle past
+// client_idle_timeout are closed. One goroutine per server looks at every
+// session each tick, so the hot path only stamps times on state changes
+// and arms no timers. Enforcement is late by at most one tick.
+
+const (
+	minTick = 5 * time.Millisecond
+	maxTick = 250 * time.Millisecond
+)
+
+// tick is the watchdog period: a twentieth of the shortest configured
+// timeout, within [minTick, maxTick].
+func (s *Server) tick() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := maxTick
+	for _, ts := range s.tenants {
+		p := ts.tenant().Policy
+		for _, v := range []time.Duration{p.MaxStatementTimeout, p.IdleInTransactionTimeout, p.ClientIdleTimeout} {
+			if v > 0 {
+				d = min(d, v/20)
+			}
+		}
+	}
+	return max(d, minTick)
+}
+
+func (s *Server) watchdog() {
+	defer close(s.wdDone)
+	period := s.tick()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var list []*session
+	for {
+		select {
+		case <-s.wdStop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		list = list[:0]
+		for ss := range s.sessions {
+			list = append(list, ss)
+		}
+		s.mu.Unlock()
+		now := s.now()
+		for i, ss := range list {
+			ss.watch(now)
+			list[i] = nil
+		}
+		if p := s.tick(); p != period { // a reload changed the timeouts
+			period = p
+			t.Reset(p)
+		}
+	}
+}
+
+// stopWatchdog stops the watchdog and waits for it; safe to call more than
+// once, and when it never started.
+func (s *Server) stopWatchdog() {
+	s.mu.Lock()
+	select {
+	case <-s.wdStop:
+	default:
+		close(s.wdStop)
+	}
+	s.mu.Unlock()
+	s.wdOnce.Do(func() { close(s.wdDone) }) // never started: nothing to wait for
+	<-s.wdDone
+}
+
+// watch applies the time limits to one session.
+func (ss *session) watch(now time.Time) {
+	pol := ss.ts.tenant().Policy
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closing || ss.guardFired {
+		return
+	}
+	busy := ss.be != nil && (ss.pending > 0 || !ss.boundary)
+	switch {
+	case busy:
+		if lim := pol.MaxStatementTimeout; lim > 0 && ss.routerCancel == 0 && now.Sub(ss.busySince) >= lim {
+			ss.routerCancel = lim
+			ss.ts.stats.Cancels.Inc(string(ReasonStatementTimeout))
+			go ss.cancelStatement(ss.be, ss.busySince)
+		}
+	case ss.txStatus == 'T' || ss.txStatus == 'E':
+		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
+			ss.guardFired = true
+			go ss.end(errIdleInTransaction(lim))
+		}
+	default:
+		if lim := pol.ClientIdleTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
+			ss.guardFired = true
+			go ss.end(errClientIdle(lim))
+		}
+	}
+}
+
+// cancelStatement sends a cancel request for the request that started at
+// since, if it is still running on be.
+func (ss *session) cancelStatement(be *pool.Conn, since time.Time) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.be != be || !ss.busySince.Equal(since) || ss.routerCancel == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := be.Cancel(ctx); err != nil {
+		ss.log.Info("statement cancel failed", zap.Error(err))
+		return
+	}
+	ss.log.Info("statement cancelled", zap.String("reason", string(ReasonStatementTimeout)), zap.Duration("max_statement_timeout", ss.routerCancel))
+}
+
+// end closes the session for a guardrail: counted, logged, reported.
+func (ss *session) end(err *clientError) {
+	ss.ts.stats.SessionCloses.Inc(string(err.reason))
+	ss.kill(err)
+}
