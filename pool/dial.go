@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -88,7 +89,12 @@ func RuntimeParams(p routing.Policy) map[string]string {
 		rp["statement_timeout"] = strconv.FormatInt(p.StatementTimeout.Milliseconds(), 10)
 	}
 	if p.IdleInTransactionTimeout > 0 {
-		rp["idle_in_transaction_session_timeout"] = strconv.FormatInt(p.IdleInTransactionTimeout.Milliseconds(), 10)
+		// The router enforces the limit itself (closing the client with
+		// 25P03 and discarding the backend); the backend's own timeout is
+		// a backstop at twice the limit, so it never wins the race and
+		// leaves the client with a dead connection instead of the router's
+		// error.
+		rp["idle_in_transaction_session_timeout"] = strconv.FormatInt((2*p.IdleInTransactionTimeout + time.Second).Milliseconds(), 10)
 	}
 	return rp
 }

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -367,6 +369,9 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	if lim.AllowN(time.Now(), n) {
 		return batch, rewrite, query, nil
 	}
+	if attached && endsTransaction(batch) {
+		return batch, rewrite, query, nil // never keep a transaction open for want of a token
+	}
 	pol := ss.ts.tenant().Policy
 	ctx := ss.ctx
 	bounded := !attached || boundary
@@ -396,6 +401,26 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 		out = append(out, q...)
 	}
 	return out, false, true, nil
+}
+
+// endsTransaction reports whether batch is one simple Query that only
+// ends a transaction (COMMIT, ROLLBACK, END, ABORT, with optional words
+// such as WORK or AND CHAIN).
+func endsTransaction(batch []byte) bool {
+	if len(batch) < 6 || batch[0] != 'Q' || len(batch) != 1+int(binary.BigEndian.Uint32(batch[1:5])) {
+		return false
+	}
+	q := strings.TrimSpace(queryText(batch))
+	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
+	if strings.ContainsAny(q, ";'\"$-/") {
+		return false
+	}
+	first, _, _ := strings.Cut(q, " ")
+	switch strings.ToLower(first) {
+	case "commit", "rollback", "end", "abort":
+		return !strings.Contains(strings.ToLower(q), " to ") // ROLLBACK TO SAVEPOINT keeps the transaction
+	}
+	return false
 }
 
 func (ss *session) setWaiting(w bool) {

@@ -87,7 +87,7 @@ func (ss *session) watch(now time.Time) {
 	pol := ss.ts.tenant().Policy
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.closing || ss.guardFired {
+	if ss.closing || ss.guardFired || ss.idleSince.IsZero() { // zero: still logging in
 		return
 	}
 	busy := ss.be != nil && (ss.pending > 0 || !ss.boundary)

@@ -1,0 +1,396 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Issue 4: every limit is tripped here against the real cluster, with its
+// SQLSTATE checked, and with another session of the same tenant and
+// another tenant shown to be unaffected.
+
+// statsOf reads a tenant's live counters.
+func (r *router) counter(tenant, kind, reason string) uint64 {
+	st := r.srv.TenantStats(tenant)
+	switch kind {
+	case "reject":
+		return st.Rejections.Get(reason)
+	case "cancel":
+		return st.Cancels.Get(reason)
+	case "close":
+		return st.SessionCloses.Get(reason)
+	}
+	panic(kind)
+}
+
+func TestMaxStatementTimeoutCannotBeSetAway(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"max_statement_timeout": "1s"}))
+	conn := r.connect(t, "acme")
+	other := r.connect(t, "globex")
+
+	// globex has no router cap: its long statement runs to the end while
+	// acme's is cancelled.
+	otherDone := make(chan error, 1)
+	go func() {
+		_, err := other.Exec(testCtx(t, 15*time.Second), "select pg_sleep(1.5)")
+		otherDone <- err
+	}()
+
+	mustExec(t, conn, "SET statement_timeout = 0")
+	start := time.Now()
+	_, err := conn.Exec(testCtx(t, 15*time.Second), "select pg_sleep(5)")
+	took := time.Since(start)
+	pe := wantCode(t, err, "57014")
+	if !strings.Contains(pe.Message, "max_statement_timeout (1s)") {
+		t.Errorf("message %q does not name the limit", pe.Message)
+	}
+	if took < 900*time.Millisecond || took > 3*time.Second {
+		t.Errorf("cancelled after %s, want about 1s", took)
+	}
+	// The session survives and keeps its own SET (it is pinned).
+	if got := queryString(t, conn, "show statement_timeout"); got != "0" {
+		t.Errorf("statement_timeout after the cancel = %q", got)
+	}
+	if err := <-otherDone; err != nil {
+		t.Errorf("globex statement: %v", err)
+	}
+	if n := r.counter("acme", "cancel", "statement_timeout"); n != 1 {
+		t.Errorf("acme statement_timeout cancels = %d, want 1", n)
+	}
+	if n := r.counter("globex", "cancel", "statement_timeout"); n != 0 {
+		t.Errorf("globex statement_timeout cancels = %d, want 0", n)
+	}
+
+	// A client's own cancel still reports PostgreSQL's message.
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = conn.PgConn().CancelRequest(testCtx(t, 5*time.Second))
+	}()
+	_, err = conn.Exec(testCtx(t, 15*time.Second), "select pg_sleep(0.8)")
+	if pe := wantCode(t, err, "57014"); strings.Contains(pe.Message, "pgbridge") {
+		t.Errorf("client cancel reported as %q", pe.Message)
+	}
+	if n := queryInt(t, conn, "select 7"); n != 7 {
+		t.Errorf("after client cancel: %d", n)
+	}
+	if n := r.counter("acme", "cancel", "client"); n != 1 {
+		t.Errorf("client cancels = %d, want 1", n)
+	}
+}
+
+func TestIdleInTransactionTimeoutClosesAndDiscards(t *testing.T) {
+	const table = "guard_iit"
+	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "300ms"}))
+	setup := r.connect(t, "acme")
+	mustExec(t, setup, "create table if not exists "+table+" (v int)")
+	mustExec(t, setup, "truncate "+table)
+
+	conn := r.connect(t, "acme")
+	busy := r.connect(t, "acme")
+	other := r.connect(t, "globex")
+
+	mustExec(t, other, "begin")
+	mustExec(t, conn, "begin")
+	mustExec(t, conn, "insert into "+table+" values (1)")
+
+	// Another acme session keeps working (each of its transactions is
+	// short), while conn sits idle in its transaction.
+	eventually(t, 5*time.Second, "the idle transaction to be closed", func() bool {
+		if n := queryInt(t, busy, "select 1"); n != 1 {
+			t.Fatalf("busy session: %d", n)
+		}
+		return r.counter("acme", "close", "idle_in_transaction") == 1
+	})
+	_, err := conn.Exec(testCtx(t, 5*time.Second), "commit")
+	pe := wantCode(t, err, "25P03")
+	if pe.Severity != "FATAL" || !strings.Contains(pe.Message, "idle_in_transaction_timeout (300ms)") {
+		t.Errorf("error = %s %q", pe.Severity, pe.Message)
+	}
+	// The transaction was not committed, and no backend is left in it.
+	if n := queryInt(t, setup, "select count(*) from "+table); n != 0 {
+		t.Errorf("rows after the closed transaction = %d, want 0", n)
+	}
+	eventually(t, 5*time.Second, "no acme backend idle in transaction", func() bool {
+		return superInt(t, "postgres", "select count(*) from pg_stat_activity where datname = $1 and state like 'idle in transaction%'",
+			tenants["acme"].Database) == 0
+	})
+	// globex has no limit: its transaction, idle for longer, still commits.
+	mustExec(t, other, "commit")
+	if n := r.counter("globex", "close", "idle_in_transaction"); n != 0 {
+		t.Errorf("globex closes = %d", n)
+	}
+}
+
+func TestClientIdleTimeout(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"client_idle_timeout": "300ms"}))
+	idle := r.connect(t, "acme")
+	active := r.connect(t, "acme")
+	other := r.connect(t, "globex")
+
+	eventually(t, 5*time.Second, "the idle session to be closed", func() bool {
+		if n := queryInt(t, active, "select 1"); n != 1 {
+			t.Fatalf("active session: %d", n)
+		}
+		return r.counter("acme", "close", "client_idle") >= 1
+	})
+	_, err := idle.Exec(testCtx(t, 5*time.Second), "select 1")
+	pe := wantCode(t, err, "57P05")
+	if !strings.Contains(pe.Message, "client_idle_timeout") {
+		t.Errorf("message %q", pe.Message)
+	}
+	if n := r.counter("acme", "close", "client_idle"); n != 1 {
+		t.Errorf("acme client_idle closes = %d, want exactly 1 (the active session must stay)", n)
+	}
+	if n := queryInt(t, other, "select 2"); n != 2 {
+		t.Errorf("globex after %s idle: %d", 300*time.Millisecond, n)
+	}
+}
+
+func TestQueryRateLimit(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 3, "pool_wait_timeout": "100ms"}))
+	conn := r.connect(t, "acme")
+	other := r.connect(t, "globex")
+
+	var refused *pgconn.PgError
+	for i := 0; i < 10 && refused == nil; i++ {
+		_, err := conn.Exec(testCtx(t, 5*time.Second), "select 1")
+		if err != nil {
+			refused = wantCode(t, err, "53400")
+		}
+	}
+	if refused == nil {
+		t.Fatal("10 queries at once passed a 1/s limit with burst 3")
+	}
+	if refused.Severity != "ERROR" || !strings.Contains(refused.Message, "query_rate=1/s") {
+		t.Errorf("refusal = %s %q", refused.Severity, refused.Message)
+	}
+	// Another tenant is not limited.
+	for i := 0; i < 50; i++ {
+		if n := queryInt(t, other, "select $1::int", i); n != int64(i) {
+			t.Fatalf("globex query %d = %d", i, n)
+		}
+	}
+	// The session is still usable once a token is back.
+	eventually(t, 5*time.Second, "a token", func() bool {
+		_, err := conn.Exec(testCtx(t, 5*time.Second), "select 1")
+		return err == nil
+	})
+
+	if r.counter("acme", "reject", "rate_limit") < 1 || r.counter("globex", "reject", "rate_limit") != 0 {
+		t.Errorf("rate_limit rejections acme=%d globex=%d", r.counter("acme", "reject", "rate_limit"), r.counter("globex", "reject", "rate_limit"))
+	}
+}
+
+// Inside a transaction the refusal comes from the backend, so the
+// transaction is failed like after any error; ROLLBACK is never refused.
+func TestQueryRateLimitInsideTransaction(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			r := startRouter(t, tenantOverride("acme", cfgMap{"pool_mode": mode, "query_rate": 0.5, "query_burst": 3, "pool_wait_timeout": "100ms"}))
+			conn := r.connect(t, "acme")
+			tx, err := conn.Begin(testCtx(t, 5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var refused *pgconn.PgError
+			for i := 0; i < 10 && refused == nil; i++ {
+				if _, err := tx.Exec(testCtx(t, 5*time.Second), "select $1::int", i); err != nil {
+					refused = wantCode(t, err, "53400")
+				}
+			}
+			if refused == nil {
+				t.Fatal("no refusal inside the transaction")
+			}
+			if !strings.Contains(refused.Message, "query_rate") {
+				t.Errorf("message %q", refused.Message)
+			}
+			if err := tx.Rollback(testCtx(t, 5*time.Second)); err != nil {
+				t.Fatalf("rollback after the refusal: %v", err)
+			}
+			if st := conn.PgConn().TxStatus(); st != 'I' {
+				t.Errorf("transaction status after rollback = %c", st)
+			}
+		})
+	}
+}
+
+func TestConnectionRate(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"connection_rate": 0.5}))
+	r.connect(t, "acme")
+	_, err := connectCfg(t, connConfig(t, r.dsn("acme")))
+	pe := wantCode(t, err, "53400")
+	if pe.Severity != "FATAL" || !strings.Contains(pe.Message, "connection_rate") {
+		t.Errorf("refusal = %s %q", pe.Severity, pe.Message)
+	}
+	for range 5 { // globex logs in as often as it likes
+		r.connect(t, "globex")
+	}
+	r.eventuallyLogsIn(t, "acme")
+	if n := r.counter("acme", "reject", "connection_rate"); n < 1 {
+		t.Errorf("connection_rate rejections = %d", n)
+	}
+}
+
+// dialFrom makes pgx connect from a given loopback source address.
+func dialFrom(src string) pgconn.DialFunc {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	return d.DialContext
+}
+
+func TestFailedLoginsAreThrottledPerAddressAndUser(t *testing.T) {
+	r := startRouter(t)
+	bad := connConfig(t, r.dsn("acme", "password=wrong"))
+	for i := 0; i < 5; i++ {
+		_, err := connectCfg(t, bad)
+		wantCode(t, err, "28P01")
+	}
+	// Now even the right password waits, from this address for this user.
+	_, err := connectCfg(t, connConfig(t, r.dsn("acme")))
+	pe := wantCode(t, err, "53400")
+	if !strings.Contains(pe.Message, "too many failed login attempts") {
+		t.Errorf("message %q", pe.Message)
+	}
+	// Unknown users are throttled the same way (nothing tells them apart).
+	ghost := connConfig(t, r.dsn("acme", "user=ghost"))
+	for i := 0; i < 5; i++ {
+		_, err := connectCfg(t, ghost)
+		wantCode(t, err, "28P01")
+	}
+	_, err = connectCfg(t, ghost)
+	wantCode(t, err, "53400")
+
+	// Another user from the same address, and the same user from another
+	// address, are not affected.
+	r.connect(t, "globex")
+	cc := connConfig(t, r.dsn("acme"))
+	cc.DialFunc = dialFrom("127.0.0.2")
+	if _, err := connectCfg(t, cc); err != nil {
+		t.Fatalf("acme from 127.0.0.2: %v", err)
+	}
+	if n := r.counter("acme", "reject", "login_throttled"); n != 1 {
+		t.Errorf("acme login_throttled = %d, want 1", n)
+	}
+	if n := r.counter("acme", "reject", "auth_failed"); n != 5 {
+		t.Errorf("acme auth_failed = %d, want 5", n)
+	}
+}
+
+func TestMaxMessageSize(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"max_message_size": 4096}))
+	conn := r.connect(t, "acme")
+	other := r.connect(t, "acme")
+	globex := r.connect(t, "globex")
+	big := "select '" + strings.Repeat("x", 8000) + "'::text"
+
+	_, err := conn.Exec(testCtx(t, 5*time.Second), big)
+	pe := wantCode(t, err, "54000")
+	if pe.Severity != "FATAL" || !strings.Contains(pe.Message, "max_message_size (4096 bytes)") {
+		t.Errorf("refusal = %s %q", pe.Severity, pe.Message)
+	}
+	if n := queryInt(t, other, "select length($1::text)", strings.Repeat("y", 3000)); n != 3000 {
+		t.Errorf("acme under the limit: %d", n)
+	}
+	if n := queryInt(t, globex, "select length(("+strings.TrimPrefix(big, "select ")+"))"); n != 8000 {
+		t.Errorf("globex with the default limit: %d", n)
+	}
+	if n := r.counter("acme", "reject", "message_too_large"); n != 1 {
+		t.Errorf("message_too_large = %d", n)
+	}
+}
+
+// The noisy neighbour of issue 4: tenant A floods a small shared budget,
+// tenant B's few clients keep low latency and see no errors.
+func TestNoisyNeighbour(t *testing.T) {
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"max_connections": 8}},
+		tenantOverride("acme", cfgMap{"pool_size": 5, "max_client_connections": 100, "pool_wait_timeout": "2s"}),
+		tenantOverride("globex", cfgMap{"pool_size": 5}),
+	)
+	const noisy, quiet = 64, 4
+	ctx, stop := context.WithTimeout(context.Background(), 6*time.Second)
+	defer stop()
+
+	var mu sync.Mutex
+	var aErrs []error
+	var bLat []time.Duration
+	var bErrs []error
+	var wg sync.WaitGroup
+	connectAll := func(tenant string, n int) []*pgx.Conn {
+		conns := make([]*pgx.Conn, n)
+		for i := range conns {
+			conns[i] = r.connect(t, tenant)
+		}
+		return conns
+	}
+	aConns, bConns := connectAll("acme", noisy), connectAll("globex", quiet)
+	for _, c := range aConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := c.Exec(ctx, "select pg_sleep(0.05)"); err != nil && ctx.Err() == nil {
+					mu.Lock()
+					aErrs = append(aErrs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the flood fill the budget first
+	for _, c := range bConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				_, err := c.Exec(ctx, "select 1")
+				if ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				if err != nil {
+					bErrs = append(bErrs, err)
+				} else {
+					bLat = append(bLat, time.Since(t0))
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+
+	if len(bErrs) > 0 {
+		t.Errorf("quiet tenant got %d errors, first: %v", len(bErrs), bErrs[0])
+	}
+	if len(bLat) < 100 {
+		t.Fatalf("quiet tenant ran only %d queries", len(bLat))
+	}
+	sort.Slice(bLat, func(i, j int) bool { return bLat[i] < bLat[j] })
+	p50, p99 := bLat[len(bLat)/2], bLat[len(bLat)*99/100]
+	t.Logf("quiet tenant: %d queries, p50 %s, p99 %s; noisy tenant errors: %d", len(bLat), p50, p99, len(aErrs))
+	if p99 > 50*time.Millisecond {
+		t.Errorf("quiet tenant p99 = %s, want under 50ms", p99)
+	}
+	for _, err := range aErrs {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "53300" {
+			t.Errorf("noisy tenant error other than a pool wait timeout: %v", err)
+			break
+		}
+	}
+	if open, limit := r.pool.Budget(); open > limit {
+		t.Errorf("budget overrun: %d open of %d", open, limit)
+	}
+	_ = fmt.Sprint
+}
