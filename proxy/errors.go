@@ -107,6 +107,16 @@ func errTooLarge(size, limit int) *clientError {
 		"message of %d bytes exceeds max_message_size (%d bytes)", size, limit)
 }
 
+func errKilled() *clientError {
+	return fatal(ReasonKilled, "57P01", "An administrator ended this session from the pgbridge admin console; reconnect.",
+		"terminating connection due to administrator command")
+}
+
+func errTenantRemoved(tenant string) *clientError {
+	return fatal(ReasonTenantRemoved, "57P01", "The tenant was removed from the pgbridge configuration.",
+		"terminating connection: tenant %q is no longer served by this router", tenant)
+}
+
 func errShutdown() *clientError {
 	return fatal(ReasonShutdown, "57P01", "Reconnect; another pgbridge instance or this one after restart will serve you.",
 		"terminating connection because the router is shutting down")

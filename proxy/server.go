@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,10 @@ type Option func(*Server)
 // WithLogger sets the logger (default: no logging).
 func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
 
+// WithReloader sets what the admin console's RELOAD runs (reload the
+// configuration file and apply it); without one RELOAD is refused.
+func WithReloader(f func() error) Option { return func(s *Server) { s.reloader = f } }
+
 // WithClock sets the clock the guardrail timeouts are measured with.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
@@ -30,16 +35,18 @@ type Server struct {
 	cfg        *routing.Config
 	pool       *pool.Manager
 	log        *zap.Logger
-	tls        *tls.Config
+	tls        atomic.Pointer[tls.Config] // nil: TLS not offered
 	mockSecret []byte // for the fake SCRAM exchange of unknown users
 	nextID     atomic.Uint64
 	now        func() time.Time
 	throttle   *loginThrottle
+	reloader   func() error
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	cancels   map[cancelKey]*session
+	admins    map[*session]struct{} // admin console sessions
 	tenants   map[string]*tenantState
 	draining  bool
 	wg        sync.WaitGroup // one per connection goroutine
@@ -59,6 +66,7 @@ func New(cfg *routing.Config, p *pool.Manager, opts ...Option) (*Server, error) 
 		listeners:  make(map[net.Listener]struct{}),
 		sessions:   make(map[*session]struct{}),
 		cancels:    make(map[cancelKey]*session),
+		admins:     make(map[*session]struct{}),
 		tenants:    make(map[string]*tenantState, len(cfg.Tenants)),
 		now:        time.Now,
 		throttle:   newLoginThrottle(throttleEntries),
@@ -74,14 +82,65 @@ func New(cfg *routing.Config, p *pool.Manager, opts ...Option) (*Server, error) 
 	if _, err := rand.Read(s.mockSecret); err != nil {
 		return nil, err
 	}
-	if t := cfg.Listen.TLS; t.Mode != routing.ListenTLSDisable && t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc, err := listenTLS(cfg.Listen.TLS)
+	if err != nil {
+		return nil, err
 	}
+	s.tls.Store(tc)
 	return s, nil
+}
+
+// listenTLS loads the client-facing certificate; nil when TLS is off.
+func listenTLS(t routing.ListenTLS) (*tls.Config, error) {
+	if t.Mode == routing.ListenTLSDisable || t.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Reload applies a new configuration to the running server: new tenants
+// are served at once, changed limits apply to live sessions, a changed
+// certificate applies to new connections, and sessions of removed tenants
+// end with 57P01 after their current transaction. Sessions of unchanged
+// tenants never notice. The pool is updated separately (pool.Manager.Update).
+// On error nothing changed.
+func (s *Server) Reload(cfg *routing.Config) error {
+	tc, err := listenTLS(cfg.Listen.TLS)
+	if err != nil {
+		return fmt.Errorf("listen.tls: %w", err)
+	}
+	s.mu.Lock()
+	s.cfg = cfg
+	s.tls.Store(tc)
+	for name, t := range cfg.Tenants {
+		if ts := s.tenants[name]; ts != nil {
+			ts.apply(t)
+		} else {
+			s.tenants[name] = newTenantState(t)
+		}
+	}
+	var removed []*session
+	for name, ts := range s.tenants {
+		if _, ok := cfg.Tenants[name]; ok {
+			continue
+		}
+		delete(s.tenants, name)
+		ts.resume() // a paused tenant's waiters must see the removal
+		for ss := range s.sessions {
+			if ss.ts == ts {
+				removed = append(removed, ss)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range removed {
+		ss.drain(errTenantRemoved(ss.ts.name))
+	}
+	return nil
 }
 
 // Serve accepts connections on ln until ctx ends, then drains: it stops
@@ -104,7 +163,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(shutDone)
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Listen.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), s.config().Listen.ShutdownTimeout)
 			defer cancel()
 			s.Shutdown(sctx)
 		case <-serveDone:
@@ -151,10 +210,13 @@ func (s *Server) Shutdown(ctx context.Context) {
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
 	}
+	for ss := range s.admins {
+		ss.kill(errShutdown())
+	}
 	s.mu.Unlock()
 	// Idle sessions end now; busy ones end at their next boundary.
 	for _, ss := range sessions {
-		ss.drain()
+		ss.drain(errShutdown())
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -218,6 +280,13 @@ func (s *Server) unregister(ss *session) {
 	delete(s.sessions, ss)
 	delete(s.cancels, ss.key)
 	ss.ts.clients--
+}
+
+// config returns the configuration in force.
+func (s *Server) config() *routing.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
 }
 
 // tenantState returns the live state of a configured tenant.

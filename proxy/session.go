@@ -51,6 +51,7 @@ type session struct {
 	ts         *tenantState // the tenant's live state; set at login
 	startup    *startupMessage
 	registered bool
+	admin      bool // an admin console session
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -64,7 +65,7 @@ type session struct {
 	boundary   bool          // the last client message ended a request
 	txStatus   byte          // status byte of the latest ReadyForQuery
 	pumpFailed bool          // the pump could not write to the client
-	draining   bool          // end the session at the next transaction boundary
+	drainErr   *clientError  // end the session with this at the next transaction boundary
 	closing    bool
 	skipToSync bool // after a router error in an extended-protocol batch
 
@@ -107,8 +108,8 @@ func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
 
 func (ss *session) run() {
 	defer ss.cleanup()
-	lctx, lcancel := context.WithTimeout(ss.ctx, ss.srv.cfg.Listen.LoginTimeout)
-	_ = ss.nc.SetDeadline(time.Now().Add(ss.srv.cfg.Listen.LoginTimeout))
+	lctx, lcancel := context.WithTimeout(ss.ctx, ss.srv.config().Listen.LoginTimeout)
+	_ = ss.nc.SetDeadline(time.Now().Add(ss.srv.config().Listen.LoginTimeout))
 	ok, err := ss.login(lctx)
 	lcancel()
 	if err != nil {
@@ -123,6 +124,11 @@ func (ss *session) run() {
 	}
 	_ = ss.nc.SetDeadline(time.Time{})
 	ss.log.Info("client connected", zap.Bool("tls", ss.tls))
+	if ss.admin {
+		reason := ss.serveAdmin()
+		ss.log.Info("admin disconnected", zap.String("reason", reason), zap.Duration("duration", time.Since(ss.start)))
+		return
+	}
 	reason := ss.serve()
 	ss.mu.Lock()
 	if ss.endReason != "" {
@@ -452,6 +458,14 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.mu.Unlock()
 
 	t0 := ss.srv.now()
+	if gate := ts.gate.Load(); gate != nil { // admin PAUSE
+		select {
+		case <-*gate:
+		case <-ss.ctx.Done():
+			ss.setWaiting(false)
+			return nil, nil, errShutdown()
+		}
+	}
 	be, err = ss.srv.pool.Acquire(ss.ctx, ts.name)
 	t1 := ss.srv.now()
 	ts.stats.PoolWait.Observe(t1.Sub(t0))
@@ -560,6 +574,7 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 		pos, start := 0, 0
 		dropped := false
 		release := false
+		drainNow := false
 		for {
 			typ, total, ok, err := rd.Header(pos)
 			if err != nil {
@@ -598,8 +613,9 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 					ss.mu.Unlock()
 					break
 				}
-				var owned bool
-				release, owned = ss.readyForQuery(be, rd.Bytes()[pos+5])
+				var owned, idle bool
+				release, owned, idle = ss.readyForQuery(be, rd.Bytes()[pos+5])
+				drainNow = drainNow || idle
 				if !owned {
 					return // the client loop took the backend
 				}
@@ -675,17 +691,20 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 		}
 		rd.Discard(pos)
 		obuf = obuf[:0]
+		if drainNow {
+			ss.afterBoundary() // a session that keeps its backend, at a boundary
+		}
 	}
 }
 
 // readyForQuery accounts for a ReadyForQuery. It reports whether the
-// backend is to be released now (detaching it), and whether the pump still
-// owns it.
-func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned bool) {
+// backend is to be released now (detaching it), whether the pump still
+// owns it, and whether the session is now between transactions.
+func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, idle bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.be != be {
-		return false, false
+		return false, false, false
 	}
 	ss.segRecv++
 	if ss.pending > 0 {
@@ -704,20 +723,21 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned boo
 	} else {
 		ss.idleSince = now
 	}
-	if ss.pending == 0 && ss.boundary && status == 'I' && ss.tracking && ss.pinned == "" {
+	idle = ss.pending == 0 && ss.boundary && status == 'I'
+	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
-		return true, true
+		return true, true, true
 	}
-	return false, true
+	return false, true, idle
 }
 
 // afterBoundary ends a draining session once its transaction is over.
 func (ss *session) afterBoundary() {
 	ss.mu.Lock()
-	draining := ss.draining
+	draining := ss.drainErr != nil
 	ss.mu.Unlock()
 	if draining {
-		ss.kill(errShutdown())
+		ss.endDrained()
 	}
 }
 
@@ -816,16 +836,29 @@ func (ss *session) cancelRunning() {
 	}
 }
 
-// drain ends the session now if it is between transactions, or marks it to
-// end at its next boundary.
-func (ss *session) drain() {
+// drain ends the session with err now if it is between transactions, or
+// marks it to end at its next boundary.
+func (ss *session) drain(err *clientError) {
 	ss.mu.Lock()
 	idle := ss.be == nil || (ss.pending == 0 && ss.boundary && ss.txStatus == 'I')
-	ss.draining = true
+	if ss.drainErr == nil {
+		ss.drainErr = err
+	}
 	ss.mu.Unlock()
 	if idle {
-		ss.kill(errShutdown())
+		ss.endDrained()
 	}
+}
+
+// endDrained ends a draining session, counting why.
+func (ss *session) endDrained() {
+	ss.mu.Lock()
+	err := ss.drainErr
+	ss.mu.Unlock()
+	if ss.ts != nil {
+		ss.ts.stats.SessionCloses.Inc(string(err.reason))
+	}
+	ss.kill(err)
 }
 
 // kill sends err to the client (if it is one we can report) and closes the

@@ -24,6 +24,7 @@ func (s *Server) Snapshot() stats.Snapshot {
 		ts := &snap.Tenants[i]
 		ts.Name = name
 		s.tenants[name].stats.Counters(ts)
+		ts.Paused = s.tenants[name].gate.Load() != nil
 		ps := poolStats[name]
 		ts.ServersActive, ts.ServersIdle, ts.ServersConnecting = ps.InUse, ps.Idle, ps.Dialing
 		byName[name] = ts

@@ -41,7 +41,7 @@ type startupMessage struct {
 // of the tenant's ParameterStatus. It returns false when the connection is
 // finished (a cancel request, a refusal).
 func (ss *session) login(ctx context.Context) (bool, error) {
-	cfg := ss.srv.cfg
+	cfg := ss.srv.config()
 	var sm *startupMessage
 	tlsDone := false
 	for sm == nil {
@@ -55,7 +55,8 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		code := binary.BigEndian.Uint32(payload)
 		switch {
 		case code == codeSSLRequest && !tlsDone:
-			if ss.srv.tls == nil {
+			srvTLS := ss.srv.tls.Load()
+			if srvTLS == nil {
 				if err := ss.writeClient([]byte{'N'}); err != nil {
 					return false, err
 				}
@@ -69,7 +70,7 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 			if ss.crd.Buffered() != 0 {
 				return false, errProtocol("received unencrypted data after SSL request")
 			}
-			tc := tls.Server(ss.nc, ss.srv.tls)
+			tc := tls.Server(ss.nc, srvTLS)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return false, fmt.Errorf("tls handshake: %w", err)
 			}
@@ -98,6 +99,10 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	if cfg.Listen.TLS.Mode == routing.ListenTLSRequire && !ss.tls {
 		return false, fatal(ReasonTLSRequired, "28000", "Connect with sslmode=require (or stronger).",
 			"TLS is required: this pgbridge refuses unencrypted logins")
+	}
+
+	if sm.database == routing.ReservedName {
+		return ss.adminLogin(sm)
 	}
 
 	tenant, cred, known := cfg.LookupUser(sm.user)

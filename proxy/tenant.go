@@ -28,6 +28,21 @@ type tenantState struct {
 	logins  atomic.Pointer[rate.Limiter]
 
 	clients int // connected clients; guarded by Server.mu
+
+	// gate is non-nil while the tenant is paused (admin PAUSE): new
+	// transactions wait until it is closed by RESUME.
+	gate atomic.Pointer[chan struct{}]
+}
+
+func (ts *tenantState) pause() {
+	ch := make(chan struct{})
+	ts.gate.CompareAndSwap(nil, &ch)
+}
+
+func (ts *tenantState) resume() {
+	if ch := ts.gate.Swap(nil); ch != nil {
+		close(*ch)
+	}
 }
 
 func newTenantState(t *routing.Tenant) *tenantState {

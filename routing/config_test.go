@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -701,7 +702,6 @@ func TestNotSupportedKeys(t *testing.T) {
 	const msg = ": not supported yet in this version of pgbridge"
 	tests := []struct{ name, src, path string }{
 		{"admin address", "admin: {address: ':9632'}\n", "admin.address"},
-		{"admin users", "admin:\n  users:\n    ops: {scram: '" + exampleVerifier + "'}\n", "admin.users"},
 		{"tenant backend_auth iam", "FULL:backend: {host: db, aws_region: eu-west-1}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n", "tenants.acme.backend_auth"},
 	}
 	for _, tt := range tests {
@@ -809,11 +809,29 @@ tenants:
 		"20  (default: 5)",
 		"session  (default: transaction)",
 		"statement_timeout", "30s",
-		"not sent (backend default)",
+		"idle_in_transaction_timeout  off",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Explain lacks %q:\n%s", want, out)
 		}
+	}
+	// Settings: dotted keys, no secrets, tenants in order.
+	settings := map[string]string{}
+	var keys []string
+	for _, st := range c.Settings() {
+		settings[st.Key] = st.Value
+		keys = append(keys, st.Key)
+		for _, s := range secrets {
+			if strings.Contains(st.Value, s) {
+				t.Errorf("Settings shows a secret in %s", st.Key)
+			}
+		}
+	}
+	if settings["backend.host"] != "aurora.internal" || settings["tenants.acme.pool_size"] != "20" || settings["tenants.globex.pool_mode"] != "session" {
+		t.Errorf("settings = %v", settings)
+	}
+	if !slices.IsSorted([]int{slices.Index(keys, "tenants.acme.pool_size"), slices.Index(keys, "tenants.globex.pool_size")}) {
+		t.Errorf("tenant settings not in name order: %v", keys)
 	}
 	// Tenants appear in name order.
 	if strings.Index(out, "tenant acme") > strings.Index(out, "tenant globex") {

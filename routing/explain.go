@@ -65,7 +65,8 @@ func (c *Config) Explain() string {
 	row("  sum of pool_size", share)
 	row("  sum of min_pool_size", strconv.Itoa(minSum))
 
-	row("log", fmt.Sprintf("level %s, format %s", c.Log.Level, c.Log.Format))
+	row("log", fmt.Sprintf("level %s, format %s, query text %s", c.Log.Level, c.Log.Format, zeroAs("logged", !c.Log.Queries, "never logged")))
+	row("metrics", zeroAs("one series per tenant", !c.Metrics.TenantLabels, "tenants folded into one series"))
 
 	row("", "")
 	row("defaults", "")
@@ -121,12 +122,64 @@ func policyRows(p Policy) []explainRow {
 		{"pool_wait_timeout", fmtDuration(p.PoolWaitTimeout)},
 		{"statement_timeout", zeroAs(fmtDuration(p.StatementTimeout), p.StatementTimeout == 0, "not sent (backend default)")},
 		{"max_statement_timeout", zeroAs(fmtDuration(p.MaxStatementTimeout), p.MaxStatementTimeout == 0, "off")},
-		{"idle_in_transaction_timeout", zeroAs(fmtDuration(p.IdleInTransactionTimeout), p.IdleInTransactionTimeout == 0, "not sent (backend default)")},
+		{"idle_in_transaction_timeout", zeroAs(fmtDuration(p.IdleInTransactionTimeout), p.IdleInTransactionTimeout == 0, "off")},
 		{"client_idle_timeout", zeroAs(fmtDuration(p.ClientIdleTimeout), p.ClientIdleTimeout == 0, "off")},
 		{"query_rate", zeroAs(strconv.FormatFloat(p.QueryRate, 'g', -1, 64)+"/s", p.QueryRate == 0, "unlimited")},
 		{"query_burst", strconv.Itoa(p.QueryBurst)},
 		{"connection_rate", zeroAs(strconv.FormatFloat(p.ConnectionRate, 'g', -1, 64)+"/s", p.ConnectionRate == 0, "unlimited")},
+		{"reserved_connections", strconv.Itoa(p.ReservedConnections)},
+		{"max_message_size", fmt.Sprintf("%d bytes", p.MaxMessageSize)},
 	}
+}
+
+// Setting is one effective configuration value, for the admin console's
+// SHOW CONFIG. Secrets never appear: only whether they are set.
+type Setting struct{ Key, Value string }
+
+// Settings lists every effective value by its dotted key path
+// ("tenants.acme.pool_size"), tenants sorted by name.
+func (c *Config) Settings() []Setting {
+	var out []Setting
+	add := func(k, v string) { out = append(out, Setting{k, v}) }
+	l := c.Listen
+	add("listen.address", l.Address)
+	add("listen.tls.mode", string(l.TLS.Mode))
+	add("listen.max_client_connections", zeroAs(strconv.Itoa(l.MaxClientConnections), l.MaxClientConnections == 0, "unlimited"))
+	add("listen.login_timeout", fmtDuration(l.LoginTimeout))
+	add("listen.max_startup_packet", strconv.Itoa(l.MaxStartupPacket))
+	add("listen.shutdown_timeout", fmtDuration(l.ShutdownTimeout))
+	add("admin.address", zeroAs(c.Admin.Address, c.Admin.Address == "", "off"))
+	add("admin.users", strings.Join(sortedKeys(c.Admin.Users), ","))
+	be := c.Backend
+	add("backend.host", be.Host)
+	add("backend.port", strconv.Itoa(be.Port))
+	add("backend.tls.mode", string(be.TLS.Mode))
+	add("backend.tls.ca_file", be.TLS.CAFile)
+	add("backend.max_connections", strconv.Itoa(be.MaxConnections))
+	add("backend.connect_timeout", fmtDuration(be.ConnectTimeout))
+	add("backend.resume_timeout", fmtDuration(be.ResumeTimeout))
+	add("backend.idle_timeout", zeroAs(fmtDuration(be.IdleTimeout), be.IdleTimeout == 0, "never"))
+	add("backend.max_lifetime", zeroAs(fmtDuration(be.MaxLifetime), be.MaxLifetime == 0, "unlimited"))
+	add("backend.aws_region", be.AWSRegion)
+	add("log.level", c.Log.Level)
+	add("log.format", c.Log.Format)
+	add("log.queries", strconv.FormatBool(c.Log.Queries))
+	add("metrics.tenant_labels", strconv.FormatBool(c.Metrics.TenantLabels))
+	for _, r := range policyRows(c.Defaults) {
+		add("defaults."+r.key, r.value)
+	}
+	for _, n := range sortedKeys(c.Tenants) {
+		t := c.Tenants[n]
+		p := "tenants." + n + "."
+		add(p+"database", t.Database)
+		add(p+"backend_user", t.BackendUser)
+		add(p+"backend_auth", string(t.BackendAuth))
+		add(p+"users", strings.Join(sortedKeys(t.Users), ","))
+		for _, r := range policyRows(t.Policy) {
+			add(p+r.key, r.value)
+		}
+	}
+	return out
 }
 
 func zeroAs(s string, zero bool, word string) string {

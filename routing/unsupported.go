@@ -18,7 +18,6 @@ var unsupportedKeys = []struct {
 	when func(v any) bool
 }{
 	{"admin.address", nonZero},
-	{"admin.users", nonZero}, // value is the number of admin logins
 
 	{"tenants.*.backend_auth", func(v any) bool { return v == string(BackendAuthIAM) }},
 }
