@@ -38,6 +38,9 @@ var (
 	tenants = map[string]*tenantInfo{}
 )
 
+// The admin console login of every test router.
+const adminUser, adminPassword = "ops", "ops-secret-pw"
+
 // tenantNames are the tenants provisioned on the cluster and configured in
 // every router.
 var tenantNames = []string{"acme", "globex", "initech", "umbrella"}
@@ -111,6 +114,9 @@ func baseConfig() map[string]any {
 		}
 	}
 	return map[string]any{
+		"admin": map[string]any{
+			"users": map[string]any{adminUser: map[string]any{"password": adminPassword}},
+		},
 		"listen": map[string]any{
 			// Irrelevant: the test creates the listener and passes it to Serve.
 			"address":          "127.0.0.1:6432",
@@ -164,6 +170,12 @@ func tenantOverride(tenant string, kv cfgMap) cfgMap {
 // return) and closes the pool.
 func startRouter(t *testing.T, overrides ...cfgMap) *router {
 	t.Helper()
+	return startRouterWith(t, nil, overrides...)
+}
+
+// startRouterWith is startRouter with extra proxy options.
+func startRouterWith(t *testing.T, opts []proxy.Option, overrides ...cfgMap) *router {
+	t.Helper()
 	m := baseConfig()
 	for _, o := range overrides {
 		merge(m, o)
@@ -178,7 +190,7 @@ func startRouter(t *testing.T, overrides ...cfgMap) *router {
 	}
 	pm := pool.New(cfg)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	srv, err := proxy.New(cfg, pm, proxy.WithLogger(log))
+	srv, err := proxy.New(cfg, pm, append([]proxy.Option{proxy.WithLogger(log)}, opts...)...)
 	if err != nil {
 		pm.Close()
 		t.Fatalf("proxy.New: %v", err)

@@ -41,6 +41,7 @@ type Server struct {
 	now        func() time.Time
 	throttle   *loginThrottle
 	reloader   func() error
+	logQueries atomic.Bool // log.queries
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -87,6 +88,7 @@ func New(cfg *routing.Config, p *pool.Manager, opts ...Option) (*Server, error) 
 		return nil, err
 	}
 	s.tls.Store(tc)
+	s.logQueries.Store(cfg.Log.Queries)
 	return s, nil
 }
 
@@ -116,6 +118,7 @@ func (s *Server) Reload(cfg *routing.Config) error {
 	s.mu.Lock()
 	s.cfg = cfg
 	s.tls.Store(tc)
+	s.logQueries.Store(cfg.Log.Queries)
 	for name, t := range cfg.Tenants {
 		if ts := s.tenants[name]; ts != nil {
 			ts.apply(t)

@@ -199,6 +199,7 @@ func (ss *session) serve() string {
 // buffer. It returns "more" when a partial message needs more bytes.
 func (ss *session) forwardClient() (reason string, done bool, err error) {
 	maxMsg := ss.ts.tenant().Policy.MaxMessageSize
+	logQueries := ss.srv.logQueries.Load()
 	pos, syncs := 0, 0
 	boundary := false
 	terminate := false
@@ -222,6 +223,9 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 				bigCopy = total // stream a large CopyData through
 			}
 			break
+		}
+		if logQueries && (typ == 'Q' || typ == 'P') {
+			ss.logQuery(ss.crd.Bytes()[pos : pos+total])
 		}
 		switch typ {
 		case 'X':
@@ -407,6 +411,22 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 		out = append(out, q...)
 	}
 	return out, false, true, nil
+}
+
+// logQuery logs the SQL of a Query or Parse message (log.queries: true).
+func (ss *session) logQuery(frame []byte) {
+	body := frame[5 : len(frame)-1]
+	name := ""
+	if frame[0] == 'P' {
+		var rest []byte
+		var ok bool
+		if name, rest, ok = splitCString(body); !ok {
+			return
+		}
+		sql, _, _ := splitCString(rest)
+		body = []byte(sql)
+	}
+	ss.log.Info("query", zap.String("sql", string(body)), zap.String("statement", name))
 }
 
 // endsTransaction reports whether batch is one simple Query that only
