@@ -141,12 +141,11 @@ func TestReadyzCoalesces(t *testing.T) {
 			codes[i] = get(t, h, "/readyz").Code
 		}()
 	}
-	// Wait until the one probe runs and every request waits on it.
-	deadline := time.Now().Add(5 * time.Second)
-	for calls.Load() == 0 && time.Now().Before(deadline) {
+	// Wait until every request waits on the one probe.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.ready.waiting() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond)
 	close(release)
 	wg.Wait()
 	if c := calls.Load(); c != 1 {

@@ -28,8 +28,9 @@ type readiness struct {
 }
 
 type probeCall struct {
-	done chan struct{} // closed when err is set
-	err  error
+	done    chan struct{} // closed when err is set
+	err     error
+	waiters int // requests waiting on this call (guarded by readiness.mu)
 }
 
 func newReadiness(probe func(context.Context) error, timeout time.Duration, log *zap.Logger) *readiness {
@@ -51,6 +52,7 @@ func (r *readiness) check(ctx context.Context) error {
 		r.inflight = call
 		go r.run(call)
 	}
+	call.waiters++
 	r.mu.Unlock()
 
 	timer := time.NewTimer(r.timeout)
@@ -65,6 +67,16 @@ func (r *readiness) check(ctx context.Context) error {
 	}
 }
 
+// waiting returns how many requests wait on the probe in flight.
+func (r *readiness) waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inflight == nil {
+		return 0
+	}
+	return r.inflight.waiters
+}
+
 // run performs one probe for every request waiting on call.
 func (r *readiness) run(call *probeCall) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
@@ -73,13 +85,13 @@ func (r *readiness) run(call *probeCall) {
 		err = fmt.Errorf("readiness check gave no answer within %v: %w", r.timeout, err)
 	}
 	cancel()
+	r.note(err) // before anyone sees the answer, so log lines keep their order
 
 	r.mu.Lock()
 	call.err = err
 	r.inflight = nil
 	r.mu.Unlock()
 	close(call.done)
-	r.note(err)
 }
 
 // safeProbe calls the probe, turning a panic into an error: a broken check
