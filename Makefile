@@ -6,7 +6,7 @@ export CGO_ENABLED ?= 1
 
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 
-.PHONY: all build test run lint fuzz deps clean
+.PHONY: all build test run lint fuzz deps clean check-monitoring promtool-deps
 
 all: build
 
@@ -45,6 +45,28 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzServerExchange -fuzztime=30s ./internal/scram/
 	$(GO) test -run='^$$' -fuzz=FuzzParseVerifier -fuzztime=30s ./internal/scram/
 	$(GO) test -run='^$$' -fuzz=FuzzReader -fuzztime=30s ./proxy/internal/wire/
+
+# check-monitoring validates deploy/monitoring and the exposition: promtool
+# checks and unit-tests the alerting rules and lints the /metrics output of
+# a sample snapshot (tenant labels on and folded), and the Go tests check
+# that the dashboard and the rules select only series that are exported.
+check-monitoring: promtool-deps
+	promtool check rules deploy/monitoring/alerts.yml
+	promtool test rules deploy/monitoring/alerts_test.yml
+	set -o pipefail; $(GO) run ./metrics/internal/sample/expose | promtool check metrics
+	set -o pipefail; $(GO) run ./metrics/internal/sample/expose -fold | promtool check metrics
+	$(GO) test -count=1 -run 'Dashboard|AlertRules|ExpositionLint' ./metrics/
+
+# promtool-deps makes sure promtool exists (Debian's prometheus package).
+promtool-deps:
+	@command -v promtool >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing promtool (apt-get install -y prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+	  echo "promtool is needed. On Debian/Ubuntu run: sudo apt-get install -y prometheus"; \
+	  exit 1; \
+	fi
 
 clean:
 	rm -rf bin
