@@ -18,18 +18,17 @@ var (
 		stats.RejectClientCap, stats.RejectGlobalCap, stats.RejectPoolTimeout,
 		stats.RejectRateLimit, stats.RejectConnectionRate, stats.RejectAuthFailed,
 		stats.RejectDatabase, stats.RejectLoginThrottled, stats.RejectMessageTooLarge,
-		stats.RejectPaused,
 	}
 	cancelReasons = []string{stats.CancelClient, stats.CancelStatementTimeout}
 	closeReasons  = []string{
 		stats.CloseIdleInTransaction, stats.CloseClientIdle, stats.CloseDrain,
 		stats.CloseTenantRemoved, stats.CloseKilled, stats.CloseBackendLost,
 	}
-	// internal/stats has no pin reason constants yet; pins appear as they
-	// are counted.
-	pinReasons []string
-	// The results stats.Backend.Connects documents.
-	connectResults = []string{"ok", "error"}
+	pinReasons = []string{
+		stats.PinSet, stats.PinPrepare, stats.PinListen, stats.PinTempTable,
+		stats.PinAdvisoryLock, stats.PinHoldCursor, stats.PinLoad,
+	}
+	connectResults = []string{stats.ConnectOK, stats.ConnectError}
 )
 
 // collector is the one prometheus.Collector over stats.Snapshot.

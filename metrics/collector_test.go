@@ -164,7 +164,6 @@ pgbridge_client_rejections_total{reason="auth_failed",tenant="acme"} 0
 pgbridge_client_rejections_total{reason="database_mismatch",tenant="acme"} 0
 pgbridge_client_rejections_total{reason="login_throttled",tenant="acme"} 0
 pgbridge_client_rejections_total{reason="message_too_large",tenant="acme"} 0
-pgbridge_client_rejections_total{reason="paused",tenant="acme"} 0
 pgbridge_client_rejections_total{reason="client_cap",tenant="globex"} 2
 pgbridge_client_rejections_total{reason="global_cap",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="pool_timeout",tenant="globex"} 0
@@ -174,7 +173,6 @@ pgbridge_client_rejections_total{reason="auth_failed",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="database_mismatch",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="login_throttled",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="message_too_large",tenant="globex"} 0
-pgbridge_client_rejections_total{reason="paused",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="some_future_reason",tenant="globex"} 1
 # HELP pgbridge_cancels_total Statements cancelled: reason client is a client CancelRequest, statement_timeout the router's hard cap.
 # TYPE pgbridge_cancels_total counter
@@ -202,7 +200,20 @@ pgbridge_pinned_sessions{tenant="acme"} 1
 pgbridge_pinned_sessions{tenant="globex"} 0
 # HELP pgbridge_pins_total Client sessions that became pinned to their backend connection, by the statement kind that pinned them.
 # TYPE pgbridge_pins_total counter
+pgbridge_pins_total{reason="advisory_lock",tenant="acme"} 0
+pgbridge_pins_total{reason="advisory_lock",tenant="globex"} 0
+pgbridge_pins_total{reason="hold_cursor",tenant="acme"} 0
+pgbridge_pins_total{reason="hold_cursor",tenant="globex"} 0
+pgbridge_pins_total{reason="listen",tenant="acme"} 0
+pgbridge_pins_total{reason="listen",tenant="globex"} 0
+pgbridge_pins_total{reason="load",tenant="acme"} 0
+pgbridge_pins_total{reason="load",tenant="globex"} 0
+pgbridge_pins_total{reason="prepare",tenant="acme"} 0
+pgbridge_pins_total{reason="prepare",tenant="globex"} 0
 pgbridge_pins_total{reason="set",tenant="acme"} 4
+pgbridge_pins_total{reason="set",tenant="globex"} 0
+pgbridge_pins_total{reason="temp_table",tenant="acme"} 0
+pgbridge_pins_total{reason="temp_table",tenant="globex"} 0
 # HELP pgbridge_tenant_paused 1 while the tenant is paused from the admin console, else 0 (without tenant labels: the number of paused tenants).
 # TYPE pgbridge_tenant_paused gauge
 pgbridge_tenant_paused{tenant="acme"} 0
@@ -348,10 +359,11 @@ func TestReasonListsCoverStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	lists := map[string][]string{
-		"Reject": rejectionReasons,
-		"Cancel": cancelReasons,
-		"Close":  closeReasons,
-		"Pin":    pinReasons,
+		"Reject":  rejectionReasons,
+		"Cancel":  cancelReasons,
+		"Close":   closeReasons,
+		"Pin":     pinReasons,
+		"Connect": connectResults,
 	}
 	found := map[string]int{}
 	for _, decl := range f.Decls {
@@ -435,7 +447,6 @@ func TestFolded(t *testing.T) {
 		`pgbridge_client_rejections_total{reason="rate_limit",tenant=""}`:         7,
 		`pgbridge_client_rejections_total{reason="client_cap",tenant=""}`:         2,
 		`pgbridge_client_rejections_total{reason="some_future_reason",tenant=""}`: 1,
-		`pgbridge_client_rejections_total{reason="paused",tenant=""}`:             0,
 		`pgbridge_cancels_total{reason="client",tenant=""}`:                       2,
 		`pgbridge_pinned_sessions{tenant=""}`:                                     1,
 		`pgbridge_tenant_paused{tenant=""}`:                                       1, // one paused tenant

@@ -36,7 +36,7 @@ type Server struct {
 	pool       *pool.Manager
 	log        *zap.Logger
 	tls        atomic.Pointer[tls.Config] // nil: TLS not offered
-	mockSecret []byte // for the fake SCRAM exchange of unknown users
+	mockSecret []byte                     // for the fake SCRAM exchange of unknown users
 	nextID     atomic.Uint64
 	now        func() time.Time
 	throttle   *loginThrottle

@@ -774,6 +774,7 @@ func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
 		return
 	}
 	ss.srv.pool.Discard(be)
+	ss.ts.stats.SessionCloses.Inc(stats.CloseBackendLost)
 	ss.log.Warn("backend connection lost", zap.Error(err))
 	ss.kill(errBackendDown(err))
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgbridge/pgbridge/internal/stats"
 	"github.com/pgbridge/pgbridge/proxy/internal/sqllex"
 )
 
@@ -424,19 +425,19 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 func pinReason(e sqllex.Effect) string {
 	switch {
 	case e&sqllex.EffectSet != 0:
-		return "set"
+		return stats.PinSet
 	case e&sqllex.EffectPrepare != 0:
-		return "prepare"
+		return stats.PinPrepare
 	case e&sqllex.EffectListen != 0:
-		return "listen"
+		return stats.PinListen
 	case e&sqllex.EffectTempTable != 0:
-		return "temp_table"
+		return stats.PinTempTable
 	case e&sqllex.EffectAdvisoryLock != 0:
-		return "advisory_lock"
+		return stats.PinAdvisoryLock
 	case e&sqllex.EffectHoldCursor != 0:
-		return "hold_cursor"
+		return stats.PinHoldCursor
 	default:
-		return "load"
+		return stats.PinLoad
 	}
 }
 

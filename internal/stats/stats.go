@@ -22,7 +22,6 @@ const (
 	RejectDatabase        = "database_mismatch"
 	RejectLoginThrottled  = "login_throttled"
 	RejectMessageTooLarge = "message_too_large"
-	RejectPaused          = "paused"
 
 	// pgbridge_cancels_total{reason}
 	CancelClient           = "client"
@@ -35,6 +34,20 @@ const (
 	CloseTenantRemoved     = "tenant_removed"
 	CloseKilled            = "killed"
 	CloseBackendLost       = "backend_lost"
+
+	// pgbridge_pins_total{reason}: what pinned a transaction-mode session
+	// to its backend.
+	PinSet          = "set"
+	PinPrepare      = "prepare"
+	PinListen       = "listen"
+	PinTempTable    = "temp_table"
+	PinAdvisoryLock = "advisory_lock"
+	PinHoldCursor   = "hold_cursor"
+	PinLoad         = "load"
+
+	// pgbridge_backend_connects_total{result}
+	ConnectOK    = "ok"
+	ConnectError = "error"
 )
 
 // Tenant is one tenant's counters. The zero value is ready to use; all
