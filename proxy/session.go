@@ -60,7 +60,8 @@ type session struct {
 
 	mu         sync.Mutex
 	be         *pool.Conn    // attached backend, nil when none
-	pumpDone   chan struct{} // closed when the current pump exits
+	pumpDone   chan struct{} // closed when the current pump exits; nil in sync mode
+	syncMode   bool          // the client loop reads the attached backend itself (no pump)
 	pending    int           // Query/Sync/FunctionCall sent but not yet answered by ReadyForQuery
 	boundary   bool          // the last client message ended a request
 	txStatus   byte          // status byte of the latest ReadyForQuery
@@ -68,6 +69,13 @@ type session struct {
 	drainErr   *clientError  // end the session with this at the next transaction boundary
 	closing    bool
 	skipToSync bool // after a router error in an extended-protocol batch
+
+	// Sync mode (relaySync): the attached backend's reader while the
+	// client loop reads responses itself, the responses still to hide, and
+	// the relay's output buffer. Only the client loop touches them.
+	syncRd  *wire.Reader
+	swallow int
+	robuf   []byte
 
 	// Guardrail bookkeeping (watchdog.go), guarded by mu.
 	busySince    time.Time     // when the request being served started
@@ -281,6 +289,9 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		if err != nil || be == nil {
 			return "backend error", true, err
 		}
+		if ss.syncRd != nil {
+			ss.handOver(be) // the backend may answer while the stream goes on
+		}
 		if len(pre) > 0 {
 			if _, err := be.Write(pre); err != nil {
 				return "backend error", true, errBackendDown(err)
@@ -341,6 +352,9 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 	}
 	if _, err := be.Write(out); err != nil {
 		return errBackendDown(err)
+	}
+	if ss.syncRd != nil {
+		ss.relaySync(be)
 	}
 	return nil
 }
@@ -522,11 +536,20 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.expect = ss.expect[:0]
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
-	done := make(chan struct{})
-	ss.pumpDone = done
-	ss.mu.Unlock()
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
+	if ss.tracking && ss.pinned == "" {
+		// Transaction mode: the client loop reads the answer itself (see
+		// relaySync); a pump starts only when one is needed.
+		ss.syncMode, ss.pumpDone = true, nil
+		ss.mu.Unlock()
+		ss.syncRd, ss.swallow = rd, swallow
+		return be, pre, nil
+	}
+	done := make(chan struct{})
+	ss.pumpDone = done
+	ss.syncMode = false
+	ss.mu.Unlock()
 	go ss.pump(be, rd, done, swallow)
 	return be, pre, nil
 }
@@ -571,10 +594,7 @@ func (ss *session) acquireError(err error, login bool) error {
 }
 
 // pump forwards backend messages to the client until the backend can go
-// back to the pool, the client loop takes it, or either side fails. The
-// first swallow response groups (up to their ReadyForQuery) answer
-// statements the router sent itself and are not forwarded; neither are the
-// ParseComplete and CloseComplete messages of Parses and Closes it added.
+// back to the pool, the client loop takes it, or either side fails.
 func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swallow int) {
 	defer close(done)
 	defer backendReaders.Put(rd)
@@ -584,22 +604,89 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 			ss.kill(errInternal())
 		}
 	}()
+	var obuf []byte
+	ss.relay(be, rd, &swallow, &obuf, false)
+}
+
+// relaySync is the transaction-mode fast path: the client loop has just
+// written a batch and reads the answer itself, so a one-round-trip
+// transaction costs no goroutine and no hand-off. It returns when every
+// request is answered. A pump takes over when one is needed: when the
+// client must be able to send while the backend talks (COPY FROM STDIN, a
+// batch without Sync), or when the session got pinned (notifications may
+// arrive while it is idle).
+func (ss *session) relaySync(be *pool.Conn) {
+	ss.mu.Lock()
+	waiting := ss.pending > 0 && ss.boundary
+	ss.mu.Unlock()
+	if !waiting {
+		ss.handOver(be)
+		return
+	}
+	switch ss.relay(be, ss.syncRd, &ss.swallow, &ss.robuf, true) {
+	case relayDone:
+		backendReaders.Put(ss.syncRd)
+		ss.syncRd = nil
+		ss.mu.Lock()
+		ss.syncMode = false
+		ss.mu.Unlock()
+	case relayIdle:
+		// Every request answered inside a transaction: the backend stays
+		// attached and the next batch is relayed the same way.
+	case relayHandOver:
+		ss.handOver(be)
+	}
+}
+
+// handOver starts a pump for the backend the client loop was reading.
+func (ss *session) handOver(be *pool.Conn) {
+	rd := ss.syncRd
+	ss.syncRd = nil
+	done := make(chan struct{})
+	ss.mu.Lock()
+	ss.pumpDone = done
+	ss.syncMode = false
+	ss.mu.Unlock()
+	go ss.pump(be, rd, done, ss.swallow)
+}
+
+// relayEnd says why relay returned.
+type relayEnd int
+
+const (
+	relayDone     relayEnd = iota // the relay is over: backend released, discarded, lost, or the client failed
+	relayIdle                     // sync: every request answered, the backend stays attached
+	relayHandOver                 // sync: a pump must take over
+)
+
+// relay forwards backend messages to the client. The first *swallow
+// response groups (up to their ReadyForQuery) answer statements the router
+// sent itself and are not forwarded; neither are the ParseComplete and
+// CloseComplete messages of Parses and Closes it added. In sync mode it
+// returns once every request is answered; otherwise it runs until the
+// backend goes back to the pool, the client loop takes it, or a side fails.
+func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[]byte, sync bool) relayEnd {
 	bs := be.State.(*backendState)
-	var obuf []byte // used only when a batch has messages to drop
+	swallow := *swallowp
+	defer func() { *swallowp = swallow }()
+	obuf := (*obufp)[:0] // used only when a batch has messages to drop
+	defer func() { *obufp = obuf[:0] }()
 	for {
 		if err := rd.Fill(0); err != nil {
 			ss.pumpReadFailed(be, err)
-			return
+			return relayDone
 		}
 		pos, start := 0, 0
 		dropped := false
 		release := false
 		drainNow := false
+		answered := false
+		copyIn := false
 		for {
 			typ, total, ok, err := rd.Header(pos)
 			if err != nil {
 				ss.pumpReadFailed(be, err)
-				return
+				return relayDone
 			}
 			if !ok {
 				break
@@ -613,7 +700,7 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 					}
 					if err := rd.StreamBody(dst, total); err != nil {
 						ss.pumpStreamFailed(be, err)
-						return
+						return relayDone
 					}
 					pos = -1
 				}
@@ -624,7 +711,7 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 			case 'Z':
 				if total != 6 {
 					ss.pumpReadFailed(be, errors.New("malformed ReadyForQuery from backend"))
-					return
+					return relayDone
 				}
 				if swallow > 0 {
 					swallow--
@@ -633,12 +720,15 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 					ss.mu.Unlock()
 					break
 				}
-				var owned, idle bool
-				release, owned, idle = ss.readyForQuery(be, rd.Bytes()[pos+5])
+				var owned, idle, done bool
+				release, owned, idle, done = ss.readyForQuery(be, rd.Bytes()[pos+5])
 				drainNow = drainNow || idle
+				answered = answered || done
 				if !owned {
-					return // the client loop took the backend
+					return relayDone // the client loop took the backend
 				}
+			case 'G', 'W':
+				copyIn = true
 			case '1', '3':
 				if !drop && ss.tracking {
 					ss.mu.Lock()
@@ -701,12 +791,12 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 				ss.clientWriteFailed()
 			}
 			ss.afterBoundary()
-			return
+			return relayDone
 		}
 		if len(out) > 0 {
 			if err := ss.writeClient(out); err != nil {
 				ss.clientWriteFailed()
-				return
+				return relayDone
 			}
 		}
 		rd.Discard(pos)
@@ -714,17 +804,32 @@ func (ss *session) pump(be *pool.Conn, rd *wire.Reader, done chan struct{}, swal
 		if drainNow {
 			ss.afterBoundary() // a session that keeps its backend, at a boundary
 		}
+		if sync {
+			switch {
+			case copyIn:
+				return relayHandOver
+			case answered:
+				ss.mu.Lock()
+				pinned := ss.pinned != ""
+				ss.mu.Unlock()
+				if pinned {
+					return relayHandOver
+				}
+				return relayIdle
+			}
+		}
 	}
 }
 
 // readyForQuery accounts for a ReadyForQuery. It reports whether the
-// backend is to be released now (detaching it), whether the pump still
-// owns it, and whether the session is now between transactions.
-func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, idle bool) {
+// backend is to be released now (detaching it), whether the relay still
+// owns it, whether the session is now between transactions, and whether
+// every request sent so far is answered.
+func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, idle, answered bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.be != be {
-		return false, false, false
+		return false, false, false, false
 	}
 	ss.segRecv++
 	if ss.pending > 0 {
@@ -743,12 +848,13 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	} else {
 		ss.idleSince = now
 	}
-	idle = ss.pending == 0 && ss.boundary && status == 'I'
+	answered = ss.pending == 0 && ss.boundary
+	idle = answered && status == 'I'
 	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
-		return true, true, true
+		return true, true, true, true
 	}
-	return false, true, idle
+	return false, true, idle, answered
 }
 
 // afterBoundary ends a draining session once its transaction is over.
@@ -799,6 +905,15 @@ func (ss *session) clientWriteFailed() {
 // loop ends: reset and reuse it if it is provably idle (session mode), else
 // close it. It waits for the pump to exit.
 func (ss *session) detachAtExit() {
+	if rd := ss.syncRd; rd != nil {
+		ss.syncRd = nil
+		defer backendReaders.Put(rd)
+		if rd.Buffered() > 0 {
+			ss.mu.Lock()
+			ss.pumpFailed = true // unread bytes: the backend is not reusable
+			ss.mu.Unlock()
+		}
+	}
 	ss.mu.Lock()
 	ss.closing = true
 	be, done := ss.be, ss.pumpDone
@@ -886,13 +1001,15 @@ func (ss *session) endDrained() {
 // connection; the session's goroutines then wind down.
 func (ss *session) kill(err error) {
 	var ce *clientError
-	if errors.As(err, &ce) {
-		ss.mu.Lock()
-		if ss.endReason == "" {
-			ss.endReason = ce.reason
-		}
-		ss.mu.Unlock()
+	ss.mu.Lock()
+	if errors.As(err, &ce) && ss.endReason == "" {
+		ss.endReason = ce.reason
 	}
+	if ss.syncMode && ss.be != nil {
+		// The client loop may be waiting for the backend's answer: wake it.
+		_ = ss.be.SetReadDeadline(time.Now())
+	}
+	ss.mu.Unlock()
 	ss.cancel()
 	ss.writeError(err)
 	_ = ss.nc.Close()
