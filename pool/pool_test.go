@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,11 +18,46 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
+	"github.com/pgbridge/pgbridge/internal/pgtest"
 	"github.com/pgbridge/pgbridge/routing"
 )
 
+// cluster is the package's throwaway PostgreSQL for the tests that dial a
+// real backend; tenants holds the Bridge tenants provisioned on it.
+var (
+	cluster *pgtest.Cluster
+	tenants = map[string]pgtest.Tenant{}
+)
+
+// tenantNames are provisioned on every test cluster, with the same
+// passwords, so a configuration can move between clusters.
+var tenantNames = []string{"acme", "globex", "initech"}
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	os.Exit(pgtest.Main(m, func(c *pgtest.Cluster) int {
+		cluster = c
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		for _, name := range tenantNames {
+			tn, err := c.CreateTenant(ctx, name)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "provision tenant %s: %v\n", name, err)
+				return 1
+			}
+			tenants[name] = tn
+		}
+		code := m.Run()
+		closeTLSCluster()
+		if code != 0 {
+			return code
+		}
+		// goleak.VerifyTestMain would exit before the cluster is closed.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines leaked by the tests: %v\n", err)
+			return 1
+		}
+		return 0
+	}))
 }
 
 // ---- fakes -----------------------------------------------------------------

@@ -19,8 +19,6 @@ var unsupportedKeys = []struct {
 }{
 	{"admin.address", nonZero},
 	{"admin.users", nonZero}, // value is the number of admin logins
-
-	{"tenants.*.backend_auth", func(v any) bool { return v == string(BackendAuthIAM) }},
 }
 
 func nonZero(v any) bool {
