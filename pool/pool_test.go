@@ -210,6 +210,7 @@ type tenantSpec struct {
 	name     string
 	poolSize int
 	minSize  int
+	reserve  int
 	wait     time.Duration
 }
 
@@ -233,10 +234,11 @@ func config(limit int, specs ...tenantSpec) *routing.Config {
 			Database:    "tenant_" + s.name,
 			BackendUser: s.name + "_user",
 			Policy: routing.Policy{
-				PoolMode:        routing.PoolTransaction,
-				PoolSize:        s.poolSize,
-				MinPoolSize:     s.minSize,
-				PoolWaitTimeout: wait,
+				PoolMode:            routing.PoolTransaction,
+				PoolSize:            s.poolSize,
+				MinPoolSize:         s.minSize,
+				ReservedConnections: s.reserve,
+				PoolWaitTimeout:     wait,
 			},
 		}
 	}
@@ -270,14 +272,28 @@ func checkInvariants(t *testing.T, m *Manager) {
 	sum := 0
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	waiting := 0
+	waiting, gap := 0, 0
+	pools := map[string]*tenantPool{}
 	for name, tp := range m.tenants {
+		pools[name] = tp
+		gap += tp.unused()
+		if tp.removed {
+			t.Errorf("tenant %s: removed but still configured", name)
+		}
+	}
+	for tp := range m.retired {
+		pools["removed "+tp.name] = tp
+		if !tp.removed || tp.open == 0 || len(tp.idle) > 0 || len(tp.waiters) > 0 {
+			t.Errorf("removed tenant %s kept with open=%d idle=%d waiters=%d", tp.name, tp.open, len(tp.idle), len(tp.waiters))
+		}
+	}
+	for name, tp := range pools {
 		inUse := tp.open - len(tp.idle) - tp.dialing
 		if tp.open < 0 || tp.dialing < 0 || inUse < 0 {
 			t.Errorf("tenant %s: negative counts open=%d idle=%d dialing=%d in use=%d",
 				name, tp.open, len(tp.idle), tp.dialing, inUse)
 		}
-		if tp.open > tp.tenant.Policy.PoolSize {
+		if tp.open > tp.tenant.Policy.PoolSize && m.updates == 0 {
 			t.Errorf("tenant %s: open %d above pool_size %d", name, tp.open, tp.tenant.Policy.PoolSize)
 		}
 		if len(tp.waiters) > 0 && len(tp.idle) > 0 {
@@ -289,12 +305,13 @@ func checkInvariants(t *testing.T, m *Manager) {
 			}
 		}
 		if len(tp.waiters) > 0 && tp.open < tp.tenant.Policy.PoolSize {
-			if m.open < m.limit {
-				t.Errorf("tenant %s waits with room under pool_size while the budget has room (%d/%d)", name, m.open, m.limit)
+			if m.roomLocked(tp, nil) {
+				t.Errorf("tenant %s waits with room under pool_size while the budget has room for it (%d/%d, unused reserves %d)",
+					name, m.open, m.limit, m.gap)
 			}
 			for _, o := range m.tenants {
-				if o != tp && len(o.idle) > 0 {
-					t.Errorf("tenant %s waits with room under pool_size while %s has idle connections", name, o.name)
+				if o != tp && len(o.idle) > 0 && o.open > o.reserve() && m.roomLocked(tp, o) {
+					t.Errorf("tenant %s waits while closing an idle connection of %s would give it room", name, o.name)
 				}
 			}
 		}
@@ -304,8 +321,11 @@ func checkInvariants(t *testing.T, m *Manager) {
 	if sum != m.open {
 		t.Errorf("budget open %d, sum of tenant open %d", m.open, sum)
 	}
-	if m.open < 0 || m.open > m.limit {
-		t.Errorf("budget open %d outside [0, %d]", m.open, m.limit)
+	if gap != m.gap {
+		t.Errorf("unused reserves counted %d, sum over tenants %d", m.gap, gap)
+	}
+	if m.open < 0 || (m.open+m.gap > m.limit && m.updates == 0) {
+		t.Errorf("budget open %d plus unused reserves %d outside [0, %d]", m.open, m.gap, m.limit)
 	}
 	if waiting != m.waiting {
 		t.Errorf("waiter count %d, queues hold %d", m.waiting, waiting)
