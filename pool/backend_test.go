@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -577,4 +578,281 @@ func TestIAMCredentialError(t *testing.T) {
 	if _, pws := srv.seen(); len(pws) != 0 {
 		t.Fatalf("server got passwords %q", pws)
 	}
+}
+
+// ---- live changes against real backends ------------------------------------------
+
+// countBackends counts a role's connections opened by pgbridge.
+func countBackends(t *testing.T, c *pgtest.Cluster, user string) int64 {
+	t.Helper()
+	n, err := c.QueryInt(testCtx(t), "postgres",
+		"select count(*) from pg_stat_activity where usename = $1 and application_name = 'pgbridge'", user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An Update that moves the backend (a failover to another endpoint, with
+// TLS now) closes idle connections to the old one at once, in-use ones as
+// they come back, and dials the new one from then on.
+func TestUpdateMovesToNewEndpoint(t *testing.T) {
+	tc := tlsCluster(t)
+	specs := []tenantSpec{{name: "acme", poolSize: 2}, {name: "globex", poolSize: 2}}
+	m := New(pgConfig(cluster, 10, specs...), withInterval(time.Hour))
+	defer m.Close()
+	ctx := testCtx(t)
+	idle, err := m.Acquire(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Release(idle)
+	busy, err := m.Acquire(ctx, "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countBackends(t, cluster, "acme_user") != 1 || countBackends(t, cluster, "globex_user") != 1 {
+		t.Fatal("connections not on the first cluster")
+	}
+
+	next := pgConfig(tc, 10, specs...)
+	next.Backend.TLS = routing.BackendTLS{Mode: routing.BackendTLSVerifyFull, CAFile: tlsServer.certs.CAFile}
+	m.Update(next)
+	eventually(t, "the old endpoint's idle connection to close", func() bool { return countBackends(t, cluster, "acme_user") == 0 })
+	if err := busy.Exec(ctx, "select 1"); err != nil {
+		t.Fatalf("an in-use connection noticed the Update: %v", err)
+	}
+	m.Release(busy)
+	eventually(t, "the old endpoint's in-use connection to close", func() bool { return countBackends(t, cluster, "globex_user") == 0 })
+
+	c, err := m.Acquire(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release(c)
+	if !sslInUse(t, tc, c.PID) {
+		t.Fatal("new connection not on the new endpoint over TLS")
+	}
+}
+
+// ---- failover hygiene ---------------------------------------------------------------
+
+// After Suspect, idle connections are validated before reuse; those that
+// report read-only (the old writer after a failover; here a cluster set to
+// default_transaction_read_only) are dropped and a fresh one is dialed.
+func TestSuspectDropsReadOnlyConnections(t *testing.T) {
+	ctx := testCtx(t)
+	m := New(pgConfig(cluster, 10, tenantSpec{name: "acme", poolSize: 3}), withInterval(time.Hour))
+	defer m.Close()
+	var held []*Conn
+	pids := map[uint32]bool{}
+	for i := 0; i < 3; i++ {
+		c, err := m.Acquire(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		pids[c.PID] = true
+	}
+	for _, c := range held {
+		m.Release(c)
+	}
+
+	// On a healthy server validation keeps the connection.
+	m.Suspect()
+	c, err := m.Acquire(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pids[c.PID] {
+		t.Fatal("a healthy suspect connection was replaced")
+	}
+	m.Release(c)
+
+	setReadOnly(t, true)
+	t.Cleanup(func() { setReadOnly(t, false) })
+
+	// Without Suspect nothing is checked: the pool does not know yet.
+	c, err = m.Acquire(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pids[c.PID] {
+		t.Fatal("a connection was replaced without Suspect")
+	}
+	m.Release(c)
+
+	dials := m.BackendStats().Connects.Get("ok")
+	m.Suspect()
+	c, err = m.Acquire(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release(c)
+	if pids[c.PID] {
+		t.Fatalf("Acquire handed out read-only connection %d after Suspect", c.PID)
+	}
+	if n := m.BackendStats().Connects.Get("ok") - dials; n != 1 {
+		t.Fatalf("%d new dials, want 1", n)
+	}
+	if s := m.Stats()["acme"]; s.Open != 1 || s.InUse != 1 {
+		t.Fatalf("stats %+v; want the three read-only connections gone", s)
+	}
+	for pid := range pids {
+		eventually(t, "the read-only backends to close", func() bool {
+			n, err := cluster.QueryInt(ctx, "postgres", "select count(*) from pg_stat_activity where pid = $1", int(pid))
+			return err == nil && n == 0
+		})
+	}
+}
+
+func setReadOnly(t *testing.T, on bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	sql := "ALTER SYSTEM RESET default_transaction_read_only"
+	if on {
+		sql = "ALTER SYSTEM SET default_transaction_read_only = on"
+	}
+	if err := cluster.Exec(ctx, "postgres", sql); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(0)
+	if on {
+		want = 1
+	}
+	eventually(t, "the reload", func() bool {
+		n, err := cluster.QueryInt(ctx, "postgres", "select (current_setting('default_transaction_read_only') = 'on')::int")
+		return err == nil && n == want
+	})
+}
+
+// An idle connection the server has closed (pg_terminate_backend; the same
+// happens to every idle connection when the server restarts) is never
+// handed out: its socket shows the FATAL message and end of stream.
+func TestAcquireSkipsConnectionsTheServerClosed(t *testing.T) {
+	ctx := testCtx(t)
+	m := New(pgConfig(cluster, 10, tenantSpec{name: "globex", poolSize: 2}), withInterval(time.Hour))
+	defer m.Close()
+	c, err := m.Acquire(ctx, "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := c.PID
+	m.Release(c)
+	if err := cluster.Exec(ctx, "postgres", "select pg_terminate_backend($1)", int(dead)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the backend to exit", func() bool {
+		n, err := cluster.QueryInt(ctx, "postgres", "select count(*) from pg_stat_activity where pid = $1", int(dead))
+		return err == nil && n == 0
+	})
+	c, err = m.Acquire(ctx, "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release(c)
+	if c.PID == dead {
+		t.Fatal("Acquire handed out a connection the server had closed")
+	}
+	if err := c.Exec(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ---- auto-pause ----------------------------------------------------------------------
+
+// With min_pool_size 0, an idle router holds no backend connection once
+// idle_timeout has passed, so an Aurora Serverless v2 cluster can pause.
+func TestIdleTimeoutLeavesNoConnections(t *testing.T) {
+	ctx := testCtx(t)
+	cfg := pgConfig(cluster, 10, tenantSpec{name: "initech", poolSize: 3})
+	cfg.Backend.IdleTimeout = 300 * time.Millisecond
+	m := New(cfg) // the maintenance period follows idle_timeout
+	defer m.Close()
+	var held []*Conn
+	for i := 0; i < 3; i++ {
+		c, err := m.Acquire(ctx, "initech")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	for _, c := range held {
+		m.Release(c)
+	}
+	if n := countBackends(t, cluster, "initech_user"); n != 3 {
+		t.Fatalf("%d connections right after release, want 3 idle", n)
+	}
+	eventually(t, "no backend connections", func() bool { return countBackends(t, cluster, "initech_user") == 0 })
+	if s := m.Stats()["initech"]; s.Open != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// ---- fairness with a real backend ------------------------------------------------------
+
+// TestFairnessRealBackend: two tenants with more clients than connections
+// share a budget smaller than the sum of their pool sizes for 10 seconds.
+// The connection time each gets is within 20% of its pool_size-weighted
+// share of the budget.
+func TestFairnessRealBackend(t *testing.T) {
+	const (
+		limit   = 4
+		clients = 8
+		run     = 10 * time.Second
+	)
+	m := New(pgConfig(cluster, limit,
+		tenantSpec{name: "acme", poolSize: 6, wait: 10 * time.Second},
+		tenantSpec{name: "globex", poolSize: 2, wait: 10 * time.Second}), withInterval(time.Hour))
+	defer m.Close()
+	want := map[string]float64{"acme": 0.75, "globex": 0.25}
+	var (
+		mu    sync.Mutex
+		held  = map[string]time.Duration{}
+		count = map[string]int{}
+	)
+	stop := time.Now().Add(run)
+	var wg sync.WaitGroup
+	for tenant := range want {
+		for i := 0; i < clients; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					c, err := m.Acquire(context.Background(), tenant)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					start := time.Now()
+					err = c.Exec(context.Background(), "select pg_sleep(0.002)")
+					d := time.Since(start)
+					if err != nil {
+						m.Discard(c)
+						t.Error(err)
+						return
+					}
+					m.Release(c)
+					mu.Lock()
+					held[tenant] += d
+					count[tenant]++
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	total := held["acme"] + held["globex"]
+	for tenant, share := range want {
+		got := float64(held[tenant]) / float64(total)
+		t.Logf("%s: %d transactions, %.1fs of connection time, share %.3f (configured %.2f)",
+			tenant, count[tenant], held[tenant].Seconds(), got, share)
+		if math.Abs(got-share) > 0.2*share {
+			t.Errorf("%s got %.3f of the connection time, want %.2f within 20%%", tenant, got, share)
+		}
+	}
+	checkInvariants(t, m)
 }

@@ -73,6 +73,9 @@ func (c *Conn) readOnly(ctx context.Context) (bool, error) {
 // simpleQuery runs sql as one simple-protocol Query and returns the first
 // column of its first row, if any.
 func (c *Conn) simpleQuery(ctx context.Context, sql string) (string, error) {
+	if c.frontend == nil {
+		return "", errors.New("pool: connection cannot run queries (no protocol state)")
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.Conn.SetDeadline(dl)
 		defer func() { _ = c.Conn.SetDeadline(time.Time{}) }()
