@@ -862,8 +862,8 @@ func (m *Manager) expired(c *Conn) bool {
 //     dialed with the old settings close now, those in use when released,
 //     and dials in progress are redone.
 //
-// Tenants whose settings did not change keep their connections. A nil or
-// closed Manager ignores Update.
+// Tenants whose settings did not change keep their connections. cfg must be
+// a loaded, validated configuration; after Close, Update does nothing.
 func (m *Manager) Update(cfg *routing.Config) {
 	m.mu.Lock()
 	if m.closed {
