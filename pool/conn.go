@@ -36,7 +36,9 @@ type Conn struct {
 	cancelTo string // address the connection is really connected to
 	created  time.Time
 	lastUsed time.Time
-	out      bool // handed out by Acquire, not yet released (guarded by Manager.mu)
+	out      bool   // handed out by Acquire, not yet released (guarded by Manager.mu)
+	epoch    uint64 // tenant epoch of the settings it was dialed with
+	checked  uint64 // Suspect generation it was dialed or last validated under (guarded by Manager.mu)
 }
 
 // Tenant is the name of the tenant this connection belongs to.
@@ -47,34 +49,68 @@ func (c *Conn) Tenant() string { return c.tenant.name }
 // resets and probes (DISCARD ALL), never for client traffic. The caller must
 // not have unread bytes of this connection buffered elsewhere.
 func (c *Conn) Exec(ctx context.Context, sql string) error {
+	_, err := c.simpleQuery(ctx, sql)
+	return err
+}
+
+// readOnly asks the backend whether a new transaction would be read-only:
+// true on a standby, on an Aurora writer demoted by a failover, and where
+// default_transaction_read_only is on.
+func (c *Conn) readOnly(ctx context.Context) (bool, error) {
+	v, err := c.simpleQuery(ctx, "SHOW transaction_read_only")
+	if err != nil {
+		return false, err
+	}
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("pool: transaction_read_only is %q", v)
+}
+
+// simpleQuery runs sql as one simple-protocol Query and returns the first
+// column of its first row, if any.
+func (c *Conn) simpleQuery(ctx context.Context, sql string) (string, error) {
+	if c.frontend == nil {
+		return "", errors.New("pool: connection cannot run queries (no protocol state)")
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.Conn.SetDeadline(dl)
 		defer func() { _ = c.Conn.SetDeadline(time.Time{}) }()
 	}
 	c.frontend.Send(&pgproto3.Query{String: sql})
 	if err := c.frontend.Flush(); err != nil {
-		return err
+		return "", err
 	}
 	var pgErr error
+	var first string
+	rows := 0
 	for {
 		msg, err := c.frontend.Receive()
 		if err != nil {
-			return err
+			return "", err
 		}
 		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if rows == 0 && len(m.Values) > 0 {
+				first = string(m.Values[0])
+			}
+			rows++
 		case *pgproto3.ErrorResponse:
 			pgErr = pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.ReadyForQuery:
 			if pgErr != nil {
-				return pgErr
+				return "", pgErr
 			}
 			if m.TxStatus != 'I' {
-				return fmt.Errorf("pool: backend in transaction status %q after %q", m.TxStatus, sql)
+				return "", fmt.Errorf("pool: backend in transaction status %q after %q", m.TxStatus, sql)
 			}
 			if c.frontend.ReadBufferLen() != 0 {
-				return errors.New("pool: unexpected bytes after ReadyForQuery")
+				return "", errors.New("pool: unexpected bytes after ReadyForQuery")
 			}
-			return nil
+			return first, nil
 		}
 	}
 }

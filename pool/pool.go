@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/pgbridge/pgbridge/internal/stats"
 	"github.com/pgbridge/pgbridge/routing"
 )
 
@@ -26,6 +27,14 @@ var ErrWaitTimeout = errors.New("pool: timed out waiting for a backend connectio
 
 // ErrUnknownTenant is returned by Acquire for a tenant the pool does not know.
 var ErrUnknownTenant = errors.New("pool: unknown tenant")
+
+// ErrTenantRemoved is returned by Acquire, to callers queued at the time and
+// to later ones, for a tenant that Update removed while it still had
+// connections or waiters. The session should end with 57P01 (admin
+// shutdown). Once the removed tenant's last connection is closed its name
+// is forgotten and Acquire returns ErrUnknownTenant, which a session that
+// authenticated as that tenant should treat the same way.
+var ErrTenantRemoved = errors.New("pool: tenant removed from the configuration")
 
 // ErrClosed is returned by Acquire after Close.
 var ErrClosed = errors.New("pool: closed")
@@ -37,6 +46,10 @@ const (
 	retryBackoffMax = 2 * time.Second
 )
 
+// validateTimeout bounds the validation round trip of a suspect connection
+// when backend.connect_timeout is 0.
+const validateTimeout = 5 * time.Second
+
 // Dialer opens one authenticated backend connection for a tenant.
 type Dialer interface {
 	Dial(ctx context.Context, t *routing.Tenant) (*Conn, error)
@@ -45,7 +58,9 @@ type Dialer interface {
 // Option adjusts a Manager; options are test seams.
 type Option func(*Manager)
 
-// WithDialer replaces the pgconn dialer (tests use a fake backend).
+// WithDialer replaces the pgconn dialer (tests use a fake backend). A
+// *PgconnDialer given here still follows backend changes made by Update
+// (keeping its LookupFunc and Credentials); any other Dialer is kept as is.
 func WithDialer(d Dialer) Option { return func(m *Manager) { m.dialer = d } }
 
 // WithLogger sets the logger.
@@ -53,6 +68,10 @@ func WithLogger(l *zap.Logger) Option { return func(m *Manager) { m.log = l } }
 
 // WithClock replaces time.Now for idle and lifetime decisions.
 func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = now } }
+
+// WithBackendStats makes the Manager count its dials into s (shared with
+// whoever exports metrics) instead of a Backend of its own.
+func WithBackendStats(s *stats.Backend) Option { return func(m *Manager) { m.stats = s } }
 
 // TenantStats is a snapshot of one tenant's pool.
 type TenantStats struct {
@@ -78,26 +97,45 @@ type TenantStats struct {
 // backend.max_connections from the moment its dial is reserved until it is
 // closed.
 //
+// A tenant's reserve is min(reserved_connections, pool_size); its unused
+// reserve ("gap") is how far its open connections are below it. Unused
+// reserves are budget held back for their tenants: another tenant may open
+// a connection only if the free budget exceeds the other tenants' gaps,
+// while a tenant below its reserve may use any free slot.
+//
 // Invariants kept under mu (checked by the tests):
-//   - open == sum of tenant open; each tenant's open == idle + in use + dialing;
+//   - open == sum of tenant open over live and removed pools; each tenant's
+//     open == idle + in use + dialing; gap == sum of live tenants' gaps;
 //   - a tenant with waiters has no idle connections;
-//   - a tenant with waiters and room under its pool_size only exists while
-//     the budget is full and no other tenant has an idle connection.
+//   - a tenant with waiters and room under its pool_size has no room in the
+//     budget (room as defined above) and no other tenant holds an idle
+//     connection above its reserve whose closing would give it room;
+//   - open + gap <= limit, except after an Update that lowered the budget
+//     or raised reserves, until enough connections have come back: so
+//     other tenants' demand never takes a tenant's reserve, and a tenant
+//     below its reserve gets a connection without waiting;
+//   - no connection of a tenant at or below its reserve is closed to give
+//     its slot to another tenant.
 type Manager struct {
-	dialer   Dialer
 	log      *zap.Logger
 	now      func() time.Time
 	interval time.Duration // maintenance period; 0 = derived from idle_timeout
-
-	backend routing.Backend // immutable after New
+	stats    *stats.Backend
 
 	mu      sync.Mutex
+	dialer  Dialer
+	backend routing.Backend
 	limit   int // backend.max_connections
 	open    int // connections counted against limit (idle, in use, dialing)
+	gap     int // unused reserves of live tenants
 	waiting int // waiters over all tenants
 	tenants map[string]*tenantPool
-	order   []*tenantPool // sorted by name, for round-robin tie breaks
-	next    int           // round-robin cursor into order
+	order   []*tenantPool            // live tenants sorted by name, for round-robin tie breaks
+	next    int                      // round-robin cursor into order
+	retired map[*tenantPool]struct{} // removed tenants that still hold connections
+	seq     uint64                   // arrival order of waiters
+	suspect uint64                   // Suspect generation
+	updates int                      // Update calls
 	closed  bool
 
 	ctx    context.Context // ends at Close; bounds every dial
@@ -114,10 +152,27 @@ type tenantPool struct {
 	waiters []*waiter
 	params  map[string]string // ParameterStatus of the latest dial
 	removed bool
+	at      int // index in Manager.order
+	// epoch changes when the tenant's dial settings (its role, database,
+	// password, startup parameters, or the backend endpoint) change;
+	// connections dialed under an older epoch are not reused.
+	epoch uint64
 }
 
+// reserve is the part of the budget guaranteed to the tenant.
+func (tp *tenantPool) reserve() int {
+	if tp.removed {
+		return 0
+	}
+	return max(0, min(tp.tenant.Policy.ReservedConnections, tp.tenant.Policy.PoolSize))
+}
+
+// unused is the tenant's reserve it does not use right now.
+func (tp *tenantPool) unused() int { return max(0, tp.reserve()-tp.open) }
+
 type waiter struct {
-	ch chan grant // buffered 1; exactly one grant is ever sent
+	ch  chan grant // buffered 1; exactly one grant is ever sent
+	seq uint64     // arrival order over all tenants
 }
 
 // grant hands a waiter either a ready connection, a reserved slot to dial,
@@ -134,6 +189,7 @@ func New(cfg *routing.Config, opts ...Option) *Manager {
 		log:     zap.NewNop(),
 		now:     time.Now,
 		tenants: make(map[string]*tenantPool),
+		retired: make(map[*tenantPool]struct{}),
 		done:    make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -142,18 +198,15 @@ func New(cfg *routing.Config, opts ...Option) *Manager {
 	if m.dialer == nil {
 		m.dialer = &PgconnDialer{Backend: cfg.Backend}
 	}
+	if m.stats == nil {
+		m.stats = &stats.Backend{}
+	}
 	m.backend = cfg.Backend
 	m.limit = cfg.Backend.MaxConnections
 	for name, t := range cfg.Tenants {
 		m.tenants[name] = &tenantPool{name: name, tenant: t}
 	}
 	m.reorderLocked()
-	if m.interval <= 0 {
-		m.interval = time.Second
-		if it := m.backend.IdleTimeout / 4; it > 0 && it < m.interval {
-			m.interval = it
-		}
-	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	go m.maintain()
 	return m
@@ -161,27 +214,100 @@ func New(cfg *routing.Config, opts ...Option) *Manager {
 
 func (m *Manager) reorderLocked() {
 	m.order = m.order[:0]
+	m.gap = 0
 	for _, tp := range m.tenants {
 		m.order = append(m.order, tp)
+		m.gap += tp.unused()
 	}
 	sort.Slice(m.order, func(i, j int) bool { return m.order[i].name < m.order[j].name })
+	for i, tp := range m.order {
+		tp.at = i
+	}
 	m.next = 0
+}
+
+// chargeLocked counts one more connection for tp; unchargeLocked one less.
+func (m *Manager) chargeLocked(tp *tenantPool) {
+	m.gap -= tp.unused()
+	tp.open++
+	m.open++
+	m.gap += tp.unused()
+}
+
+func (m *Manager) unchargeLocked(tp *tenantPool) {
+	m.gap -= tp.unused()
+	tp.open--
+	m.open--
+	m.gap += tp.unused()
+	if tp.removed && tp.open == 0 {
+		delete(m.retired, tp)
+	}
+}
+
+// roomLocked reports whether tp may open one more connection: it is under
+// its pool_size and the free budget covers it without touching another
+// tenant's unused reserve. With freed set, it answers as if one connection
+// of freed (another tenant) were closed first.
+func (m *Manager) roomLocked(tp, freed *tenantPool) bool {
+	if tp.open >= tp.tenant.Policy.PoolSize {
+		return false
+	}
+	free := m.limit - m.open
+	heldBack := m.gap - tp.unused()
+	if freed != nil && freed != tp {
+		free++
+		if !freed.removed && freed.open <= freed.reserve() {
+			heldBack++ // closing it opens a gap in freed's reserve
+		}
+	}
+	if tp.open < tp.reserve() {
+		return free >= 1
+	}
+	return free > heldBack
 }
 
 // Acquire returns an idle backend connection of the tenant, dials a new one
 // if the tenant's pool_size and the global budget allow, or waits in the
 // tenant's queue for up to its pool_wait_timeout (0: no limit) or until ctx
 // ends.
+//
+// A connection is checked before it is handed out: an idle one whose
+// socket shows the server closed it (or sent something unasked) is
+// discarded, and one that Suspect marked is validated with a round trip
+// first (see Suspect). A connection that fails is discarded and Acquire
+// goes on with the next one, within the same pool_wait_timeout.
 func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
+	var deadline time.Time
+	for {
+		c, dialed, err := m.acquire(ctx, tenant, &deadline)
+		if err != nil {
+			return nil, err
+		}
+		if m.usable(ctx, c, dialed) {
+			return c, nil
+		}
+		m.Discard(c)
+	}
+}
+
+// acquire is one attempt of Acquire; dialed says the connection is new.
+// deadline is the end of the pool_wait_timeout, set on the first attempt.
+func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Time) (*Conn, bool, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	tp := m.tenants[tenant]
-	if tp == nil || tp.removed {
+	if tp == nil {
+		err := ErrUnknownTenant
+		for r := range m.retired {
+			if r.name == tenant {
+				err = ErrTenantRemoved
+			}
+		}
 		m.mu.Unlock()
-		return nil, ErrUnknownTenant
+		return nil, false, err
 	}
 	var doomed []*Conn
 	var got *Conn
@@ -189,7 +315,7 @@ func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
 		c := tp.idle[len(tp.idle)-1]
 		tp.idle[len(tp.idle)-1] = nil
 		tp.idle = tp.idle[:len(tp.idle)-1]
-		if m.expired(c) {
+		if m.expired(c) || c.epoch != tp.epoch {
 			doomed = append(doomed, m.dropLocked(c))
 			continue
 		}
@@ -206,25 +332,29 @@ func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
 	}
 	var w *waiter
 	if got == nil && !reserved {
-		w = &waiter{ch: make(chan grant, 1)}
+		m.seq++
+		w = &waiter{ch: make(chan grant, 1), seq: m.seq}
 		tp.waiters = append(tp.waiters, w)
 		m.waiting++
 	}
-	wait := tp.tenant.Policy.PoolWaitTimeout
+	if wait := tp.tenant.Policy.PoolWaitTimeout; wait > 0 && deadline.IsZero() {
+		*deadline = time.Now().Add(wait)
+	}
 	m.mu.Unlock()
 	closeAll(doomed)
 	sendAll(grants)
 
 	switch {
 	case got != nil:
-		return got, nil
+		return got, false, nil
 	case reserved:
-		return m.dial(ctx, tp)
+		c, err := m.dial(ctx, tp)
+		return c, true, err
 	}
 
 	var timeout <-chan time.Time
-	if wait > 0 {
-		timer := time.NewTimer(wait)
+	if !deadline.IsZero() {
+		timer := time.NewTimer(time.Until(*deadline))
 		defer timer.Stop()
 		timeout = timer.C
 	}
@@ -233,7 +363,7 @@ func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
 		return m.take(ctx, tp, g)
 	case <-timeout:
 		if m.cancelWait(tp, w) {
-			return nil, ErrWaitTimeout
+			return nil, false, ErrWaitTimeout
 		}
 		// A grant raced with the timeout; it is ours, use it.
 		return m.take(ctx, tp, <-w.ch)
@@ -243,8 +373,58 @@ func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
 			// wants it, so pass it on rather than lose it.
 			m.giveBack(tp, <-w.ch)
 		}
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
+}
+
+// usable checks a connection about to be handed out: an idle one must not
+// show a closed or talking socket, and one dialed or last validated before
+// the latest Suspect is validated with a round trip.
+func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool) bool {
+	if !dialed && !c.alive() {
+		m.log.Info("discarding a backend connection the server closed",
+			zap.String("tenant", c.Tenant()), zap.Uint32("backend_pid", c.PID))
+		return false
+	}
+	m.mu.Lock()
+	gen := m.suspect
+	check := c.checked < gen
+	timeout := m.backend.ConnectTimeout
+	m.mu.Unlock()
+	if !check {
+		return true
+	}
+	if timeout <= 0 {
+		timeout = validateTimeout
+	}
+	vctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ro, err := c.readOnly(vctx)
+	if err != nil || ro {
+		m.log.Info("discarding a suspect backend connection",
+			zap.String("tenant", c.Tenant()), zap.Uint32("backend_pid", c.PID),
+			zap.Bool("read_only", ro), zap.Error(err))
+		return false
+	}
+	m.mu.Lock()
+	c.checked = gen
+	m.mu.Unlock()
+	return true
+}
+
+// Suspect marks every backend connection open now (idle, in use or being
+// dialed, all tenants) as needing validation before its next hand-out. Call
+// it when a backend answered 25006 (read-only: the old writer after a
+// failover), 57P01/57P02/57P03, or failed at the connection level: the
+// other connections to the same cluster may be on the same dead or demoted
+// server. Acquire validates a marked connection with one round trip (SHOW
+// transaction_read_only) and discards it, trying the next, if that fails or
+// reports read-only; connections dialed after the call are not marked.
+// Suspect itself is O(1) and does no I/O.
+func (m *Manager) Suspect() {
+	m.mu.Lock()
+	m.suspect++
+	m.mu.Unlock()
 }
 
 // cancelWait removes w from tp's queue; false means a grant was already
@@ -264,14 +444,15 @@ func (m *Manager) cancelWait(tp *tenantPool, w *waiter) bool {
 	return false
 }
 
-func (m *Manager) take(ctx context.Context, tp *tenantPool, g grant) (*Conn, error) {
+func (m *Manager) take(ctx context.Context, tp *tenantPool, g grant) (*Conn, bool, error) {
 	switch {
 	case g.err != nil:
-		return nil, g.err
+		return nil, false, g.err
 	case g.conn != nil:
-		return g.conn, nil
+		return g.conn, false, nil
 	default:
-		return m.dial(ctx, tp)
+		c, err := m.dial(ctx, tp)
+		return c, true, err
 	}
 }
 
@@ -284,8 +465,7 @@ func (m *Manager) giveBack(tp *tenantPool, g grant) {
 	default:
 		m.mu.Lock()
 		tp.dialing--
-		m.open--
-		tp.open--
+		m.unchargeLocked(tp)
 		grants := m.dispatchLocked()
 		m.mu.Unlock()
 		sendAll(grants)
@@ -294,32 +474,33 @@ func (m *Manager) giveBack(tp *tenantPool, g grant) {
 
 // reserveLocked counts a new connection for tp if its pool_size and the
 // global budget allow. When only the budget is short, an idle connection of
-// another tenant is closed to make room.
+// another tenant above its reserve is closed to make room.
 func (m *Manager) reserveLocked(tp *tenantPool, doomed *[]*Conn) bool {
 	if tp.open >= tp.tenant.Policy.PoolSize {
 		return false
 	}
-	if m.open >= m.limit {
+	if !m.roomLocked(tp, nil) {
 		victim := m.idleVictimLocked(tp)
 		if victim == nil {
 			return false
 		}
 		*doomed = append(*doomed, m.dropLocked(victim))
 	}
-	m.open++
-	tp.open++
+	m.chargeLocked(tp)
 	tp.dialing++
 	return true
 }
 
-// idleVictimLocked picks the least recently used idle connection of a tenant
-// other than tp, preferring tenants above their min_pool_size, then tenants
-// holding the most connections.
+// idleVictimLocked picks, and takes off its stack, the least recently used
+// idle connection of a tenant other than tp whose closing gives tp room.
+// Only tenants above their reserve give up connections; among them it
+// prefers tenants above their min_pool_size, then tenants holding the most
+// connections.
 func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 	var best *tenantPool
 	bestAbove := false
 	for _, o := range m.order {
-		if o == tp || len(o.idle) == 0 {
+		if o == tp || len(o.idle) == 0 || o.open <= o.reserve() {
 			continue
 		}
 		above := o.open > o.tenant.Policy.MinPoolSize
@@ -327,7 +508,7 @@ func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 			best, bestAbove = o, above
 		}
 	}
-	if best == nil {
+	if best == nil || !m.roomLocked(tp, best) {
 		return nil
 	}
 	c := best.idle[0] // bottom of the stack: least recently used
@@ -339,43 +520,56 @@ func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 
 // dial opens the connection for a slot already reserved for tp and settles
 // the reservation: on success the slot becomes an in-use connection, on
-// failure it is freed for waiters.
+// failure it is freed for waiters. If an Update changes the tenant's dial
+// settings meanwhile, the connection is closed and dialed again with the
+// new ones.
 func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
-	c, err := m.connect(ctx, tp.tenant)
-	var doomed *Conn
-	m.mu.Lock()
-	tp.dialing--
-	switch {
-	case m.closed:
-		doomed, err = c, ErrClosed
-	case tp.removed:
-		doomed, err = c, ErrUnknownTenant
-	}
-	if err != nil {
-		m.open--
-		tp.open--
-		grants := m.dispatchLocked()
-		m.mu.Unlock()
-		if doomed != nil {
-			doomed.close()
+	for {
+		c, epoch, gen, err := m.connect(ctx, tp)
+
+		var doomed *Conn
+		m.mu.Lock()
+		switch {
+		case m.closed:
+			doomed, err = c, ErrClosed
+		case tp.removed:
+			doomed, err = c, ErrTenantRemoved
+		case err == nil && tp.epoch != epoch:
+			m.mu.Unlock()
+			c.close()
+			continue
 		}
-		sendAll(grants)
-		return nil, err
+		tp.dialing--
+		if err != nil {
+			m.unchargeLocked(tp)
+			grants := m.dispatchLocked()
+			m.mu.Unlock()
+			if doomed != nil {
+				doomed.close()
+			}
+			sendAll(grants)
+			return nil, err
+		}
+		c.tenant = tp
+		c.created = m.now()
+		c.lastUsed = c.created
+		c.out = true
+		c.epoch = epoch
+		c.checked = gen
+		tp.params = c.Params
+		m.mu.Unlock()
+		return c, nil
 	}
-	c.tenant = tp
-	c.created = m.now()
-	c.lastUsed = c.created
-	c.out = true
-	tp.params = c.Params
-	m.mu.Unlock()
-	return c, nil
 }
 
-// connect dials one backend connection, retrying transient failures with
-// backoff for up to backend.resume_timeout (a Serverless v2 cluster resuming
-// from zero capacity, a writer failover). Each attempt is bounded by
-// backend.connect_timeout; Close ends every dial.
-func (m *Manager) connect(ctx context.Context, t *routing.Tenant) (*Conn, error) {
+// connect dials one backend connection for tp, retrying transient
+// failures with backoff for up to backend.resume_timeout (a Serverless v2
+// cluster resuming from zero capacity, a writer failover). Each attempt
+// takes the settings in force when it starts, so an Update during the
+// retries is followed, and is bounded by backend.connect_timeout; Close
+// ends every dial. It returns the tenant epoch and Suspect generation of
+// the successful attempt.
+func (m *Manager) connect(ctx context.Context, tp *tenantPool) (c *Conn, epoch, gen uint64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(m.ctx, cancel)
@@ -384,16 +578,20 @@ func (m *Manager) connect(ctx context.Context, t *routing.Tenant) (*Conn, error)
 	start := time.Now()
 	backoff := retryBackoffMin
 	for attempt := 1; ; attempt++ {
-		c, err := m.dialOnce(ctx, t)
+		m.mu.Lock()
+		d, b, t := m.dialer, m.backend, tp.tenant
+		epoch, gen = tp.epoch, m.suspect
+		m.mu.Unlock()
+		c, err = m.dialOnce(ctx, d, b, t)
 		if err == nil {
-			return c, nil
+			return c, epoch, gen, nil
 		}
-		if m.backend.ResumeTimeout <= 0 || ctx.Err() != nil || !retryable(err) {
-			return nil, err
+		if b.ResumeTimeout <= 0 || ctx.Err() != nil || !retryable(err) {
+			return nil, 0, 0, err
 		}
-		left := m.backend.ResumeTimeout - time.Since(start)
+		left := b.ResumeTimeout - time.Since(start)
 		if left <= 0 {
-			return nil, fmt.Errorf("pool: backend unreachable for %s: %w", m.backend.ResumeTimeout, err)
+			return nil, 0, 0, fmt.Errorf("pool: backend unreachable for %s: %w", b.ResumeTimeout, err)
 		}
 		wait := min(backoff/2+rand.N(backoff/2+1), left) // jitter spreads a crowd of retries
 		m.log.Info("backend dial failed, retrying",
@@ -403,22 +601,30 @@ func (m *Manager) connect(ctx context.Context, t *routing.Tenant) (*Conn, error)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, err
+			return nil, 0, 0, err
 		case <-timer.C:
 		}
 		backoff = min(2*backoff, retryBackoffMax)
 	}
 }
 
-func (m *Manager) dialOnce(ctx context.Context, t *routing.Tenant) (*Conn, error) {
-	if ct := m.backend.ConnectTimeout; ct > 0 {
+// dialOnce is one dial attempt, timed and counted in the backend stats.
+func (m *Manager) dialOnce(ctx context.Context, d Dialer, b routing.Backend, t *routing.Tenant) (*Conn, error) {
+	if ct := b.ConnectTimeout; ct > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, ct)
 		defer cancel()
 	}
-	c, err := m.dialer.Dial(ctx, t)
+	start := time.Now()
+	c, err := d.Dial(ctx, t)
 	if err == nil && c == nil {
 		err = errors.New("pool: dialer returned no connection")
+	}
+	m.stats.ConnectSeconds.Observe(time.Since(start))
+	if err != nil {
+		m.stats.Connects.Inc("error")
+	} else {
+		m.stats.Connects.Inc("ok")
 	}
 	return c, err
 }
@@ -445,8 +651,8 @@ func retryable(err error) bool {
 
 // Release gives back a connection that is idle (ReadyForQuery 'I' was the
 // last thing it sent and nothing is unread). It is handed to a waiter of its
-// tenant, kept idle, or closed when the pool must shrink or another tenant
-// needs the budget more.
+// tenant, kept idle, or closed when the pool must shrink, its settings
+// changed, or another tenant needs the budget more.
 func (m *Manager) Release(c *Conn) {
 	tp := c.tenant
 	m.mu.Lock()
@@ -456,37 +662,78 @@ func (m *Manager) Release(c *Conn) {
 		return
 	}
 	c.lastUsed = m.now()
-	full := m.open >= m.limit
 	var doomed []*Conn
 	var grants []pending
-	if m.closed || tp.removed || m.expired(c) || tp.open > tp.tenant.Policy.PoolSize {
+	if m.closed || tp.removed || m.expired(c) || c.epoch != tp.epoch ||
+		tp.open > tp.tenant.Policy.PoolSize || m.open > m.limit {
 		c.out = false
 		doomed = append(doomed, m.dropLocked(c))
 		grants = m.dispatchLocked()
+	} else if o := m.takerLocked(tp); o != nil {
+		c.out = false
+		doomed = append(doomed, m.dropLocked(c))
+		grants = append(grants, m.grantDialLocked(o))
+	} else if len(tp.waiters) > 0 {
+		grants = append(grants, pending{m.popWaiterLocked(tp), grant{conn: c}})
 	} else {
-		// When the budget is full, a waiting tenant below its fair share
-		// gets this connection's slot; failing that, the tenant's own
-		// waiter gets the connection; failing that, any tenant queued for
-		// budget gets the slot, since idling here would only block it.
-		o := m.starvedLocked(tp, full)
-		if o == nil && len(tp.waiters) > 0 {
-			grants = append(grants, pending{m.popWaiterLocked(tp), grant{conn: c}})
-		} else {
-			if o == nil && full {
-				o = m.neediestLocked(tp, nil)
-			}
-			c.out = false
-			if o != nil {
-				doomed = append(doomed, m.dropLocked(c))
-				grants = append(grants, m.grantDialLocked(o))
-			} else {
-				tp.idle = append(tp.idle, c)
-			}
-		}
+		c.out = false
+		tp.idle = append(tp.idle, c)
 	}
 	m.mu.Unlock()
 	closeAll(doomed)
 	sendAll(grants)
+}
+
+// takerLocked returns the tenant, other than tp, that should get the slot
+// of a connection tp is releasing, or nil if tp keeps it. Only a tenant
+// above its reserve gives up a slot, and only to a waiting tenant that has
+// room once the connection is closed. In order:
+//
+//  1. a waiting tenant below its reserve;
+//  2. when tp has no waiter of its own, the neediest waiting tenant (idling
+//     the connection would only block it);
+//  3. when tp holds more than its fair share, the neediest waiting tenant
+//     below its own share (shares split the budget not held back for idle
+//     tenants' reserves by pool_size among the tenants that want
+//     connections; never below a tenant's reserve, never below 1);
+//  4. a waiting tenant that holds nothing at all (the one whose first
+//     waiter came first): when the budget is smaller than the number of
+//     busy tenants, slots rotate among them, each switch costing a dial,
+//     so that no tenant starves however many clients the others queue.
+func (m *Manager) takerLocked(tp *tenantPool) *tenantPool {
+	if m.waiting == len(tp.waiters) || tp.open <= tp.reserve() {
+		return nil
+	}
+	if o := m.neediestLocked(tp, nil, tp); o == nil || o.open < o.reserve() || len(tp.waiters) == 0 {
+		return o
+	}
+	weight, held := 0, 0
+	for _, o := range m.order {
+		if o == tp || len(o.waiters) > 0 || o.open > 0 {
+			weight += o.tenant.Policy.PoolSize
+		} else {
+			held += o.unused()
+		}
+	}
+	avail := max(0, m.limit-held)
+	// avail*pool_size/weight, rounded to nearest: flooring would hand the
+	// remainder to whoever holds it, which favours large tenants.
+	share := func(o *tenantPool) int {
+		return max(1, o.reserve(), (2*avail*o.tenant.Policy.PoolSize+weight)/(2*weight))
+	}
+	if tp.open > share(tp) {
+		if o := m.neediestLocked(tp, share, tp); o != nil {
+			return o
+		}
+	}
+	var starved *tenantPool
+	for _, o := range m.order {
+		if o != tp && o.open == 0 && len(o.waiters) > 0 &&
+			(starved == nil || o.waiters[0].seq < starved.waiters[0].seq) && m.roomLocked(o, tp) {
+			starved = o
+		}
+	}
+	return starved
 }
 
 // Discard closes a connection whose state is unknown or broken and frees its
@@ -507,8 +754,7 @@ func (m *Manager) Discard(c *Conn) {
 }
 
 func (m *Manager) dropLocked(c *Conn) *Conn {
-	m.open--
-	c.tenant.open--
+	m.unchargeLocked(c.tenant)
 	return c
 }
 
@@ -539,20 +785,23 @@ func (m *Manager) popWaiterLocked(tp *tenantPool) *waiter {
 }
 
 // grantDialLocked reserves a slot for tp's first waiter, which will dial.
+// The round-robin cursor moves past tp.
 func (m *Manager) grantDialLocked(tp *tenantPool) pending {
-	m.open++
-	tp.open++
+	if !tp.removed && len(m.order) > 0 {
+		m.next = (tp.at + 1) % len(m.order)
+	}
+	m.chargeLocked(tp)
 	tp.dialing++
 	return pending{m.popWaiterLocked(tp), grant{dial: true}}
 }
 
-// dispatchLocked hands free budget to waiting tenants, neediest first (the
-// fewest connections relative to pool_size), so that one tenant's queue
-// cannot starve another's.
+// dispatchLocked hands free budget to waiting tenants, those below their
+// reserve first, then the neediest (the fewest connections relative to
+// pool_size), so that one tenant's queue cannot starve another's.
 func (m *Manager) dispatchLocked() []pending {
 	var out []pending
 	for m.waiting > 0 && m.open < m.limit {
-		tp := m.neediestLocked(nil, nil)
+		tp := m.neediestLocked(nil, nil, nil)
 		if tp == nil {
 			break
 		}
@@ -561,64 +810,180 @@ func (m *Manager) dispatchLocked() []pending {
 	return out
 }
 
-// neediestLocked returns the tenant other than skip that has a waiter, room
-// under its pool_size and (when below is set) fewer connections than below
-// says, holding the fewest connections relative to its pool_size; ties go
-// round-robin.
-func (m *Manager) neediestLocked(skip *tenantPool, below func(*tenantPool) int) *tenantPool {
+// neediestLocked returns the tenant other than skip that has a waiter and
+// room (as if a connection of freed were closed first, when freed is set)
+// and, when below is set, fewer connections than below says. Tenants below
+// their reserve come first; otherwise the one holding the fewest
+// connections relative to its pool_size wins; ties go round-robin.
+func (m *Manager) neediestLocked(skip *tenantPool, below func(*tenantPool) int, freed *tenantPool) *tenantPool {
 	if m.waiting == 0 || (skip != nil && m.waiting == len(skip.waiters)) {
 		return nil
 	}
 	n := len(m.order)
 	var best *tenantPool
-	bestAt := 0
+	bestUnder := false
 	for i := 0; i < n; i++ {
 		at := (m.next + i) % n
 		o := m.order[at]
-		ps := o.tenant.Policy.PoolSize
-		if o == skip || len(o.waiters) == 0 || o.open >= ps || (below != nil && o.open >= below(o)) {
+		if o == skip || len(o.waiters) == 0 || (below != nil && o.open >= below(o)) || !m.roomLocked(o, freed) {
 			continue
 		}
-		// o.open/ps < best.open/best.ps, without division.
-		if best == nil || o.open*best.tenant.Policy.PoolSize < best.open*ps {
-			best, bestAt = o, at
+		under := o.open < o.reserve()
+		ps, bps := o.tenant.Policy.PoolSize, 0
+		if best != nil {
+			bps = best.tenant.Policy.PoolSize
 		}
-	}
-	if best != nil {
-		m.next = (bestAt + 1) % n
+		// o.open/ps < best.open/bps, without division.
+		if best == nil || (under && !bestUnder) || (under == bestUnder && o.open*bps < best.open*ps) {
+			best, bestUnder = o, under
+		}
 	}
 	return best
 }
 
-// starvedLocked returns a tenant other than tp that is waiting while holding
-// less than its fair share of a full budget, provided tp holds more than its
-// own. Shares are proportional to pool_size among the tenants that want
-// connections (waiting or holding some). A transfer needs the giver strictly
-// above its share and the taker strictly below its own, so slots never
-// bounce back and forth.
-func (m *Manager) starvedLocked(tp *tenantPool, full bool) *tenantPool {
-	if !full || m.waiting == len(tp.waiters) {
-		return nil
-	}
-	weight := 0
-	for _, o := range m.order {
-		if o == tp || len(o.waiters) > 0 || o.open > 0 {
-			weight += o.tenant.Policy.PoolSize
-		}
-	}
-	// limit*pool_size/weight, rounded to nearest: flooring would hand the
-	// remainder to whoever holds it, which favours large tenants.
-	share := func(o *tenantPool) int {
-		return max(1, (2*m.limit*o.tenant.Policy.PoolSize+weight)/(2*weight))
-	}
-	if tp.open <= share(tp) {
-		return nil
-	}
-	return m.neediestLocked(tp, share)
-}
-
 func (m *Manager) expired(c *Conn) bool {
 	return m.backend.MaxLifetime > 0 && m.now().Sub(c.created) >= m.backend.MaxLifetime
+}
+
+// Update applies a new configuration to the live pools:
+//
+//   - added tenants get pools at once;
+//   - a removed tenant's waiters fail with ErrTenantRemoved, its idle
+//     connections close, its connections in use close when released, and
+//     Acquire for it returns ErrTenantRemoved until the last one is gone;
+//   - limits (pool_size, min_pool_size, reserved_connections,
+//     pool_wait_timeout, backend.max_connections, idle_timeout,
+//     max_lifetime) apply at once: idle connections beyond a lowered
+//     pool_size or budget close now, connections in use close as they come
+//     back, and waiters that a raised limit admits are granted now;
+//   - changed dial settings (backend host, port, TLS, aws_region; a
+//     tenant's database, backend user, password, auth, statement_timeout or
+//     idle_in_transaction_timeout) apply to new dials: idle connections
+//     dialed with the old settings close now, those in use when released,
+//     and dials in progress are redone.
+//
+// Tenants whose settings did not change keep their connections. cfg must be
+// a loaded, validated configuration; after Close, Update does nothing.
+func (m *Manager) Update(cfg *routing.Config) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.updates++
+	endpoint := dialChanged(m.backend, cfg.Backend)
+	if pd, ok := m.dialer.(*PgconnDialer); ok {
+		m.dialer = pd.withBackend(cfg.Backend) // reads the CA file again
+	}
+	m.backend = cfg.Backend
+	m.limit = cfg.Backend.MaxConnections
+
+	var doomed []*Conn
+	var grants []pending
+	closeIdle := func(tp *tenantPool) {
+		for _, c := range tp.idle {
+			doomed = append(doomed, m.dropLocked(c))
+		}
+		tp.idle = nil
+	}
+	for name, tp := range m.tenants {
+		nt := cfg.Tenants[name]
+		if nt == nil {
+			closeIdle(tp)
+			for _, w := range tp.waiters {
+				grants = append(grants, pending{w, grant{err: ErrTenantRemoved}})
+			}
+			m.waiting -= len(tp.waiters)
+			tp.waiters = nil
+			tp.removed = true
+			delete(m.tenants, name)
+			if tp.open > 0 {
+				m.retired[tp] = struct{}{}
+			}
+			m.log.Info("tenant removed", zap.String("tenant", name), zap.Int("open", tp.open))
+			continue
+		}
+		if endpoint || tenantDialChanged(tp.tenant, nt) {
+			tp.epoch++
+			closeIdle(tp)
+		}
+		tp.tenant = nt
+	}
+	for name, nt := range cfg.Tenants {
+		if m.tenants[name] == nil {
+			m.tenants[name] = &tenantPool{name: name, tenant: nt}
+		}
+	}
+	m.reorderLocked()
+
+	// Shrink what is idle beyond a lowered pool_size, then beyond a
+	// lowered budget (least recently used first, tenants above their
+	// reserve first).
+	for _, tp := range m.order {
+		for tp.open > tp.tenant.Policy.PoolSize && len(tp.idle) > 0 {
+			doomed = append(doomed, m.dropLocked(m.popLRULocked(tp)))
+		}
+	}
+	for m.open > m.limit {
+		var victim *tenantPool
+		for _, tp := range m.order {
+			if len(tp.idle) > 0 && (victim == nil || (tp.open > tp.reserve()) && victim.open <= victim.reserve()) {
+				victim = tp
+			}
+		}
+		if victim == nil {
+			break
+		}
+		doomed = append(doomed, m.dropLocked(m.popLRULocked(victim)))
+	}
+
+	// Admit waiters: free budget first, then by closing idle connections
+	// of tenants above their reserve where that gives a waiter room.
+	grants = append(grants, m.dispatchLocked()...)
+	for m.waiting > 0 {
+		var to *tenantPool
+		for _, tp := range m.order {
+			if len(tp.waiters) == 0 || tp.open >= tp.tenant.Policy.PoolSize {
+				continue
+			}
+			if v := m.idleVictimLocked(tp); v != nil {
+				doomed = append(doomed, m.dropLocked(v))
+				to = tp
+				break
+			}
+		}
+		if to == nil {
+			break
+		}
+		grants = append(grants, m.grantDialLocked(to))
+		grants = append(grants, m.dispatchLocked()...)
+	}
+	m.mu.Unlock()
+	closeAll(doomed)
+	sendAll(grants)
+}
+
+// popLRULocked takes the least recently used idle connection of tp.
+func (m *Manager) popLRULocked(tp *tenantPool) *Conn {
+	c := tp.idle[0]
+	copy(tp.idle, tp.idle[1:])
+	tp.idle[len(tp.idle)-1] = nil
+	tp.idle = tp.idle[:len(tp.idle)-1]
+	return c
+}
+
+// dialChanged reports whether connections to a and b differ in where or how
+// they connect.
+func dialChanged(a, b routing.Backend) bool {
+	return a.Host != b.Host || a.Port != b.Port || a.TLS != b.TLS || a.AWSRegion != b.AWSRegion
+}
+
+// tenantDialChanged reports whether a tenant's connections would be dialed
+// differently: another role, database, secret or startup parameters.
+func tenantDialChanged(a, b *routing.Tenant) bool {
+	return a.Database != b.Database || a.BackendUser != b.BackendUser ||
+		a.BackendPassword != b.BackendPassword || a.BackendAuth != b.BackendAuth ||
+		!maps.Equal(RuntimeParams(a.Policy), RuntimeParams(b.Policy))
 }
 
 // Params returns a copy of the ParameterStatus values of the tenant's most
@@ -632,7 +997,9 @@ func (m *Manager) Params(tenant string) map[string]string {
 	return nil
 }
 
-// Stats returns a snapshot of every tenant's pool, by tenant name.
+// Stats returns a snapshot of every configured tenant's pool, by tenant
+// name. Removed tenants are not listed, though their connections still in
+// use count in Budget until they are released.
 func (m *Manager) Stats() map[string]TenantStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -650,13 +1017,17 @@ func (m *Manager) Stats() map[string]TenantStats {
 }
 
 // Budget returns how many backend connections are counted against the
-// global budget (idle, in use and dialing, over all tenants) and the budget
-// itself (backend.max_connections).
+// global budget (idle, in use and dialing, over all tenants, removed ones
+// included) and the budget itself (backend.max_connections).
 func (m *Manager) Budget() (open, limit int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.open, m.limit
 }
+
+// BackendStats returns the live dial counters: attempts by result ("ok",
+// "error") and their durations, retries included.
+func (m *Manager) BackendStats() *stats.Backend { return m.stats }
 
 // Close stops maintenance, ends dials in progress, closes idle connections
 // and fails waiters with ErrClosed. It is idempotent. Connections in use are
@@ -691,10 +1062,11 @@ func (m *Manager) Close() {
 
 // maintain closes connections idle past backend.idle_timeout or older than
 // max_lifetime, keeping min_pool_size per tenant, and opens connections up
-// to min_pool_size.
+// to min_pool_size. Its period follows idle_timeout (a quarter of it, at
+// most a second), read again each round.
 func (m *Manager) maintain() {
 	defer close(m.done)
-	t := time.NewTicker(m.interval)
+	t := time.NewTimer(m.period())
 	defer t.Stop()
 	for {
 		select {
@@ -703,8 +1075,23 @@ func (m *Manager) maintain() {
 		case <-t.C:
 			m.reap()
 			m.fill()
+			t.Reset(m.period())
 		}
 	}
+}
+
+func (m *Manager) period() time.Duration {
+	if m.interval > 0 {
+		return m.interval
+	}
+	m.mu.Lock()
+	idle := m.backend.IdleTimeout
+	m.mu.Unlock()
+	d := time.Second
+	if it := idle / 4; it > 0 && it < d {
+		d = max(it, time.Millisecond)
+	}
+	return d
 }
 
 func (m *Manager) reap() {
@@ -734,9 +1121,9 @@ func (m *Manager) reap() {
 }
 
 // fill opens connections, one at a time, for tenants below min_pool_size
-// while the budget has room. A tenant whose dial fails is skipped until the
-// next round; the round ends after as many dials as were missing when it
-// began, so connections that do not stay (an immediately expiring
+// while the budget has room for them. A tenant whose dial fails is skipped
+// until the next round; the round ends after as many dials as were missing
+// when it began, so connections that do not stay (an immediately expiring
 // max_lifetime) cannot make it spin.
 func (m *Manager) fill() {
 	m.mu.Lock()
@@ -749,9 +1136,9 @@ func (m *Manager) fill() {
 	for ; missing > 0; missing-- {
 		m.mu.Lock()
 		var target *tenantPool
-		if !m.closed && m.open < m.limit {
+		if !m.closed {
 			for _, tp := range m.order {
-				if !tp.removed && !failed[tp] && tp.open < tp.tenant.Policy.MinPoolSize {
+				if !failed[tp] && tp.open < tp.tenant.Policy.MinPoolSize && m.roomLocked(tp, nil) {
 					target = tp
 					break
 				}
@@ -761,13 +1148,12 @@ func (m *Manager) fill() {
 			m.mu.Unlock()
 			return
 		}
-		m.open++
-		target.open++
+		m.chargeLocked(target)
 		target.dialing++
 		m.mu.Unlock()
 		c, err := m.dial(context.Background(), target) // Close ends it
 		if err != nil {
-			if !errors.Is(err, ErrClosed) {
+			if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrTenantRemoved) {
 				m.log.Info("min_pool_size dial failed", zap.String("tenant", target.name), zap.Error(err))
 			}
 			failed[target] = true

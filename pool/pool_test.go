@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,11 +18,47 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
+	"github.com/pgbridge/pgbridge/internal/pgtest"
+	"github.com/pgbridge/pgbridge/internal/stats"
 	"github.com/pgbridge/pgbridge/routing"
 )
 
+// cluster is the package's throwaway PostgreSQL for the tests that dial a
+// real backend; tenants holds the Bridge tenants provisioned on it.
+var (
+	cluster *pgtest.Cluster
+	tenants = map[string]pgtest.Tenant{}
+)
+
+// tenantNames are provisioned on every test cluster, with the same
+// passwords, so a configuration can move between clusters.
+var tenantNames = []string{"acme", "globex", "initech"}
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	os.Exit(pgtest.Main(m, func(c *pgtest.Cluster) int {
+		cluster = c
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		for _, name := range tenantNames {
+			tn, err := c.CreateTenant(ctx, name)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "provision tenant %s: %v\n", name, err)
+				return 1
+			}
+			tenants[name] = tn
+		}
+		code := m.Run()
+		closeTLSCluster()
+		if code != 0 {
+			return code
+		}
+		// goleak.VerifyTestMain would exit before the cluster is closed.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines leaked by the tests: %v\n", err)
+			return 1
+		}
+		return 0
+	}))
 }
 
 // ---- fakes -----------------------------------------------------------------
@@ -174,6 +211,7 @@ type tenantSpec struct {
 	name     string
 	poolSize int
 	minSize  int
+	reserve  int
 	wait     time.Duration
 }
 
@@ -197,10 +235,11 @@ func config(limit int, specs ...tenantSpec) *routing.Config {
 			Database:    "tenant_" + s.name,
 			BackendUser: s.name + "_user",
 			Policy: routing.Policy{
-				PoolMode:        routing.PoolTransaction,
-				PoolSize:        s.poolSize,
-				MinPoolSize:     s.minSize,
-				PoolWaitTimeout: wait,
+				PoolMode:            routing.PoolTransaction,
+				PoolSize:            s.poolSize,
+				MinPoolSize:         s.minSize,
+				ReservedConnections: s.reserve,
+				PoolWaitTimeout:     wait,
 			},
 		}
 	}
@@ -234,14 +273,28 @@ func checkInvariants(t *testing.T, m *Manager) {
 	sum := 0
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	waiting := 0
+	waiting, gap := 0, 0
+	pools := map[string]*tenantPool{}
 	for name, tp := range m.tenants {
+		pools[name] = tp
+		gap += tp.unused()
+		if tp.removed {
+			t.Errorf("tenant %s: removed but still configured", name)
+		}
+	}
+	for tp := range m.retired {
+		pools["removed "+tp.name] = tp
+		if !tp.removed || tp.open == 0 || len(tp.idle) > 0 || len(tp.waiters) > 0 {
+			t.Errorf("removed tenant %s kept with open=%d idle=%d waiters=%d", tp.name, tp.open, len(tp.idle), len(tp.waiters))
+		}
+	}
+	for name, tp := range pools {
 		inUse := tp.open - len(tp.idle) - tp.dialing
 		if tp.open < 0 || tp.dialing < 0 || inUse < 0 {
 			t.Errorf("tenant %s: negative counts open=%d idle=%d dialing=%d in use=%d",
 				name, tp.open, len(tp.idle), tp.dialing, inUse)
 		}
-		if tp.open > tp.tenant.Policy.PoolSize {
+		if tp.open > tp.tenant.Policy.PoolSize && m.updates == 0 {
 			t.Errorf("tenant %s: open %d above pool_size %d", name, tp.open, tp.tenant.Policy.PoolSize)
 		}
 		if len(tp.waiters) > 0 && len(tp.idle) > 0 {
@@ -253,12 +306,13 @@ func checkInvariants(t *testing.T, m *Manager) {
 			}
 		}
 		if len(tp.waiters) > 0 && tp.open < tp.tenant.Policy.PoolSize {
-			if m.open < m.limit {
-				t.Errorf("tenant %s waits with room under pool_size while the budget has room (%d/%d)", name, m.open, m.limit)
+			if m.roomLocked(tp, nil) {
+				t.Errorf("tenant %s waits with room under pool_size while the budget has room for it (%d/%d, unused reserves %d)",
+					name, m.open, m.limit, m.gap)
 			}
 			for _, o := range m.tenants {
-				if o != tp && len(o.idle) > 0 {
-					t.Errorf("tenant %s waits with room under pool_size while %s has idle connections", name, o.name)
+				if o != tp && len(o.idle) > 0 && o.open > o.reserve() && m.roomLocked(tp, o) {
+					t.Errorf("tenant %s waits while closing an idle connection of %s would give it room", name, o.name)
 				}
 			}
 		}
@@ -268,8 +322,11 @@ func checkInvariants(t *testing.T, m *Manager) {
 	if sum != m.open {
 		t.Errorf("budget open %d, sum of tenant open %d", m.open, sum)
 	}
-	if m.open < 0 || m.open > m.limit {
-		t.Errorf("budget open %d outside [0, %d]", m.open, m.limit)
+	if gap != m.gap {
+		t.Errorf("unused reserves counted %d, sum over tenants %d", m.gap, gap)
+	}
+	if m.open < 0 || (m.open+m.gap > m.limit && m.updates == 0) {
+		t.Errorf("budget open %d plus unused reserves %d outside [0, %d]", m.open, m.gap, m.limit)
 	}
 	if waiting != m.waiting {
 		t.Errorf("waiter count %d, queues hold %d", m.waiting, waiting)
@@ -292,8 +349,16 @@ func checkPublic(t *testing.T, m *Manager) {
 		}
 		sum += s.Open
 	}
-	if sum != open || open > limit {
-		t.Errorf("Budget() = %d/%d, sum of Stats Open = %d", open, limit, sum)
+	// Removed tenants' connections still count in the budget, and after
+	// an Update lowered it the budget may be exceeded until they return.
+	m.mu.Lock()
+	for tp := range m.retired {
+		sum += tp.open
+	}
+	updated := m.updates > 0
+	m.mu.Unlock()
+	if sum != open || (open > limit && !updated) {
+		t.Errorf("Budget() = %d/%d, sum of Stats Open and removed tenants' = %d", open, limit, sum)
 	}
 }
 
@@ -1107,4 +1172,50 @@ func TestConcurrentClose(t *testing.T) {
 	}
 	wg.Wait()
 	m.Release(c)
+}
+
+func TestBackendStats(t *testing.T) {
+	var shared stats.Backend
+	m, d := newManager(t, config(10, tenantSpec{name: "acme", poolSize: 2}), WithBackendStats(&shared))
+	if m.BackendStats() != &shared {
+		t.Fatal("BackendStats is not the struct given to WithBackendStats")
+	}
+	d.set(func(d *fakeDialer) { d.script = []error{errors.New("boom")} })
+	if _, err := m.Acquire(context.Background(), "acme"); err == nil {
+		t.Fatal("want the dial error")
+	}
+	m.Release(acquire(t, m, "acme"))
+	if ok, failed := shared.Connects.Get("ok"), shared.Connects.Get("error"); ok != 1 || failed != 1 {
+		t.Fatalf("connects ok=%d error=%d", ok, failed)
+	}
+	if n := shared.ConnectSeconds.Snapshot().Count; n != 2 {
+		t.Fatalf("%d dials timed, want 2", n)
+	}
+	m2, _ := newManager(t, config(10, tenantSpec{name: "acme", poolSize: 1}))
+	if m2.BackendStats() == nil || m2.BackendStats() == &shared {
+		t.Fatal("a Manager without WithBackendStats needs its own")
+	}
+}
+
+// A connection whose validation cannot run is discarded, not handed out;
+// connections dialed after Suspect are not validated.
+func TestSuspectWithoutProtocolState(t *testing.T) {
+	m, d := newManager(t, config(10, tenantSpec{name: "acme", poolSize: 2}))
+	old := acquire(t, m, "acme")
+	m.Suspect() // while old is in use
+	fresh := acquire(t, m, "acme")
+	m.Release(old)
+	m.Release(fresh) // fresh is on top of the idle stack
+	if got := acquire(t, m, "acme"); got != fresh {
+		t.Fatal("a connection dialed after Suspect was validated")
+	}
+	got := acquire(t, m, "acme") // old: suspect, fake backends cannot answer
+	if got == old || !isClosed(old) {
+		t.Fatal("a suspect connection that failed validation was handed out")
+	}
+	if d.count("acme") != 3 {
+		t.Fatalf("dials = %d, want 3", d.count("acme"))
+	}
+	m.Release(fresh)
+	m.Release(got)
 }

@@ -255,9 +255,9 @@ func TestValidationErrors(t *testing.T) {
 		{"max_message_size too small", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    max_message_size: 10\n"),
 			[]string{"tenants.acme.max_message_size: 10 must be between 1024 and 1073741824"}},
 		{"iam with a backend password", "backend: {host: db, aws_region: eu-west-1, tls: {mode: require}}\ntenants:\n" + tenantYAML("acme", "d", "u", "    backend_auth: iam\n"),
-			[]string{"tenants.acme.backend_auth: not supported yet in this version of pgbridge", "tenants.acme.backend_password: not used with backend_auth: iam; remove it"}},
+			[]string{"tenants.acme.backend_password: not used with backend_auth: iam; remove it"}},
 		{"iam without region or TLS", "backend: {host: db, tls: {mode: disable}}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n",
-			[]string{"backend.aws_region: required when a tenant uses backend_auth: iam", "backend.tls.mode: IAM authentication needs TLS to the backend; use require, verify-ca or verify-full", "tenants.acme.backend_auth: not supported yet in this version of pgbridge"}},
+			[]string{"backend.aws_region: required when a tenant uses backend_auth: iam", "backend.tls.mode: IAM authentication needs TLS to the backend; use require, verify-ca or verify-full"}},
 		{"unknown backend_auth", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    backend_auth: kerberos\n"),
 			[]string{"tenants.acme.backend_auth: \"kerberos\" is not one of password, iam"}},
 		{"max_connections zero", "backend: {host: db, max_connections: 0}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
@@ -702,7 +702,6 @@ func TestNotSupportedKeys(t *testing.T) {
 	const msg = ": not supported yet in this version of pgbridge"
 	tests := []struct{ name, src, path string }{
 		{"admin address", "admin: {address: ':9632'}\n", "admin.address"},
-		{"tenant backend_auth iam", "FULL:backend: {host: db, aws_region: eu-west-1}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n", "tenants.acme.backend_auth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -752,6 +751,10 @@ tenants:
 	mustParse(t, ok, nil)
 
 	// Supported neighbours are not caught by the table.
+	iam := mustParse(t, "backend: {host: db, aws_region: eu-west-1, tls: {mode: require}}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n", nil)
+	if a := iam.Tenants["acme"]; a.BackendAuth != BackendAuthIAM || a.BackendPassword != "" || iam.Backend.AWSRegion != "eu-west-1" {
+		t.Errorf("iam tenant = %+v, region %q", a, iam.Backend.AWSRegion)
+	}
 	mustParse(t, "backend: {host: db}\ndefaults: {max_client_connections: 5, min_pool_size: 1}\ntenants:\n"+
 		tenantYAML("acme", "d", "u", "    max_client_connections: 3\n    min_pool_size: 2\n"), nil)
 }

@@ -18,8 +18,6 @@ var unsupportedKeys = []struct {
 	when func(v any) bool
 }{
 	{"admin.address", nonZero},
-
-	{"tenants.*.backend_auth", func(v any) bool { return v == string(BackendAuthIAM) }},
 }
 
 func nonZero(v any) bool {
