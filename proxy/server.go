@@ -41,7 +41,8 @@ type Server struct {
 	now        func() time.Time
 	throttle   *loginThrottle
 	reloader   func() error
-	logQueries atomic.Bool // log.queries
+	logQueries atomic.Bool  // log.queries
+	suspectAt  atomic.Int64 // unix nanos of the last pool.Suspect
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -283,6 +284,19 @@ func (s *Server) unregister(ss *session) {
 	delete(s.sessions, ss)
 	delete(s.cancels, ss.key)
 	ss.ts.clients--
+}
+
+// suspectBackends asks the pool to check every existing backend before
+// its next use: one failed or read-only backend may mean a restart or a
+// failover. At most once a second, so a client provoking errors cannot make
+// the pool check constantly.
+func (s *Server) suspectBackends() {
+	now := s.now().UnixNano()
+	last := s.suspectAt.Load()
+	if now-last < int64(time.Second) || !s.suspectAt.CompareAndSwap(last, now) {
+		return
+	}
+	s.pool.Suspect()
 }
 
 // config returns the configuration in force.

@@ -585,6 +585,8 @@ func (ss *session) acquireError(err error, login bool) error {
 			e.severity = "FATAL"
 		}
 		return e
+	case errors.Is(err, pool.ErrTenantRemoved), errors.Is(err, pool.ErrUnknownTenant):
+		return errTenantRemoved(ss.ts.name)
 	case errors.Is(err, pool.ErrClosed), errors.Is(err, context.Canceled):
 		return errShutdown()
 	default:
@@ -744,6 +746,13 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if len(code) == 5 {
 					ss.ts.stats.Errors.Inc(code[:2])
 				}
+				if code == "25006" {
+					// Read-only: possibly the old writer after a failover.
+					// This backend is not reused, and the pool checks the
+					// others before handing them out.
+					bs.discard = true
+					ss.srv.suspectBackends()
+				}
 				if code == "57014" {
 					if e := ss.takeRouterCancel(); e != nil {
 						// The router cancelled it: say which limit did.
@@ -779,8 +788,10 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		}
 		if release {
 			leftover := rd.Buffered() - pos
-			if leftover == 0 {
+			if leftover == 0 && !bs.discard {
 				ss.srv.pool.Release(be)
+			} else if leftover == 0 {
+				ss.srv.pool.Discard(be)
 			} else {
 				ss.log.Warn("backend sent data after ReadyForQuery; discarding it")
 				ss.srv.pool.Discard(be)
@@ -880,6 +891,7 @@ func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
 		return
 	}
 	ss.srv.pool.Discard(be)
+	ss.srv.suspectBackends() // the cluster may have restarted or failed over
 	ss.ts.stats.SessionCloses.Inc(stats.CloseBackendLost)
 	ss.log.Warn("backend connection lost", zap.Error(err))
 	ss.kill(errBackendDown(err))
@@ -918,7 +930,7 @@ func (ss *session) detachAtExit() {
 	ss.closing = true
 	be, done := ss.be, ss.pumpDone
 	ss.be = nil
-	reuse := be != nil && !ss.pumpFailed && ss.pending == 0 && ss.boundary && ss.txStatus == 'I'
+	reuse := be != nil && !ss.pumpFailed && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' && !stateOf(be.State).discard
 	ss.mu.Unlock()
 	if be != nil {
 		if reuse {

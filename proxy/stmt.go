@@ -52,6 +52,7 @@ type backendState struct {
 	paramsKey string // canonical form of the client parameters set on it
 	params    []string
 	unnamed   uint64 // id of the session whose unnamed statement the backend holds
+	discard   bool   // answered 25006 (read-only): never reuse
 }
 
 type backendStmt struct {

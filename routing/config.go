@@ -167,7 +167,6 @@ func parse(data []byte, env func(string) (string, bool), dir string) (*Config, e
 	}
 	l := &loader{env: env, dir: dir, probs: *shape}
 	cfg := l.build(raw)
-	l.checkUnsupported()
 	if err := l.probs.err(); err != nil {
 		return nil, err
 	}
@@ -240,24 +239,16 @@ func root(name string) kp          { return kp{name, name} }
 func (p kp) key(name string) kp    { return kp{joinPath(p.path, name), p.pattern + "." + name} }
 func (p kp) item(mapKey string) kp { return kp{joinPath(p.path, mapKey), p.pattern + ".*"} }
 
-type setKey struct {
-	path, pattern string
-	value         any
-}
-
 // loader converts raw structs into a Config, collecting every problem.
 type loader struct {
 	env   func(string) (string, bool)
 	dir   string
 	probs problems
-	set   []setKey // keys the file set, with their converted values
 }
 
 func (l *loader) errorf(p kp, line int, format string, args ...any) {
 	l.probs.add(p.path, line, format, args...)
 }
-
-func (l *loader) mark(p kp, v any) { l.set = append(l.set, setKey{p.path, p.pattern, v}) }
 
 // text returns the expanded value of s; false when s is unset or invalid.
 func (l *loader) text(p kp, s *scalar) (string, bool) {
@@ -282,7 +273,6 @@ func (l *loader) setString(p kp, s *scalar, dst *string) bool {
 		return false
 	}
 	*dst = v
-	l.mark(p, v)
 	return true
 }
 
@@ -326,7 +316,6 @@ func (l *loader) setInt(p kp, s *scalar, dst *int, lo, hi int) bool {
 		return false
 	}
 	*dst = n
-	l.mark(p, n)
 	return true
 }
 
@@ -345,7 +334,6 @@ func (l *loader) setRate(p kp, s *scalar, dst *float64) bool {
 		return false
 	}
 	*dst = f
-	l.mark(p, f)
 	return true
 }
 
@@ -364,7 +352,6 @@ func (l *loader) setDuration(p kp, s *scalar, dst *time.Duration) bool {
 		return false
 	}
 	*dst = d
-	l.mark(p, d)
 	return true
 }
 
@@ -379,7 +366,6 @@ func (l *loader) setBool(p kp, s *scalar, dst *bool) bool {
 		return false
 	}
 	*dst = b
-	l.mark(p, b)
 	return true
 }
 
@@ -392,7 +378,6 @@ func setEnum[T ~string](l *loader, p kp, s *scalar, dst *T, allowed ...T) bool {
 	for _, a := range allowed {
 		if T(v) == a {
 			*dst = a
-			l.mark(p, v)
 			return true
 		}
 	}
@@ -664,7 +649,6 @@ func (l *loader) admin(p kp, r *rawAdmin, dst *Admin) {
 	l.setString(p.key("address"), r.Address, &dst.Address)
 	if r.Users != nil {
 		dst.Users = l.logins(p.key("users"), r.Users)
-		l.mark(p.key("users"), len(r.Users))
 	}
 }
 

@@ -698,48 +698,9 @@ func TestLoadResolvesRelativeFilesAgainstConfigDir(t *testing.T) {
 	}
 }
 
-func TestNotSupportedKeys(t *testing.T) {
-	const msg = ": not supported yet in this version of pgbridge"
-	tests := []struct{ name, src, path string }{
-		{"admin address", "admin: {address: ':9632'}\n", "admin.address"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			src := tt.src
-			if strings.HasPrefix(src, "FULL:") {
-				got := parseErr(t, strings.TrimPrefix(src, "FULL:"), nil)
-				if got != tt.path+msg+lineSuffix(got) {
-					t.Errorf("error = %q, want exactly %q (plus line)", got, tt.path+msg)
-				}
-				return
-			}
-			extra := ""
-			if rest, ok := strings.CutPrefix(src, "TENANT:"); ok {
-				src, extra = "", rest
-			}
-			if !strings.Contains(src, "backend:") {
-				src += "backend: {host: db}\n"
-			}
-			src += "tenants:\n" + tenantYAML("acme", "d", "u", extra)
-			got := parseErr(t, src, nil)
-			if got != tt.path+msg+lineSuffix(got) {
-				t.Errorf("error = %q, want exactly %q (plus line)", got, tt.path+msg)
-			}
-		})
-	}
-
-	// Every row of the table is covered above.
-	covered := map[string]bool{}
-	for _, tt := range tests {
-		covered[strings.Replace(tt.path, "tenants.acme.", "tenants.*.", 1)] = true
-	}
-	for _, row := range unsupportedKeys {
-		if !covered[row.path] {
-			t.Errorf("unsupportedKeys row %s has no test", row.path)
-		}
-	}
-
-	// Their default values are accepted.
+// Every key of the contract is built: zero and non-zero values load.
+func TestGuardrailKeysAccepted(t *testing.T) {
+	// Zero values.
 	ok := `
 listen: {max_client_connections: 0}
 admin: {address: "", users: {}}
@@ -750,21 +711,19 @@ tenants:
 ` + tenantYAML("acme", "d", "u", "    max_statement_timeout: 0s\n    client_idle_timeout: '0'\n    query_rate: 0\n    query_burst: 0\n    connection_rate: 0\n")
 	mustParse(t, ok, nil)
 
-	// Supported neighbours are not caught by the table.
+	// Real values.
+	set := mustParse(t, "backend: {host: db}\nadmin: {address: '127.0.0.1:9632'}\nlog: {queries: true}\ntenants:\n"+
+		tenantYAML("acme", "d", "u", "    max_statement_timeout: 5m\n    client_idle_timeout: 1m\n    query_rate: 100\n    query_burst: 10\n    connection_rate: 2.5\n"), nil)
+	if p := set.Tenants["acme"].Policy; p.MaxStatementTimeout != 5*time.Minute || p.ClientIdleTimeout != time.Minute ||
+		p.QueryRate != 100 || p.QueryBurst != 10 || p.ConnectionRate != 2.5 || !set.Log.Queries || set.Admin.Address != "127.0.0.1:9632" {
+		t.Errorf("parsed %+v", set)
+	}
 	iam := mustParse(t, "backend: {host: db, aws_region: eu-west-1, tls: {mode: require}}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n", nil)
 	if a := iam.Tenants["acme"]; a.BackendAuth != BackendAuthIAM || a.BackendPassword != "" || iam.Backend.AWSRegion != "eu-west-1" {
 		t.Errorf("iam tenant = %+v, region %q", a, iam.Backend.AWSRegion)
 	}
 	mustParse(t, "backend: {host: db}\ndefaults: {max_client_connections: 5, min_pool_size: 1}\ntenants:\n"+
 		tenantYAML("acme", "d", "u", "    max_client_connections: 3\n    min_pool_size: 2\n"), nil)
-}
-
-// lineSuffix returns the " (line N)" ending of a one-problem error.
-func lineSuffix(s string) string {
-	if i := strings.LastIndex(s, " (line "); i >= 0 {
-		return s[i:]
-	}
-	return ""
 }
 
 func TestExplainHasNoSecrets(t *testing.T) {

@@ -2,24 +2,18 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/signal"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pgbridge/pgbridge/internal/scram"
-	"github.com/pgbridge/pgbridge/pool"
-	"github.com/pgbridge/pgbridge/proxy"
 	"github.com/pgbridge/pgbridge/routing"
 )
 
@@ -104,70 +98,12 @@ func passwd(stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(path string, stderr io.Writer) int {
-	cfg, err := routing.Load(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", path, err)
-		return 1
-	}
-	log, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "pgbridge: logger: %v\n", err)
-		return 1
-	}
-	defer func() { _ = log.Sync() }()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		stopping := false
-		for sig := range sigs {
-			switch {
-			case sig == syscall.SIGHUP:
-				log.Warn("SIGHUP ignored: configuration reload is not supported yet in this version; restart to apply changes")
-			case stopping:
-				log.Warn("second signal: exiting now", zap.String("signal", sig.String()))
-				os.Exit(1)
-			default:
-				stopping = true
-				log.Info("shutting down: draining sessions", zap.String("signal", sig.String()),
-					zap.Duration("shutdown_timeout", cfg.Listen.ShutdownTimeout))
-				cancel()
-			}
-		}
-	}()
-
-	pm := pool.New(cfg, pool.WithLogger(log.Named("pool")))
-	defer pm.Close()
-	srv, err := proxy.New(cfg, pm, proxy.WithLogger(log.Named("proxy")))
-	if err != nil {
-		log.Error("cannot start", zap.Error(err))
-		return 1
-	}
-	ln, err := net.Listen("tcp", cfg.Listen.Address)
-	if err != nil {
-		log.Error("cannot listen", zap.String("address", cfg.Listen.Address), zap.Error(err))
-		return 1
-	}
-	log.Info("pgbridge listening", zap.String("address", ln.Addr().String()), zap.Int("tenants", len(cfg.Tenants)),
-		zap.String("backend", net.JoinHostPort(cfg.Backend.Host, fmt.Sprint(cfg.Backend.Port))))
-	if err := srv.Serve(ctx, ln); err != nil {
-		log.Error("serve failed", zap.Error(err))
-		return 1
-	}
-	log.Info("pgbridge stopped")
-	return 0
-}
-
 // newLogger builds the process logger: JSON unless format is console, or
-// auto on a terminal.
-func newLogger(c routing.Log, out io.Writer) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(c.Level)
+// auto on a terminal. Its level can change on reload.
+func newLogger(c routing.Log, out io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	level, err := zap.ParseAtomicLevel(c.Level)
 	if err != nil {
-		return nil, err
+		return nil, level, err
 	}
 	console := c.Format == "console"
 	if c.Format == "auto" || c.Format == "" {
@@ -186,5 +122,5 @@ func newLogger(c routing.Log, out io.Writer) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)), level, nil
 }
