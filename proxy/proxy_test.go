@@ -87,6 +87,7 @@ func TestMain(m *testing.M) {
 // router is one pgbridge instance (pool + proxy) serving on a loopback port.
 type router struct {
 	t      *testing.T
+	doc    map[string]any // the configuration as a map, for reloads
 	cfg    *routing.Config
 	pool   *pool.Manager
 	srv    *proxy.Server
@@ -202,7 +203,7 @@ func startRouterWith(t *testing.T, opts []proxy.Option, overrides ...cfgMap) *ro
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &router{
-		t: t, cfg: cfg, pool: pm, srv: srv, cancel: cancel,
+		t: t, doc: m, cfg: cfg, pool: pm, srv: srv, cancel: cancel,
 		addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port,
 		done: make(chan error, 1),
 	}
@@ -214,6 +215,26 @@ func startRouterWith(t *testing.T, opts []proxy.Option, overrides ...cfgMap) *ro
 		pm.Close()
 	})
 	return r
+}
+
+// reload applies edit to the router's configuration map and reloads the
+// proxy and the pool with the result, as cmd/pgbridge does.
+func (r *router) reload(t *testing.T, edit func(m cfgMap)) {
+	t.Helper()
+	edit(r.doc)
+	doc, err := yaml.Marshal(r.doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := routing.Parse(doc, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("reloaded config rejected: %v", err)
+	}
+	if err := r.srv.Reload(cfg); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	r.pool.Update(cfg)
+	r.cfg = cfg
 }
 
 // stop cancels Serve's context and waits for Serve to return (it drains
