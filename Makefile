@@ -34,8 +34,11 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# test is what CI runs: lint, every test with the race detector against
+# real PostgreSQL, and the monitoring assets checked with promtool.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory check-monitoring
 
 run: deps build
 	./bin/pgbridge-demo --pgbridge ./bin/pgbridge
