@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgbridge/pgbridge/internal/pgtest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -314,4 +316,45 @@ func TestIdleRouterLetsTheClusterPause(t *testing.T) {
 	if n := queryInt(t, conns[0], "select 5"); n != 5 {
 		t.Errorf("after the pause: %d", n)
 	}
+}
+
+// A reload with a new certificate applies to new connections; the
+// connection made before keeps working.
+func TestReloadSwapsTheClientCertificate(t *testing.T) {
+	first, err := pgtest.GenerateCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := pgtest.GenerateCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsOf := func(c pgtest.Certs) cfgMap {
+		return cfgMap{"cert_file": c.CertFile, "key_file": c.KeyFile, "mode": "allow"}
+	}
+	r := startRouter(t, cfgMap{"listen": cfgMap{"tls": tlsOf(first)}})
+	old := r.connect(t, "acme", "sslmode=verify-full", "sslrootcert="+first.CAFile)
+	r.reload(t, func(m cfgMap) { m["listen"].(cfgMap)["tls"] = tlsOf(second) })
+
+	if _, err := connectCfg(t, connConfig(t, r.dsn("acme", "sslmode=verify-full", "sslrootcert="+first.CAFile))); err == nil {
+		t.Error("a new connection still got the old certificate")
+	}
+	r.connect(t, "acme", "sslmode=verify-full", "sslrootcert="+second.CAFile)
+	if n := queryInt(t, old, "select 3"); n != 3 {
+		t.Errorf("the connection from before the reload: %d", n)
+	}
+	// A certificate that cannot be loaded any more when the proxy swaps it
+	// (replaced between the load and the swap) is refused; nothing changes.
+	third, err := pgtest.GenerateCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustParseWith(t, r, func(m cfgMap) { m["listen"].(cfgMap)["tls"] = tlsOf(third) })
+	if err := os.Remove(third.CertFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Reload(cfg); err == nil {
+		t.Error("a missing certificate was accepted")
+	}
+	r.connect(t, "acme", "sslmode=verify-full", "sslrootcert="+second.CAFile)
 }

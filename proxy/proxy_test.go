@@ -221,6 +221,19 @@ func startRouterWith(t *testing.T, opts []proxy.Option, overrides ...cfgMap) *ro
 // proxy and the pool with the result, as cmd/pgbridge does.
 func (r *router) reload(t *testing.T, edit func(m cfgMap)) {
 	t.Helper()
+	cfg := mustParseWith(t, r, edit)
+	if err := r.srv.Reload(cfg); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	r.pool.Update(cfg)
+	r.cfg = cfg
+}
+
+// mustParseWith applies edit to the router's configuration map and parses
+// the result (the loader may refuse nothing here: routing checks files
+// exist, not that they hold a certificate).
+func mustParseWith(t *testing.T, r *router, edit func(m cfgMap)) *routing.Config {
+	t.Helper()
 	edit(r.doc)
 	doc, err := yaml.Marshal(r.doc)
 	if err != nil {
@@ -230,11 +243,7 @@ func (r *router) reload(t *testing.T, edit func(m cfgMap)) {
 	if err != nil {
 		t.Fatalf("reloaded config rejected: %v", err)
 	}
-	if err := r.srv.Reload(cfg); err != nil {
-		t.Fatalf("Reload: %v", err)
-	}
-	r.pool.Update(cfg)
-	r.cfg = cfg
+	return cfg
 }
 
 // stop cancels Serve's context and waits for Serve to return (it drains

@@ -461,3 +461,33 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatal("a second signal did not end the process (an open transaction would hold the drain for 10s)")
 	}
 }
+
+// An idle router answers /readyz without opening anything on the backend,
+// so health checks never keep an Aurora Serverless cluster awake.
+func TestReadyzDoesNotTouchAnIdleBackend(t *testing.T) {
+	p := startProc(t, nil)
+	ctx := context.Background()
+	sessions := func() int64 {
+		n, err := cluster.QueryInt(ctx, "postgres",
+			"select coalesce(sum(sessions), 0)::bigint from pg_stat_database where datname in ($1, $2)", tenants["acme"].Database, tenants["globex"].Database)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	s0 := sessions()
+	for range 20 {
+		if st, body := p.get("/readyz"); st != 200 {
+			t.Fatalf("/readyz = %d %s", st, body)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // sessions are flushed to the statistics at most every second
+	if s := sessions(); s != s0 {
+		t.Errorf("%d backend sessions were opened by health checks of an idle router", s-s0)
+	}
+	// The measure sees a session when there is one.
+	if _, err := p.mustConnect("acme").Exec(ctx, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the router's backend session to be counted", func() bool { return sessions() > s0 })
+}
