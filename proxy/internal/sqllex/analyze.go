@@ -261,6 +261,10 @@ const maxDepth = 4
 type analyzer struct {
 	src    string
 	detail bool // fill Keyword, Param and Name
+	// argScans counts the set_config argument tokens looked at so far in
+	// this text. Nested calls each look ahead, so without a total bound a
+	// text of many nested calls would cost maxArgTokens per call.
+	argScans int
 }
 
 // effects returns the union of the effects of the statements in
@@ -958,8 +962,10 @@ func (a *analyzer) literalEffects(t Token, depth int, pl bool) Effect {
 	if !mayHaveEffects(v) {
 		return EffectNone
 	}
-	sub := analyzer{src: v}
-	return sub.effects(0, len(v), depth, pl)
+	sub := analyzer{src: v, argScans: a.argScans}
+	e := sub.effects(0, len(v), depth, pl)
+	a.argScans = sub.argScans // one bound for the whole text
+	return e
 }
 
 // rawBody returns the byte range of the value of the string literal t in
@@ -1157,8 +1163,13 @@ func (a *analyzer) escChar(t Token) byte {
 }
 
 // maxArgTokens bounds how many tokens of a set_config argument list are
-// looked at.
-const maxArgTokens = 256
+// looked at; maxArgScans bounds them over a whole text. Past either bound
+// an argument is "not a literal", which classifies the call on the safe
+// side (session-level: the session is pinned).
+const (
+	maxArgTokens = 256
+	maxArgScans  = 1 << 14
+)
 
 // arg describes one argument of a call.
 type arg struct {
@@ -1199,7 +1210,8 @@ loop:
 			}
 			break
 		}
-		if budget--; budget < 0 {
+		a.argScans++
+		if budget--; budget < 0 || a.argScans > maxArgScans {
 			// Too long to look at (and nested calls would make the
 			// analysis quadratic): what is left is not a literal.
 			bad = true

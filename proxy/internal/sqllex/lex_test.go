@@ -648,3 +648,16 @@ func TestLinearTime(t *testing.T) {
 		}
 	}
 }
+
+// Past the whole-text bound on set_config argument scanning, a call is
+// classified on the safe side: session-level, so the session is pinned.
+func TestSetConfigScanBoundIsConservative(t *testing.T) {
+	local := "SELECT set_config('search_path', 'x', true)"
+	if Effects(local)&EffectSet != 0 {
+		t.Fatalf("a transaction-local set_config pins: %v", Effects(local))
+	}
+	padding := "SELECT " + strings.Repeat("set_config('a', 'b', true), ", maxArgScans/4) + "1; "
+	if got := Effects(padding + local); got&EffectSet == 0 {
+		t.Errorf("after %d argument tokens the local call is not treated as session-level: %v", maxArgScans, got)
+	}
+}
