@@ -248,3 +248,15 @@ func (c *rawConn) close() {
 	_, _ = c.Write([]byte{'X', 0, 0, 0, 4})
 	_ = c.Conn.Close()
 }
+
+// Ping logs in as l, runs one query and disconnects: a readiness probe.
+func Ping(ctx context.Context, l Login) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := rawConnect(ctx, l, newKeyCache())
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	return c.simpleQuery(ctx, "SELECT 1")
+}
