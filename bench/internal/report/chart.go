@@ -27,9 +27,22 @@ func (s *Scenario) BuildChart(targets []string) BarChart {
 	case KindIdle:
 		c.Unit = "KiB per idle client"
 		c.Series = []string{"memory per client"}
+		proxies := 0.0
+		for _, r := range rows {
+			if r.Target != Direct && missing(s, r) == "" {
+				proxies = max(proxies, r.MemPerClientKiB)
+			}
+		}
 		for _, r := range rows {
 			bar := Bar{Missing: missing(s, r)}
-			if bar.Missing == "" {
+			switch {
+			case bar.Missing != "":
+			case r.Target == Direct && proxies > 0 && r.MemPerClientKiB > 10*proxies:
+				// A PostgreSQL backend costs orders of magnitude more than
+				// a proxy's client; drawn to scale, the proxies' bars
+				// would vanish.
+				bar.Missing = FormatNumber(r.MemPerClientKiB) + " KiB: off the scale"
+			default:
 				bar.Value = r.MemPerClientKiB
 			}
 			c.Groups = append(c.Groups, BarGroup{Label: DisplayName(r.Target), Bars: []Bar{bar}})

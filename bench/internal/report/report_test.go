@@ -386,3 +386,35 @@ func TestAnchor(t *testing.T) {
 		t.Fatalf("anchor = %q", got)
 	}
 }
+
+func TestIdleChartOffScale(t *testing.T) {
+	idle := func(target string, kib float64) Run {
+		return Run{Target: target, Round: 1, Idle: &IdleResult{Clients: 1000, Connected: 1000,
+			MemoryPerClientKiB: kib, MemorySource: "test"}}
+	}
+	s := Scenario{Name: "idle-1000", Title: "1,000 idle clients", Kind: KindIdle,
+		Runs: []Run{idle(Direct, 1244), idle(PgBouncer, 1), idle(Pgbridge, 18.7)}}
+	targets := []string{Direct, PgBouncer, Pgbridge}
+	c := s.BuildChart(targets)
+	if got := c.Groups[0].Bars[0].Missing; !strings.Contains(got, "1,244 KiB") {
+		t.Fatalf("direct bar %+v, want it off the scale", c.Groups[0].Bars[0])
+	}
+	if bars, _, missing := svgCounts(t, c.SVG()); bars != 2 || missing != 1 {
+		t.Fatalf("%d bars and %d missing, want 2 and 1", bars, missing)
+	}
+	// Close to the proxies' values, direct is drawn.
+	s.Runs[0] = idle(Direct, 50)
+	if bars, _, _ := svgCounts(t, s.BuildChart(targets).SVG()); bars != 3 {
+		t.Fatalf("%d bars, want 3", bars)
+	}
+}
+
+func TestNoisyCPUIgnoresBaseline(t *testing.T) {
+	r := sampleReport()
+	s := &r.Scenarios[3]
+	s.Runs[2].Proxy = &ProxyUsage{CPUPerOpMicros: 300} // baseline: mostly idle overhead
+	s.Runs[3].Proxy = &ProxyUsage{CPUPerOpMicros: 40}
+	if got := s.Rows(r.Targets)[2].CPUPerOp; got != 40 {
+		t.Fatalf("CPU per query %v, want the noisy run's 40", got)
+	}
+}

@@ -97,7 +97,9 @@ func (s *Scenario) fold(row *Row, runs []Run) {
 	var cpu []float64
 	for _, r := range runs {
 		if p := r.Proxy; p != nil {
-			if p.CPUPerOpMicros > 0 {
+			// A noisy-neighbour baseline runs a few queries per second:
+			// its CPU per query is mostly the proxy's idle overhead.
+			if p.CPUPerOpMicros > 0 && r.Variant != VariantBaseline {
 				cpu = append(cpu, p.CPUPerOpMicros)
 			}
 			row.PeakRSSKiB = max(row.PeakRSSKiB, p.PeakRSSKiB)

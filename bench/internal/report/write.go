@@ -80,7 +80,7 @@ func Markdown(r *Report) []byte {
 	p("- **Machine**: %s. Load generators, proxies and PostgreSQL share these CPUs.\n", machine)
 	var sw []string
 	for _, kv := range [][2]string{{"PostgreSQL", m.Postgres}, {"pgbench", m.Pgbench}, {"PgBouncer", m.PgBouncer},
-		{"pgbridge", m.PgbridgeCommit}, {"Go", m.Go}} {
+		{"pgbridge", m.PgbridgeCommit}, {"Go", strings.TrimPrefix(m.Go, "go")}} {
 		if kv[1] != "" {
 			sw = append(sw, kv[0]+" "+kv[1])
 		}
@@ -92,8 +92,8 @@ func Markdown(r *Report) []byte {
 		names[i] = DisplayName(t)
 	}
 	p("- **Setup**: %d Bridge tenants; both proxies in transaction mode with pool_size %d per tenant; "+
-		"pgbench scale %d in the first tenant; runs of %g s; %d round(s), each running the targets in the order %s.\n",
-		st.Tenants, st.PoolSize, st.PgbenchScale, st.RunSeconds, st.Rounds, strings.Join(names, ", "))
+		"pgbench scale %d in the first tenant; runs of %g s; %s, each running the targets in the order %s.\n",
+		st.Tenants, st.PoolSize, st.PgbenchScale, st.RunSeconds, plural(st.Rounds, "round"), strings.Join(names, ", "))
 	p("- **Mode**: %s; started %s, took %s.\n\n", r.Mode, r.Started.UTC().Format("2006-01-02 15:04 MST"),
 		r.Finished.Sub(r.Started).Round(time.Second))
 	p("Medians over the rounds; errors are summed. Latency percentiles of pgbench runs come from its "+
@@ -328,6 +328,13 @@ func ms(v float64) string {
 		return "-"
 	}
 	return FormatNumber(v)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // cell makes text safe inside a Markdown table cell: one line, no pipes,
