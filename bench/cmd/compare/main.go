@@ -7,6 +7,10 @@
 //
 //	go run ./bench/cmd/compare -quick
 //	go run ./bench/cmd/compare -scenarios 'select-simple-*' -duration 10s -rounds 3
+//	go run ./bench/cmd/compare -render bench/results/2026-11-26-vm.json
+//
+// -render writes a report's Markdown and charts again from its JSON file,
+// without running anything (after a change to the report's layout).
 //
 // Ctrl-C stops the run: everything it started is stopped, and the report
 // holds what was measured until then.
@@ -15,10 +19,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,7 +57,15 @@ func main() {
 	flag.Float64Var(&o.QuietRate, "quiet-rate", 50, "queries per second of each quiet tenant")
 	flag.DurationVar(&o.Timeout, "timeout", 0, "limit for the whole run (default 45m, quick 4m)")
 	flag.BoolVar(&o.KeepDir, "keep", false, "keep the work directory with the generated configs and proxy logs")
+	render := flag.String("render", "", "write the Markdown and charts of this JSON report again, and run nothing")
 	flag.Parse()
+	if *render != "" {
+		if err := rerender(*render); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.Targets = splitList(targets)
 	o.Scenarios = splitList(scenarios)
 	for _, s := range splitList(idle) {
@@ -104,6 +118,27 @@ func run(ctx context.Context, o harness.Options) error {
 	if r.Interrupted != "" {
 		return fmt.Errorf("run incomplete: %s", r.Interrupted)
 	}
+	return nil
+}
+
+// rerender reads a JSON report and writes it out again next to itself.
+func rerender(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r report.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Name+".json" != filepath.Base(path) {
+		return fmt.Errorf("%s holds report %q; its files would not match", path, r.Name)
+	}
+	md, err := report.Write(filepath.Dir(path), &r)
+	if err != nil {
+		return err
+	}
+	fmt.Println("report:", md)
 	return nil
 }
 

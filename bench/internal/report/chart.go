@@ -76,7 +76,7 @@ func (s *Scenario) BuildChart(targets []string) BarChart {
 					continue
 				}
 				c.Groups = append(c.Groups, BarGroup{
-					Label: DisplayName(r.Target) + " " + t.Tenant,
+					Label: DisplayName(r.Target) + "\n" + t.Tenant,
 					Bars:  []Bar{{Value: t.BaseP99}, {Value: t.NoisyP99}},
 				})
 			}

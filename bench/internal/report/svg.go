@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // BarChart is a grouped bar chart: one group per category along the x
@@ -128,22 +129,36 @@ func (c BarChart) SVG() []byte {
 				h := y0 - y
 				label := FormatNumber(bar.Value)
 				w(`<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %s</title></rect>`+"\n",
-					x, y, barW-2, h, colour, esc(g.Label+seriesSuffix(c.Series, bi)), esc(label))
-				w(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11">%s</text>`+"\n", x+barW/2-1, y-4, esc(label))
+					x, y, barW-2, h, colour, esc(strings.ReplaceAll(g.Label, "\n", " ")+seriesSuffix(c.Series, bi)), esc(label))
+				top := bar.Value // the label goes above the bar and its round marks
+				for _, m := range bar.Marks {
+					top = math.Max(top, m)
+				}
+				w(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11">%s</text>`+"\n", x+barW/2-1, yOf(top)-5, esc(label))
 				for _, m := range bar.Marks {
 					my := yOf(m)
 					w(`<line class="mark" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#222" stroke-width="2"/>`+"\n",
 						x+barW*0.25, my, x+barW*0.75-2, my)
 				}
 			}
-			w(`<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x0+slot*(float64(gi)+0.5), y0+18, esc(g.Label))
+			// A label may have several lines, separated by "\n".
+			lx := x0 + slot*(float64(gi)+0.5)
+			w(`<text x="%.1f" y="%.1f" text-anchor="middle">`, lx, y0+18)
+			for li, line := range strings.Split(g.Label, "\n") {
+				dy := 0
+				if li > 0 {
+					dy = 14
+				}
+				w(`<tspan x="%.1f" dy="%d">%s</tspan>`, lx, dy, esc(line))
+			}
+			w("</text>\n")
 		}
 	}
 
 	if c.Ref > 0 {
 		y := yOf(c.Ref)
 		w(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#c00" stroke-dasharray="6 4"/>`, x0, y, x0+plotW, y)
-		w(`<text x="%.1f" y="%.1f" text-anchor="end" fill="#c00">%s</text>`+"\n", x0+plotW, y-4, esc(c.RefLabel))
+		w(`<text x="%.1f" y="%.1f" fill="#c00">%s</text>`+"\n", x0+6, y-4, esc(c.RefLabel))
 	}
 	if c.Note != "" {
 		w(`<text x="%d" y="%d" fill="#555" font-size="11">%s</text>`+"\n", marginLeft, chartHeight-12, esc(c.Note))
