@@ -73,3 +73,37 @@ promtool-deps:
 
 clean:
 	rm -rf bin
+
+# Load tests: direct PostgreSQL, PgBouncer and pgbridge side by side (see
+# bench/README.md). The report goes to bench/results/<date>-<host>.md and
+# .json. `make bench` takes about 25 minutes, `make bench-quick` under 2.
+# Extra harness flags: make bench BENCH_FLAGS='-scenarios select-* -rounds 3'
+.PHONY: bench bench-quick bench-deps gobench
+BENCH_FLAGS ?=
+
+bench: deps bench-deps build
+	$(GO) build -o bin/loadgen ./bench/cmd/loadgen
+	$(GO) build -o bin/compare ./bench/cmd/compare
+	./bin/compare -pgbridge bin/pgbridge -loadgen bin/loadgen $(BENCH_FLAGS)
+
+bench-quick: deps bench-deps build
+	$(GO) build -o bin/loadgen ./bench/cmd/loadgen
+	$(GO) build -o bin/compare ./bench/cmd/compare
+	./bin/compare -quick -pgbridge bin/pgbridge -loadgen bin/loadgen $(BENCH_FLAGS)
+
+# bench-deps installs PgBouncer when it is missing and we may (root on
+# Debian/Ubuntu); otherwise the harness runs without it and says so.
+bench-deps:
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing PgBouncer (apt-get install -y pgbouncer)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
+	  else \
+	    echo "PgBouncer is not installed; the comparison runs without it."; \
+	    echo "On Debian/Ubuntu run: sudo apt-get install -y pgbouncer"; \
+	  fi; \
+	fi
+
+# Go benchmarks of the hot path (allocations reported).
+gobench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/internal/wire/ ./proxy/internal/sqllex/ ./pool/ ./internal/scram/

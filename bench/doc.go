@@ -1,5 +1,9 @@
-// Package bench holds pgbridge's load tests. The programs under bench/cmd
-// start their own throwaway PostgreSQL, pgbridge and PgBouncer on loopback
-// and measure them side by side with pgbench, interleaving the targets so
-// that ratios come from one run on one machine.
+// Package bench holds pgbridge's load tests (see README.md here).
+//
+// bench/cmd/compare is the harness behind `make bench`: it starts a
+// throwaway PostgreSQL with Bridge tenants, the pgbridge binary and
+// PgBouncer on loopback, runs pgbench and bench/cmd/loadgen workloads
+// against all three with the targets interleaved so that ratios come from
+// one run on one machine, and writes a Markdown and JSON report with SVG
+// charts to bench/results.
 package bench

@@ -1,296 +1,153 @@
-// Command compare measures pgbench throughput directly against PostgreSQL,
-// through PgBouncer (transaction mode) and through pgbridge (transaction
-// mode), interleaving the targets round by round on one machine, and prints
-// a Markdown table of the median tps per target.
+// Command compare is pgbridge's load-test harness (`make bench`,
+// `make bench-quick`). It starts a throwaway PostgreSQL with Bridge
+// tenants, pgbridge and PgBouncer in front of it, runs every scenario
+// against direct PostgreSQL, PgBouncer and pgbridge with the targets
+// interleaved round by round, and writes bench/results/<date>-<host>.md
+// (with one SVG chart per scenario) and .json. See bench/README.md.
 //
-//	go run ./bench/cmd/compare -pgbridge bin/pgbridge -mode simple -clients 16 -duration 20s -rounds 2
+//	go run ./bench/cmd/compare -quick
+//	go run ./bench/cmd/compare -scenarios 'select-simple-*' -duration 10s -rounds 3
+//	go run ./bench/cmd/compare -render bench/results/2026-11-26-vm.json
+//
+// -render writes a report's Markdown and charts again from its JSON file,
+// without running anything (after a change to the report's layout).
+//
+// Ctrl-C stops the run: everything it started is stopped, and the report
+// holds what was measured until then.
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/pgbridge/pgbridge/internal/pgtest"
+	"github.com/pgbridge/pgbridge/bench/internal/harness"
+	"github.com/pgbridge/pgbridge/bench/internal/report"
 )
 
 func main() {
-	bin := flag.String("pgbridge", "bin/pgbridge", "pgbridge binary")
-	mode := flag.String("mode", "simple", "pgbench -M protocol: simple, extended or prepared")
-	clients := flag.Int("clients", 16, "pgbench clients (-c)")
-	threads := flag.Int("threads", 2, "pgbench threads (-j)")
-	dur := flag.Duration("duration", 20*time.Second, "length of each pgbench run")
-	rounds := flag.Int("rounds", 2, "rounds; each round runs every target once")
-	poolSize := flag.Int("pool-size", 16, "backend pool size for both proxies")
-	targets := flag.String("targets", "direct,pgbouncer,pgbridge", "targets, comma-separated")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "pgbridge writes a CPU profile here")
+	var o harness.Options
+	var targets, scenarios, idle string
+	flag.BoolVar(&o.Quick, "quick", false, "short version: one round of 2 s runs (under 2 minutes)")
+	flag.StringVar(&o.PgbridgeBin, "pgbridge", "", "pgbridge binary (default: build ./cmd/pgbridge)")
+	flag.StringVar(&o.LoadgenBin, "loadgen", "", "loadgen binary (default: build ./bench/cmd/loadgen)")
+	flag.StringVar(&o.OutDir, "out", "bench/results", "directory for the report")
+	flag.StringVar(&o.Name, "name", "", "report base name (default <date>-<host>, with -quick appended for quick runs)")
+	flag.StringVar(&targets, "targets", "direct,pgbouncer,pgbridge", "targets in the order each round runs them")
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenario names to run, a trailing * matches a prefix (default: all)")
+	flag.IntVar(&o.Tenants, "tenants", 4, "Bridge tenants")
+	flag.IntVar(&o.PoolSize, "pool-size", 20, "backend pool size per tenant, both proxies")
+	flag.DurationVar(&o.RunTime, "duration", 0, "length of one run (default 20s, quick 2s)")
+	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default 2, quick 1)")
+	flag.IntVar(&o.Scale, "scale", 10, "pgbench scale of the first tenant")
+	flag.Float64Var(&o.SamplingRate, "sampling-rate", 0.2, "share of pgbench transactions logged for latency percentiles")
+	flag.StringVar(&idle, "idle", "1000,10000", "idle-client counts, comma-separated")
+	flag.IntVar(&o.StormClients, "storm", 500, "clients in the connection storm")
+	flag.IntVar(&o.NoisyClients, "noisy-clients", 32, "connections of the noisy tenant")
+	flag.IntVar(&o.QuietClients, "quiet-clients", 2, "connections of each quiet tenant")
+	flag.Float64Var(&o.QuietRate, "quiet-rate", 50, "queries per second of each quiet tenant")
+	flag.DurationVar(&o.Timeout, "timeout", 0, "limit for the whole run (default 45m, quick 4m)")
+	flag.BoolVar(&o.KeepDir, "keep", false, "keep the work directory with the generated configs and proxy logs")
+	render := flag.String("render", "", "write the Markdown and charts of this JSON report again, and run nothing")
 	flag.Parse()
-	if err := run(*bin, *mode, *clients, *threads, *dur, *rounds, *poolSize, strings.Split(*targets, ",")); err != nil {
+	if *render != "" {
+		if err := rerender(*render); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	o.Targets = splitList(targets)
+	o.Scenarios = splitList(scenarios)
+	for _, s := range splitList(idle) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "compare: bad -idle count %q\n", s)
+			os.Exit(2)
+		}
+		o.IdleClients = append(o.IdleClients, n)
+	}
+	if o.IdleClients == nil {
+		o.IdleClients = []int{} // -idle '' runs no idle scenario
+	}
+	o.Log = os.Stderr
+
+	// The first Ctrl-C (or SIGTERM) cancels the run, which stops every
+	// child and writes what was measured; further signals are ignored
+	// while that happens, so cleanup is not cut short.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-var cpuProfile string
-
-type target struct {
-	name string
-	port int
-	user string
-	pass string
-}
-
-func run(bin, mode string, clients, threads int, dur time.Duration, rounds, poolSize int, names []string) error {
-	c, err := pgtest.Start(pgtest.WithConfig("max_connections", "300"))
+func run(ctx context.Context, o harness.Options) error {
+	start := time.Now()
+	r, err := harness.Run(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx := context.Background()
-	t, err := c.CreateTenant(ctx, "bench")
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return err
+	}
+	md, err := report.Write(o.OutDir, r)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pgbridge-compare-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
-	if out, err := pgbenchCmd(c.Port, t.User, t.Password, t.Database, "-i", "-s", "1", "-q").CombinedOutput(); err != nil {
-		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
-	}
-
-	all := map[string]target{"direct": {"direct", c.Port, t.User, t.Password}}
-	var stops []func()
-	defer func() {
-		for _, s := range stops {
-			s()
+	// Print the summary table of the report.
+	text := report.Markdown(r)
+	if i := bytes.Index(text, []byte("## Summary")); i >= 0 {
+		rest := text[i:]
+		if j := bytes.Index(rest[3:], []byte("\n## ")); j >= 0 {
+			rest = rest[:j+3]
 		}
-	}()
-	for _, n := range names {
-		switch n {
-		case "pgbridge":
-			port, stop, err := startPgbridge(bin, dir, c.Port, t, poolSize)
-			if err != nil {
-				return err
-			}
-			stops = append(stops, stop)
-			all[n] = target{n, port, "bench_app", "bench-secret"}
-		case "pgbouncer":
-			port, stop, err := startPgbouncer(dir, c.Port, t, poolSize)
-			if err != nil {
-				return err
-			}
-			stops = append(stops, stop)
-			all[n] = target{n, port, t.User, t.Password}
-		}
+		fmt.Printf("%s\n", rest)
 	}
-	results := map[string][]float64{}
-	for r := 0; r < rounds; r++ {
-		for _, n := range names {
-			tg := all[n]
-			args := []string{"-S", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(int(dur.Seconds())), "-n"}
-			out, err := pgbenchCmd(tg.port, tg.user, tg.pass, t.Database, args...).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("%s: pgbench: %v\n%s", n, err, out)
-			}
-			tps, failed := parse(string(out))
-			if failed != 0 {
-				return fmt.Errorf("%s: %d failed transactions\n%s", n, failed, out)
-			}
-			fmt.Fprintf(os.Stderr, "round %d %-10s %10.0f tps\n", r+1, n, tps)
-			results[n] = append(results[n], tps)
-		}
-	}
-	host, _ := os.Hostname()
-	fmt.Printf("pgbench -S -M %s -c %d -j %d -T %d, %d interleaved rounds, pool size %d, host %s, %s\n\n",
-		mode, clients, threads, int(dur.Seconds()), rounds, poolSize, host, time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| target | median tps | runs | vs direct |")
-	fmt.Println("|---|---|---|---|")
-	base := median(results["direct"])
-	for _, n := range names {
-		m := median(results[n])
-		ratio := "-"
-		if base > 0 {
-			ratio = fmt.Sprintf("%.2fx", m/base)
-		}
-		fmt.Printf("| %s | %.0f | %s | %s |\n", n, m, fmtRuns(results[n]), ratio)
+	fmt.Printf("report: %s (and .json), %s\n", md, time.Since(start).Round(time.Second))
+	if r.Interrupted != "" {
+		return fmt.Errorf("run incomplete: %s", r.Interrupted)
 	}
 	return nil
 }
 
-func pgbenchCmd(port int, user, pass, db string, args ...string) *exec.Cmd {
-	a := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", user}, args...)
-	a = append(a, db)
-	cmd := exec.Command("pgbench", a...)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+pass, "PGSSLMODE=disable")
-	return cmd
-}
-
-var (
-	tpsRE    = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
-	failedRE = regexp.MustCompile(`number of failed transactions: ([0-9]+)`)
-)
-
-func parse(out string) (tps float64, failed int) {
-	if m := tpsRE.FindStringSubmatch(out); m != nil {
-		tps, _ = strconv.ParseFloat(m[1], 64)
-	}
-	if m := failedRE.FindStringSubmatch(out); m != nil {
-		failed, _ = strconv.Atoi(m[1])
-	}
-	return tps, failed
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func fmtRuns(v []float64) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf("%.0f", x)
-	}
-	return strings.Join(parts, ", ")
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// rerender reads a JSON report and writes it out again next to itself.
+func rerender(path string) error {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func startPgbridge(bin, dir string, pgPort int, t pgtest.Tenant, poolSize int) (int, func(), error) {
-	port, err := freePort()
+	var r report.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Name+".json" != filepath.Base(path) {
+		return fmt.Errorf("%s holds report %q; its files would not match", path, r.Name)
+	}
+	md, err := report.Write(filepath.Dir(path), &r)
 	if err != nil {
-		return 0, nil, err
+		return err
 	}
-	cfg := fmt.Sprintf(`listen: {address: "127.0.0.1:%d"}
-backend: {host: 127.0.0.1, port: %d, tls: {mode: disable}, max_connections: %d}
-log: {level: warn, format: json}
-defaults: {pool_mode: transaction, pool_size: %d, max_client_connections: 1000}
-tenants:
-  bench:
-    database: %s
-    backend_user: %s
-    backend_password: %q
-    users: {bench_app: {password: bench-secret}}
-`, port, pgPort, poolSize, poolSize, t.Database, t.User, t.Password)
-	path := filepath.Join(dir, "pgbridge.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return 0, nil, err
-	}
-	args := []string{"serve", "--config", path}
-	if cpuProfile != "" {
-		args = append(args, "--cpuprofile", cpuProfile)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return 0, nil, err
-	}
-	stop := func() { stopProcess(cmd, os.Interrupt) }
-	if err := waitPort(port); err != nil {
-		stop()
-		return 0, nil, err
-	}
-	return port, stop, nil
+	fmt.Println("report:", md)
+	return nil
 }
 
-func startPgbouncer(dir string, pgPort int, t pgtest.Tenant, poolSize int) (int, func(), error) {
-	if _, err := exec.LookPath("pgbouncer"); err != nil {
-		return 0, nil, errors.New("pgbouncer not installed (apt-get install -y pgbouncer)")
-	}
-	port, err := freePort()
-	if err != nil {
-		return 0, nil, err
-	}
-	ini := fmt.Sprintf(`[databases]
-%s = host=127.0.0.1 port=%d dbname=%s
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = %s/userlist.txt
-pool_mode = transaction
-default_pool_size = %d
-max_client_conn = 1000
-`, t.Database, pgPort, t.Database, port, dir, poolSize)
-	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
-		return 0, nil, err
-	}
-	ul := fmt.Sprintf("%q %q\n", t.User, t.Password)
-	if err := os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(ul), 0o644); err != nil {
-		return 0, nil, err
-	}
-	args := []string{filepath.Join(dir, "pgbouncer.ini")}
-	var cmd *exec.Cmd
-	if os.Geteuid() == 0 { // pgbouncer refuses to run as root
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", "pgbouncer"}, args...)...)
-	} else {
-		cmd = exec.Command("pgbouncer", args...)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return 0, nil, err
-	}
-	stop := func() { stopProcess(cmd, syscall.SIGTERM) } // immediate shutdown
-	if err := waitPort(port); err != nil {
-		stop()
-		return 0, nil, err
-	}
-	return port, stop, nil
-}
-
-// stopProcess signals a process we started and waits for it, killing it if
-// it has not exited after 10 s.
-func stopProcess(cmd *exec.Cmd, sig os.Signal) {
-	_ = cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
-func waitPort(port int) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			return nil
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("nothing listens on port %d", port)
+	return out
 }

@@ -88,3 +88,41 @@ func TestPlainSelectZeroAllocs(t *testing.T) {
 		t.Fatalf("Effects(long query): %v allocs/op, want 0", n)
 	}
 }
+
+// tpcbStatements are the statements of pgbench's TPC-B-like transaction as
+// the simple protocol sends them (values inlined). The UPDATEs contain
+// "SET", so the pre-scan hands them to the full lexer: this is the lexer's
+// cost on the hot path of an ordinary OLTP workload.
+var tpcbStatements = []string{
+	"BEGIN;",
+	"UPDATE pgbench_accounts SET abalance = abalance + -4172 WHERE aid = 731842;",
+	"SELECT abalance FROM pgbench_accounts WHERE aid = 731842;",
+	"UPDATE pgbench_tellers SET tbalance = tbalance + -4172 WHERE tid = 54;",
+	"UPDATE pgbench_branches SET bbalance = bbalance + -4172 WHERE bid = 7;",
+	"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (54, 7, 731842, -4172, CURRENT_TIMESTAMP);",
+	"END;",
+}
+
+func BenchmarkEffectsTPCB(b *testing.B) {
+	n := 0
+	for _, q := range tpcbStatements {
+		n += len(q)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		for _, q := range tpcbStatements {
+			if Effects(q) != EffectNone {
+				b.Fatalf("effect in %q", q)
+			}
+		}
+	}
+}
+
+func TestTPCBZeroAllocs(t *testing.T) {
+	for _, q := range tpcbStatements {
+		if n := testing.AllocsPerRun(100, func() { Effects(q) }); n != 0 {
+			t.Errorf("Effects(%q): %v allocs/op, want 0", q, n)
+		}
+	}
+}

@@ -229,3 +229,89 @@ func TestForwardOutput(t *testing.T) {
 		t.Fatalf("truncated stream: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// selectResponse is what PostgreSQL answers to one pgbench select-only
+// query (simple protocol): RowDescription, one DataRow, CommandComplete and
+// ReadyForQuery, 66 bytes in all.
+func selectResponse() []byte {
+	frame := func(typ byte, body []byte) []byte {
+		f := make([]byte, HeaderLen, HeaderLen+len(body))
+		f[0] = typ
+		putLen(f, 4+len(body))
+		return append(f, body...)
+	}
+	rowDesc := append([]byte{0, 1}, "abalance\x00"...)
+	rowDesc = append(rowDesc, 0, 0, 0x40, 0x08, 0, 3, 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0)
+	var out []byte
+	out = append(out, frame('T', rowDesc)...)
+	out = append(out, frame('D', []byte{0, 1, 0, 0, 0, 1, '0'})...)
+	out = append(out, frame('C', []byte("SELECT 1\x00"))...)
+	out = append(out, frame('Z', []byte{'I'})...)
+	return out
+}
+
+// BenchmarkForwardPerResponse forwards one small response per read, as the
+// relay does in request/response traffic (every read from the socket
+// returns one answer): the per-message cost of forwarding, against
+// io.CopyBuffer moving the same reads without looking at them.
+func BenchmarkForwardPerResponse(b *testing.B) {
+	resp := selectResponse()
+	b.Run("forward", func(b *testing.B) {
+		rd := NewReader(&repeatReader{pat: resp, max: len(resp)}, 8<<10)
+		w := &countWriter{}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(resp)))
+		for b.Loop() {
+			if err := forwardStep(rd, w, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("forward+inspect", func(b *testing.B) {
+		// The relay looks at every header to find ReadyForQuery and its
+		// transaction status.
+		rd := NewReader(&repeatReader{pat: resp, max: len(resp)}, 8<<10)
+		w := &countWriter{}
+		idle := 0
+		seen := func(typ byte, total int) {
+			if typ == 'Z' {
+				idle++
+			}
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(resp)))
+		for b.Loop() {
+			if err := forwardStep(rd, w, seen); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if idle == 0 {
+			b.Fatal("no ReadyForQuery seen")
+		}
+	})
+	b.Run("io.CopyBuffer", func(b *testing.B) {
+		src := &io.LimitedReader{R: &repeatReader{pat: resp, max: len(resp)}, N: int64(b.N) * int64(len(resp))}
+		w := &countWriter{}
+		buf := make([]byte, 8<<10)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(resp)))
+		b.ResetTimer()
+		if _, err := io.CopyBuffer(struct{ io.Writer }{w}, src, buf); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+func TestSelectResponseFrames(t *testing.T) {
+	resp := selectResponse()
+	var types []byte
+	err := forwardAll(NewReader(bytes.NewReader(resp), 64), io.Discard, func(typ byte, total int) { types = append(types, typ) })
+	if err != nil || string(types) != "TDCZ" || len(resp) != 66 {
+		t.Fatalf("frames %q (%v), %d bytes", types, err, len(resp))
+	}
+	// One response per read forwards without allocating.
+	rd := NewReader(&repeatReader{pat: resp, max: len(resp)}, 8<<10)
+	if n := testing.AllocsPerRun(1000, func() { _ = forwardStep(rd, io.Discard, nil) }); n != 0 {
+		t.Fatalf("%v allocations per response", n)
+	}
+}
