@@ -377,11 +377,18 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 	}
 }
 
-// usable checks a connection about to be handed out: an idle one must not
-// show a closed or talking socket, and one dialed or last validated before
+// peekAfter is how long a connection must have sat idle before its socket
+// is peeked on hand-out. Under load connections come back within
+// microseconds and the syscall would be pure cost; a server that closed a
+// connection in the last moments is the restart a transaction in flight
+// would have met anyway.
+const peekAfter = 100 * time.Millisecond
+
+// usable checks a connection about to be handed out: one idle for peekAfter
+// must not show a closed or talking socket, and one dialed or last validated before
 // the latest Suspect is validated with a round trip.
 func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool) bool {
-	if !dialed && !c.alive() {
+	if !dialed && m.now().Sub(c.lastUsed) >= peekAfter && !c.alive() {
 		m.log.Info("discarding a backend connection the server closed",
 			zap.String("tenant", c.Tenant()), zap.Uint32("backend_pid", c.PID))
 		return false
