@@ -394,3 +394,34 @@ func TestNoisyNeighbour(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// An idle client gives its read buffer back (10,000 idle clients must not
+// hold 10,000 buffers) and is served as before when it speaks again, in
+// either pool mode, with a message bigger than the buffer too.
+func TestIdleSessionsParkWithoutABuffer(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_mode": "session"}))
+	acme := r.connect(t, "acme")
+	globex := r.connect(t, "globex")
+	mustExec(t, acme, "select 1")
+	mustExec(t, globex, "select 1")
+	eventually(t, 5*time.Second, "the idle transaction-mode session to park", func() bool {
+		return r.srv.ParkedSessions() == 1 // session mode keeps its backend: not parked
+	})
+	big := strings.Repeat("x", 20000)
+	if n := queryInt(t, acme, "select length($1::text)", big); n != 20000 {
+		t.Errorf("after parking: %d", n)
+	}
+	if r.srv.ParkedSessions() != 0 {
+		t.Error("a session that spoke is still parked")
+	}
+	eventually(t, 5*time.Second, "the session to park again", func() bool { return r.srv.ParkedSessions() == 1 })
+	if n := queryInt(t, acme, "select 2"); n != 2 {
+		t.Errorf("after parking twice: %d", n)
+	}
+	if n := queryInt(t, globex, "select 3"); n != 3 {
+		t.Errorf("session mode: %d", n)
+	}
+	// A parked client that leaves is cleaned up like any other.
+	closeConn(acme)
+	eventually(t, 5*time.Second, "the parked session to end", func() bool { return r.srv.ParkedSessions() == 0 })
+}

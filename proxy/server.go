@@ -53,6 +53,9 @@ type Server struct {
 	draining  bool
 	wg        sync.WaitGroup // one per connection goroutine
 
+	lastReturn  time.Time // watchdog only: last returnMemory
+	parkedSince int       // watchdog only: sessions parked since then
+
 	wdOnce sync.Once
 	wdStop chan struct{} // closed by Shutdown
 	wdDone chan struct{} // closed when the watchdog has returned

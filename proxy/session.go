@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -31,6 +32,19 @@ const (
 // backendReaders recycles the per-attachment read buffers of the backend
 // direction, so an idle session holds none.
 var backendReaders = sync.Pool{New: func() any { return wire.NewReader(nil, backendBufSize) }}
+
+// clientBufs recycles client read buffers: a session parked by the
+// watchdog (idle for parkAfter) lends its buffer back while it waits.
+var clientBufs = sync.Pool{New: func() any { b := make([]byte, clientBufSize); return &b }}
+
+func getClientBuf() []byte { return *clientBufs.Get().(*[]byte) }
+
+func putClientBuf(b []byte) {
+	if cap(b) == clientBufSize {
+		b = b[:clientBufSize]
+		clientBufs.Put(&b)
+	}
+}
 
 // session is one client connection. Two goroutines work on it while a
 // backend is attached: the client loop (run) forwards client messages to the
@@ -82,6 +96,10 @@ type session struct {
 	idleSince    time.Time     // when the client last got its turn (pending reached 0)
 	routerCancel time.Duration // max_statement_timeout that cancelled the running request; 0 = none
 	guardFired   bool          // a time limit is closing the session
+	inFill       bool          // the client loop waits for client bytes between requests
+	parkReq      bool          // the watchdog woke the client loop to park it without a buffer
+	parkedAt     time.Time     // when the watchdog last asked; once per idle period
+	parked       bool          // waiting without a read buffer
 	waiting      bool          // waiting for a query token or a backend
 	endReason    Reason        // why the router ended the session, "" when the client did
 
@@ -104,7 +122,7 @@ func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		srv: srv, nc: nc, id: id, log: log,
-		crd:      wire.NewReader(nc, clientBufSize),
+		crd:      wire.NewReaderBuf(nc, getClientBuf()),
 		key:      newCancelKey(),
 		start:    time.Now(),
 		ctx:      ctx,
@@ -170,6 +188,9 @@ func (ss *session) refuse(err error) {
 
 func (ss *session) cleanup() {
 	ss.cancel()
+	if b := ss.crd.Detach(); b != nil {
+		putClientBuf(b)
+	}
 	if ss.registered {
 		ss.srv.unregister(ss)
 		ss.registered = false
@@ -181,7 +202,25 @@ func (ss *session) cleanup() {
 func (ss *session) serve() string {
 	defer ss.detachAtExit()
 	for {
-		if err := ss.crd.Fill(0); err != nil {
+		ss.mu.Lock()
+		ss.inFill = true
+		ss.mu.Unlock()
+		err := ss.crd.Fill(0)
+		ss.mu.Lock()
+		ss.inFill = false
+		park := ss.parkReq
+		ss.parkReq = false
+		ss.mu.Unlock()
+		if park {
+			if err != nil && isTimeout(err) {
+				if !ss.park() {
+					return "client closed"
+				}
+				continue
+			}
+			_ = ss.nc.SetReadDeadline(time.Time{}) // the client spoke first
+		}
+		if err != nil {
 			if isClosedErr(err) {
 				return "client closed"
 			}
@@ -201,6 +240,47 @@ func (ss *session) serve() string {
 			}
 		}
 	}
+}
+
+// park waits for the idle client's next bytes without holding a read
+// buffer, so ten thousand idle clients do not hold ten thousand buffers.
+// It reports false when the connection is gone.
+func (ss *session) park() bool {
+	_ = ss.nc.SetReadDeadline(time.Time{})
+	if ss.crd.Detach() == nil {
+		return true // a partial message is buffered: just read on
+	}
+	// The buffer is dropped, not pooled: pooled buffers stay live until two
+	// collections pass, and parking is about giving memory back.
+	ss.setParked(true)
+	err := waitReadable(ss.nc)
+	ss.setParked(false)
+	ss.crd.Attach(getClientBuf())
+	return err == nil
+}
+
+func (ss *session) setParked(p bool) {
+	ss.mu.Lock()
+	ss.parked = p
+	ss.mu.Unlock()
+}
+
+// waitReadable blocks until nc has bytes (or end of stream) to read,
+// without reading them.
+func waitReadable(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil // not a socket: the next read blocks instead
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var b [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR)
+	})
 }
 
 // forwardClient handles the complete client messages at the front of the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,10 +58,14 @@ func (s *Server) watchdog() {
 		}
 		s.mu.Unlock()
 		now := s.now()
+		parked := 0
 		for i, ss := range list {
-			ss.watch(now)
+			if ss.watch(now) {
+				parked++
+			}
 			list[i] = nil
 		}
+		s.returnMemory(parked, now)
 		if p := s.tick(); p != period { // a reload changed the timeouts
 			period = p
 			t.Reset(p)
@@ -82,13 +87,35 @@ func (s *Server) stopWatchdog() {
 	<-s.wdDone
 }
 
-// watch applies the time limits to one session.
-func (ss *session) watch(now time.Time) {
+// returnMemory gives the memory freed by parking many sessions back to the
+// operating system at once, and lets the collector shrink their stacks,
+// rather than whenever the background scavenger gets to it: a router that
+// took a storm of logins and then holds thousands of idle clients should
+// not keep the storm's memory. It runs when a burst of parking (at least
+// parkBurst sessions) has ended, at most every returnMemoryEvery.
+func (s *Server) returnMemory(parkedNow int, now time.Time) {
+	s.parkedSince += parkedNow
+	if parkedNow > 0 || s.parkedSince < parkBurst || now.Sub(s.lastReturn) < returnMemoryEvery {
+		return
+	}
+	s.parkedSince = 0
+	s.lastReturn = now
+	debug.FreeOSMemory()
+}
+
+const (
+	parkBurst         = 256
+	returnMemoryEvery = 5 * time.Second
+)
+
+// watch applies the time limits to one session. It reports whether it
+// asked the session to park.
+func (ss *session) watch(now time.Time) (parking bool) {
 	pol := ss.ts.tenant().Policy
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closing || ss.guardFired || ss.idleSince.IsZero() { // zero: still logging in
-		return
+		return false
 	}
 	busy := ss.be != nil && (ss.pending > 0 || !ss.boundary)
 	switch {
@@ -107,9 +134,22 @@ func (ss *session) watch(now time.Time) {
 		if lim := pol.ClientIdleTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
 			ss.guardFired = true
 			go ss.end(errClientIdle(lim))
+			return
+		}
+		if ss.inFill && ss.be == nil && !ss.parkReq && !ss.tls && now.Sub(ss.idleSince) >= parkAfter && ss.idleSince.After(ss.parkedAt) {
+			// Idle between transactions: wake the client loop so it
+			// waits without a read buffer (see session.park).
+			ss.parkReq, ss.parkedAt = true, now
+			_ = ss.nc.SetReadDeadline(time.Unix(1, 0))
+			return true
 		}
 	}
+	return false
 }
+
+// parkAfter is how long a session must be idle before it gives its read
+// buffer back.
+const parkAfter = time.Second
 
 // cancelStatement sends a cancel request for the request that started at
 // since, if it is still running on be.

@@ -64,6 +64,26 @@ func (r *Reader) Reset(rd io.Reader) {
 	r.err = nil
 }
 
+// Detach takes the buffer away from an empty Reader (to lend it out while
+// the connection is idle) and returns it; nil when bytes or an error are
+// pending. The Reader must get a buffer back with Attach before the next
+// Fill.
+func (r *Reader) Detach() []byte {
+	if r.w != r.r || r.err != nil || r.base == nil {
+		return nil
+	}
+	b := r.base
+	r.buf, r.base = nil, nil
+	r.r, r.w = 0, 0
+	return b
+}
+
+// Attach gives a Reader whose buffer was detached a new one.
+func (r *Reader) Attach(buf []byte) {
+	r.buf, r.base = buf, buf
+	r.r, r.w = 0, 0
+}
+
 // Buf returns the underlying buffer (to give it back to a pool).
 func (r *Reader) Buf() []byte { return r.buf }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -777,3 +778,25 @@ func TestFill(t *testing.T) {
 type badReader struct{}
 
 func (badReader) Read(p []byte) (int, error) { return len(p) + 1, nil }
+
+func TestDetachAttach(t *testing.T) {
+	r := NewReader(strings.NewReader("abcdef"), 4)
+	if err := r.Fill(0); err != nil {
+		t.Fatal(err)
+	}
+	if b := r.Detach(); b != nil {
+		t.Fatal("detached a buffer holding unread bytes")
+	}
+	r.Discard(r.Buffered())
+	b := r.Detach()
+	if len(b) != 4 {
+		t.Fatalf("detached %d bytes", len(b))
+	}
+	if r.Detach() != nil {
+		t.Fatal("detached twice")
+	}
+	r.Attach(make([]byte, 8))
+	if err := r.Fill(0); err != nil || string(r.Bytes()) != "ef" {
+		t.Fatalf("after Attach: %q %v", r.Bytes(), err)
+	}
+}
