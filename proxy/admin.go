@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgbridge/pgbridge/internal/scram"
+	"github.com/pgbridge/pgbridge/internal/stats"
+	"github.com/pgbridge/pgbridge/routing"
 )
 
 // The admin console: logins listed in admin.users connect to the database
@@ -225,36 +227,35 @@ func utoa(n uint64) string  { return strconv.FormatUint(n, 10) }
 func btoa(b bool) string    { return strconv.FormatBool(b) }
 func usec(s float64) string { return strconv.FormatInt(int64(math.Round(s*1e6)), 10) }
 
-func (s *Server) showTenants() []byte {
+// tenantRows builds one row per configured tenant from its live snapshot
+// and its configuration.
+func (s *Server) tenantRows(row func(ts stats.TenantSnapshot, tc *routing.Tenant) []string) [][]string {
 	snap := s.Snapshot()
 	rows := make([][]string, 0, len(snap.Tenants))
 	for _, ts := range snap.Tenants {
-		t := s.tenantState(ts.Name)
-		if t == nil {
-			continue
+		if t := s.tenantState(ts.Name); t != nil {
+			rows = append(rows, row(ts, t.tenant()))
 		}
-		tc := t.tenant()
-		p := tc.Policy
-		rows = append(rows, []string{ts.Name, tc.Database, tc.BackendUser, string(p.PoolMode), itoa(p.PoolSize),
-			itoa(p.ReservedConnections), itoa(p.MaxClientConnections), itoa(ts.ClientsActive + ts.ClientsIdle + ts.ClientsWaiting), btoa(ts.Paused)})
 	}
+	return rows
+}
+
+func (s *Server) showTenants() []byte {
+	rows := s.tenantRows(func(ts stats.TenantSnapshot, tc *routing.Tenant) []string {
+		p := tc.Policy
+		return []string{ts.Name, tc.Database, tc.BackendUser, string(p.PoolMode), itoa(p.PoolSize),
+			itoa(p.ReservedConnections), itoa(p.MaxClientConnections), itoa(ts.ClientsActive + ts.ClientsIdle + ts.ClientsWaiting), btoa(ts.Paused)}
+	})
 	return resultSet([]string{"tenant", "database", "backend_user", "pool_mode", "pool_size", "reserved_connections",
 		"max_client_connections", "clients", "paused"}, rows)
 }
 
 func (s *Server) showPools() []byte {
-	snap := s.Snapshot()
-	rows := make([][]string, 0, len(snap.Tenants))
-	for _, ts := range snap.Tenants {
-		t := s.tenantState(ts.Name)
-		if t == nil {
-			continue
-		}
-		tc := t.tenant()
-		rows = append(rows, []string{ts.Name, tc.Database, tc.BackendUser, itoa(ts.ClientsActive), itoa(ts.ClientsWaiting), itoa(ts.ClientsIdle),
+	rows := s.tenantRows(func(ts stats.TenantSnapshot, tc *routing.Tenant) []string {
+		return []string{ts.Name, tc.Database, tc.BackendUser, itoa(ts.ClientsActive), itoa(ts.ClientsWaiting), itoa(ts.ClientsIdle),
 			itoa(ts.ServersActive), itoa(ts.ServersIdle), itoa(ts.ServersConnecting), itoa(ts.Pinned), itoa(tc.Policy.PoolSize),
-			string(tc.Policy.PoolMode), btoa(ts.Paused)})
-	}
+			string(tc.Policy.PoolMode), btoa(ts.Paused)}
+	})
 	return resultSet([]string{"tenant", "database", "user", "cl_active", "cl_waiting", "cl_idle", "sv_active", "sv_idle", "sv_login",
 		"pinned", "pool_size", "pool_mode", "paused"}, rows)
 }

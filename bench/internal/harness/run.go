@@ -58,6 +58,19 @@ func (e *env) runScenario(ctx context.Context, sc *scenario, s *report.Scenario)
 				continue
 			}
 			t := targets[name]
+			if t != nil && t.proc != nil && s.Kind == report.KindIdle && round > 1 {
+				// Memory growth is only meaningful in a fresh process: a
+				// second round would reuse the first round's freed memory.
+				t.proc.stop(syscall.SIGTERM, 10*time.Second)
+				targets[name] = nil
+				nt, err := e.startTarget(ctx, name, fmt.Sprintf("%s-r%d", s.Name, round))
+				if err != nil {
+					startErr[name] = err.Error()
+				} else {
+					targets[name] = nt
+				}
+				t = targets[name]
+			}
 			if t == nil {
 				s.Runs = append(s.Runs, report.Run{Target: name, Round: round, Error: firstLine(startErr[name])})
 				continue
