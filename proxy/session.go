@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -263,24 +262,6 @@ func (ss *session) setParked(p bool) {
 	ss.mu.Lock()
 	ss.parked = p
 	ss.mu.Unlock()
-}
-
-// waitReadable blocks until nc has bytes (or end of stream) to read,
-// without reading them.
-func waitReadable(nc net.Conn) error {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil // not a socket: the next read blocks instead
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var b [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR)
-	})
 }
 
 // forwardClient handles the complete client messages at the front of the
