@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 
 	"go.uber.org/zap"
@@ -38,6 +39,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		cfgPath := fs.String("config", "pgbridge.yaml", "configuration file")
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (for load tests)")
+		traceFile := fs.String("trace", "", "write an execution trace to this file until exit (for scheduling studies; large)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -53,6 +55,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				return 1
 			}
 			defer pprof.StopCPUProfile()
+		}
+		if *traceFile != "" {
+			f, err := os.Create(*traceFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "pgbridge: %v\n", err)
+				return 1
+			}
+			defer f.Close()
+			if err := trace.Start(f); err != nil {
+				fmt.Fprintf(stderr, "pgbridge: %v\n", err)
+				return 1
+			}
+			defer trace.Stop()
 		}
 		return serve(*cfgPath, stderr)
 	case "check-config":
