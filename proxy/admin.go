@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
-	"github.com/pgbridge/pgbridge/internal/scram"
 	"github.com/pgbridge/pgbridge/internal/stats"
 	"github.com/pgbridge/pgbridge/routing"
 )
@@ -40,19 +39,9 @@ var adminParams = map[string]string{
 // console gets the same 28P01 as a wrong password.
 func (ss *session) adminLogin(sm *startupMessage) (bool, error) {
 	cred, known := ss.srv.config().Admin.Users[sm.user]
-	tkey := throttleKey(ss.nc.RemoteAddr(), sm.user)
-	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
-		return false, errLoginThrottled(wait)
+	if err := ss.checkPassword(sm.user, cred, known); err != nil {
+		return false, err
 	}
-	v := cred.Verifier
-	if !known {
-		v = scram.MockVerifier(sm.user, ss.srv.mockSecret)
-	}
-	if err := ss.authenticate(v); err != nil || !known {
-		ss.srv.throttle.fail(tkey, ss.srv.now())
-		return false, errAuthFailed(sm.user)
-	}
-	ss.srv.throttle.succeed(tkey)
 	if err := ss.srv.registerAdmin(ss); err != nil {
 		return false, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,8 +74,7 @@ type session struct {
 
 	mu         sync.Mutex
 	be         *pool.Conn    // attached backend, nil when none
-	pumpDone   chan struct{} // closed when the current pump exits; nil in sync mode
-	syncMode   bool          // the client loop reads the attached backend itself (no pump)
+	pumpDone   chan struct{} // closed when the current pump exits; nil in sync mode (be != nil, no pump)
 	pending    int           // Query/Sync/FunctionCall sent but not yet answered by ReadyForQuery
 	boundary   bool          // the last client message ended a request
 	txStatus   byte          // status byte of the latest ReadyForQuery
@@ -505,23 +505,33 @@ func (ss *session) logQuery(frame []byte) {
 }
 
 // endsTransaction reports whether batch is one simple Query that only
-// ends a transaction (COMMIT, ROLLBACK, END, ABORT, with optional words
-// such as WORK or AND CHAIN).
+// ends a transaction: COMMIT, ROLLBACK, END or ABORT with the optional
+// words WORK, TRANSACTION, AND [NO] CHAIN (not ROLLBACK TO SAVEPOINT, not
+// COMMIT PREPARED), comments allowed, nothing after it.
 func endsTransaction(batch []byte) bool {
 	if len(batch) < 6 || batch[0] != 'Q' || len(batch) != 1+int(binary.BigEndian.Uint32(batch[1:5])) {
 		return false
 	}
-	q := strings.TrimSpace(queryText(batch))
-	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
-	if strings.ContainsAny(q, ";'\"$-/") {
+	q := queryText(batch)
+	lx := sqllex.NewLexer(q)
+	first := lx.Next()
+	if first.Kind != sqllex.Ident || !slices.ContainsFunc([]string{"commit", "rollback", "end", "abort"}, func(w string) bool {
+		return strings.EqualFold(first.Text(q), w)
+	}) {
 		return false
 	}
-	first, _, _ := strings.Cut(q, " ")
-	switch strings.ToLower(first) {
-	case "commit", "rollback", "end", "abort":
-		return !strings.Contains(strings.ToLower(q), " to ") // ROLLBACK TO SAVEPOINT keeps the transaction
+	for t := lx.Next(); ; t = lx.Next() {
+		switch {
+		case t.Kind == sqllex.EOF:
+			return true
+		case t.Kind == sqllex.Semicolon:
+			return lx.Next().Kind == sqllex.EOF
+		case t.Kind != sqllex.Ident || !slices.ContainsFunc([]string{"work", "transaction", "and", "no", "chain"}, func(w string) bool {
+			return strings.EqualFold(t.Text(q), w)
+		}):
+			return false
+		}
 	}
-	return false
 }
 
 func (ss *session) setWaiting(w bool) {
@@ -602,14 +612,13 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	if ss.tracking && ss.pinned == "" {
 		// Transaction mode: the client loop reads the answer itself (see
 		// relaySync); a pump starts only when one is needed.
-		ss.syncMode, ss.pumpDone = true, nil
+		ss.pumpDone = nil
 		ss.mu.Unlock()
 		ss.syncRd, ss.swallow = rd, swallow
 		return be, pre, nil
 	}
 	done := make(chan struct{})
 	ss.pumpDone = done
-	ss.syncMode = false
 	ss.mu.Unlock()
 	go ss.pump(be, rd, done, swallow)
 	return be, pre, nil
@@ -690,9 +699,6 @@ func (ss *session) relaySync(be *pool.Conn) {
 	case relayDone:
 		backendReaders.Put(ss.syncRd)
 		ss.syncRd = nil
-		ss.mu.Lock()
-		ss.syncMode = false
-		ss.mu.Unlock()
 	case relayIdle:
 		// Every request answered inside a transaction: the backend stays
 		// attached and the next batch is relayed the same way.
@@ -708,7 +714,6 @@ func (ss *session) handOver(be *pool.Conn) {
 	done := make(chan struct{})
 	ss.mu.Lock()
 	ss.pumpDone = done
-	ss.syncMode = false
 	ss.mu.Unlock()
 	go ss.pump(be, rd, done, ss.swallow)
 }
@@ -1078,7 +1083,7 @@ func (ss *session) kill(err error) {
 	if errors.As(err, &ce) && ss.endReason == "" {
 		ss.endReason = ce.reason
 	}
-	if ss.syncMode && ss.be != nil {
+	if ss.be != nil && ss.pumpDone == nil {
 		// The client loop may be waiting for the backend's answer: wake it.
 		_ = ss.be.SetReadDeadline(time.Now())
 	}

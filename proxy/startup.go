@@ -111,30 +111,10 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		ts = ss.srv.tenantState(tenant.Name)
 		known = ts != nil
 	}
-	// Password guessing: a (client address, user) pair with many recent
-	// failures waits before it may try again, known user or not.
-	tkey := throttleKey(ss.nc.RemoteAddr(), sm.user)
-	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
-		ss.ts = ts // counted for the tenant when the user is one of its logins
-		return false, errLoginThrottled(wait)
-	}
-	v := cred.Verifier
-	if !known {
-		v = scram.MockVerifier(sm.user, ss.srv.mockSecret)
-	}
-	if err := ss.authenticate(v); err != nil {
-		if errors.Is(err, scram.ErrAuthFailed) || !known {
-			ss.srv.throttle.fail(tkey, ss.srv.now())
-			ss.ts = ts
-			return false, errAuthFailed(sm.user)
-		}
+	ss.ts = ts // refusals are counted for the tenant when the user is one of its logins
+	if err := ss.checkPassword(sm.user, cred, known); err != nil {
 		return false, err
 	}
-	if !known {
-		return false, errAuthFailed(sm.user) // unreachable with a mock verifier
-	}
-	ss.srv.throttle.succeed(tkey)
-	ss.ts = ts
 	tenant = ts.tenant()
 	if !cfg.TenantForDatabase(tenant, sm.database) {
 		return false, fatal(ReasonDatabaseMismatch, "3D000", fmt.Sprintf("User %q may only connect to database %q.", sm.user, tenant.Database),
@@ -179,6 +159,33 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	ss.idleSince = ss.srv.now()
 	ss.mu.Unlock()
 	return true, ss.sendWelcome(params)
+}
+
+// checkPassword runs the SCRAM exchange for user against cred (a mock
+// verifier when the user is not known), behind the failed-login throttle:
+// a (client address, user) pair with many recent failures waits before it
+// may try again, known user or not. Every failure is the same 28P01.
+func (ss *session) checkPassword(user string, cred routing.Credential, known bool) error {
+	tkey := throttleKey(ss.nc.RemoteAddr(), user)
+	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
+		return errLoginThrottled(wait)
+	}
+	v := cred.Verifier
+	if !known {
+		v = scram.MockVerifier(user, ss.srv.mockSecret)
+	}
+	if err := ss.authenticate(v); err != nil {
+		if errors.Is(err, scram.ErrAuthFailed) || !known {
+			ss.srv.throttle.fail(tkey, ss.srv.now())
+			return errAuthFailed(user)
+		}
+		return err
+	}
+	if !known {
+		return errAuthFailed(user) // unreachable with a mock verifier
+	}
+	ss.srv.throttle.succeed(tkey)
+	return nil
 }
 
 // clientParams collects the session parameters a client asked for in its
