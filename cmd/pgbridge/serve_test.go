@@ -324,6 +324,9 @@ func TestReloadOnFileChangeAndSighup(t *testing.T) {
 	if ts := p.metric("pgbridge_config_last_reload_success_timestamp_seconds"); ts <= ts0 {
 		t.Errorf("reload timestamp did not move: %v -> %v", ts0, ts)
 	}
+	if _, body := p.get("/metrics"); !strings.Contains(body, `pgbridge_queries_total{tenant="umbrella"} 0`) {
+		t.Error("the added tenant has no series")
+	}
 	// A bad file changes nothing and says so.
 	good, _ := os.ReadFile(p.cfgPath)
 	if err := os.WriteFile(p.cfgPath, append(good, []byte("\nbogus_key: 1\n")...), 0o600); err != nil {
@@ -352,6 +355,9 @@ func TestReloadOnFileChangeAndSighup(t *testing.T) {
 	})
 	if _, err := p.connect("umbrella"); code(err) != "28P01" {
 		t.Errorf("umbrella after removal: %v", err)
+	}
+	if _, body := p.get("/metrics"); strings.Contains(body, `tenant="umbrella"`) {
+		t.Error("the removed tenant's series are still exported")
 	}
 }
 

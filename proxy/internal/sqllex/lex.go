@@ -650,7 +650,7 @@ func appendBackslashEscape(dst []byte, src string, i int) ([]byte, int) {
 }
 
 // appendUnicodeEscapes decodes the escapes of a U&'...' or U&"..." body:
-// esc esc is esc itself, esc XXXX and esc + XXXXXX are code points.
+// esc esc is esc itself; esc and four hex digits, or esc, "+" and six hex digits, are code points.
 // Malformed escapes are kept as they are.
 func appendUnicodeEscapes(dst, s []byte, esc byte) []byte {
 	n := len(s)
