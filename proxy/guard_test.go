@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -399,6 +400,9 @@ func TestNoisyNeighbour(t *testing.T) {
 // hold 10,000 buffers) and is served as before when it speaks again, in
 // either pool mode, with a message bigger than the buffer too.
 func TestIdleSessionsParkWithoutABuffer(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the parker needs epoll; elsewhere idle sessions wait on their goroutines")
+	}
 	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_mode": "session"}))
 	acme := r.connect(t, "acme")
 	globex := r.connect(t, "globex")
@@ -424,4 +428,68 @@ func TestIdleSessionsParkWithoutABuffer(t *testing.T) {
 	// A parked client that leaves is cleaned up like any other.
 	closeConn(acme)
 	eventually(t, 5*time.Second, "the parked session to end", func() bool { return r.srv.ParkedSessions() == 0 })
+}
+
+// Parked sessions hold no goroutine, and the router can still end them:
+// KILL_CLIENT on the admin console, client_idle_timeout, and shutdown each
+// reach a parked client with its error and leave nothing behind.
+func TestParkedSessionsHoldNoGoroutineAndCanBeEnded(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the parker needs epoll; elsewhere idle sessions wait on their goroutines")
+	}
+	r := startRouter(t, tenantOverride("globex", cfgMap{"client_idle_timeout": "3s"}))
+	const n = 40
+	base := runtime.NumGoroutine()
+	var conns []*pgx.Conn
+	for i := range n {
+		c := r.connect(t, "acme", fmt.Sprintf("application_name=idle%d", i))
+		mustExec(t, c, "select 1")
+		conns = append(conns, c)
+	}
+	busy := runtime.NumGoroutine()
+	eventually(t, 5*time.Second, "the idle sessions to park", func() bool { return r.srv.ParkedSessions() == n })
+	// Each session had a goroutine in the router (and pgx keeps none per
+	// connection); parked, the router's are gone.
+	if parked := runtime.NumGoroutine(); parked > base+n/4 {
+		t.Errorf("goroutines: %d before the clients, %d connected, %d parked; want the sessions' goroutines gone", base, busy, parked)
+	}
+	// A parked client that speaks is served.
+	if v := queryInt(t, conns[0], "select 7"); v != 7 {
+		t.Errorf("after parking: %d", v)
+	}
+
+	adm := r.admin(t)
+	row := rowFor(adminRows(t, adm, "SHOW CLIENTS"), "application_name", "idle1")
+	if row == nil {
+		t.Fatal("idle1 not in SHOW CLIENTS")
+	}
+	mustExec(t, adm, "KILL_CLIENT "+row["id"])
+	_, err := conns[1].Exec(testCtx(t, 5*time.Second), "select 1")
+	wantCode(t, err, "57P01")
+
+	// client_idle_timeout (3 s) fires after the session parked (1 s).
+	g := r.connect(t, "globex")
+	mustExec(t, g, "select 1")
+	eventually(t, 5*time.Second, "the globex session to park", func() bool { return r.srv.ParkedSessions() == n-1 })
+	time.Sleep(3500 * time.Millisecond)
+	_, err = g.Exec(testCtx(t, 5*time.Second), "select 1")
+	wantCode(t, err, "57P05")
+
+	// Shutdown ends every parked session with 57P01 and returns.
+	eventually(t, 5*time.Second, "the sessions to park again", func() bool { return r.srv.ParkedSessions() == n-1 })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	for i, c := range conns {
+		if i == 1 {
+			continue
+		}
+		_, err := c.Exec(testCtx(t, 5*time.Second), "select 1")
+		if err == nil {
+			t.Fatalf("client %d still served after shutdown", i)
+		}
+	}
+	if p := r.srv.ParkedSessions(); p != 0 {
+		t.Errorf("%d sessions still parked after shutdown", p)
+	}
 }

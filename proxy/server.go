@@ -51,7 +51,8 @@ type Server struct {
 	admins    map[*session]struct{} // admin console sessions
 	tenants   map[string]*tenantState
 	draining  bool
-	wg        sync.WaitGroup // one per connection goroutine
+	wg        sync.WaitGroup // one per connection, released when its session ends
+	parker    *parker        // holds idle sessions without goroutines
 
 	lastReturn  time.Time // watchdog only: last returnMemory
 	parkedSince int       // watchdog only: sessions parked since then
@@ -81,6 +82,7 @@ func New(cfg *routing.Config, p *pool.Manager, opts ...Option) (*Server, error) 
 	for name, t := range cfg.Tenants {
 		s.tenants[name] = newTenantState(t)
 	}
+	s.parker = newParker(func(ss *session) { ss.guard(ss.resume) })
 	for _, o := range opts {
 		o(s)
 	}
@@ -208,6 +210,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // when every session has ended.
 func (s *Server) Shutdown(ctx context.Context) {
 	defer s.stopWatchdog()
+	defer s.parker.close() // after every session has ended
 	s.mu.Lock()
 	s.draining = true
 	for ln := range s.listeners {
@@ -241,18 +244,10 @@ func (s *Server) Shutdown(ctx context.Context) {
 }
 
 func (s *Server) handle(nc net.Conn) {
-	defer s.wg.Done()
 	id := s.nextID.Add(1)
 	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", nc.RemoteAddr().String()))
 	ss := newSession(s, nc, id, log)
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("session panic", zap.Any("panic", r), zap.Stack("stack"))
-			ss.kill(errInternal())
-			ss.cleanup()
-		}
-	}()
-	ss.run()
+	ss.guard(ss.run)
 }
 
 // register makes a logged-in session visible to cancel and shutdown, and

@@ -98,7 +98,8 @@ type session struct {
 	inFill       bool          // the client loop waits for client bytes between requests
 	parkReq      bool          // the watchdog woke the client loop to park it without a buffer
 	parkedAt     time.Time     // when the watchdog last asked; once per idle period
-	parked       bool          // waiting without a read buffer
+	noPark       bool          // the router is closing the connection: no more parking (parker's mu)
+	parkTok      int32         // the parker's token while parked, 0 otherwise (parker's mu)
 	waiting      bool          // waiting for a query token or a backend
 	endReason    Reason        // why the router ended the session, "" when the client did
 
@@ -131,8 +132,30 @@ func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
 	}
 }
 
-func (ss *session) run() {
-	defer ss.cleanup()
+// guard runs one stretch of the session's life on the current goroutine:
+// the login and first stretch of serving (run), or a stretch after the
+// parker resumed the session (resume). A panic ends the session. The
+// connection's place in the server's wait group is released when the
+// session ends, not when it is handed to the parker.
+func (ss *session) guard(stretch func() (parked bool)) {
+	parked := false
+	defer func() {
+		if r := recover(); r != nil {
+			ss.log.Error("session panic", zap.Any("panic", r), zap.Stack("stack"))
+			ss.kill(errInternal())
+			ss.cleanup()
+			parked = false
+		}
+		if !parked {
+			ss.srv.wg.Done()
+		}
+	}()
+	parked = stretch()
+}
+
+// run logs the client in and serves it. It reports true when the session
+// was handed to the parker: the goroutine leaves it to the parker then.
+func (ss *session) run() (parked bool) {
 	lctx, lcancel := context.WithTimeout(ss.ctx, ss.srv.config().Listen.LoginTimeout)
 	_ = ss.nc.SetDeadline(time.Now().Add(ss.srv.config().Listen.LoginTimeout))
 	ok, err := ss.login(lctx)
@@ -142,25 +165,46 @@ func (ss *session) run() {
 			err = fatal(ReasonLoginTimeout, "08006", "", "login not completed within login_timeout")
 		}
 		ss.refuse(err)
-		return
+		ss.cleanup()
+		return false
 	}
 	if !ok {
-		return
+		ss.cleanup()
+		return false
 	}
 	_ = ss.nc.SetDeadline(time.Time{})
 	ss.log.Info("client connected", zap.Bool("tls", ss.tls))
 	if ss.admin {
 		reason := ss.serveAdmin()
 		ss.log.Info("admin disconnected", zap.String("reason", reason), zap.Duration("duration", time.Since(ss.start)))
-		return
+		ss.cleanup()
+		return false
 	}
-	reason := ss.serve()
+	return ss.serveStretch()
+}
+
+// resume serves a session the parker woke: its client spoke or hung up, or
+// the router is ending it.
+func (ss *session) resume() (parked bool) {
+	ss.crd.Attach(getClientBuf())
+	return ss.serveStretch()
+}
+
+// serveStretch runs the client loop until the session ends (then cleans
+// up) or is parked.
+func (ss *session) serveStretch() (parked bool) {
+	reason, parked := ss.serve()
+	if parked {
+		return true
+	}
 	ss.mu.Lock()
 	if ss.endReason != "" {
 		reason = string(ss.endReason)
 	}
 	ss.mu.Unlock()
 	ss.log.Info("client disconnected", zap.String("reason", reason), zap.Duration("duration", time.Since(ss.start)))
+	ss.cleanup()
+	return false
 }
 
 // refuse reports a login failure to the client (when it is a Postgres
@@ -197,9 +241,15 @@ func (ss *session) cleanup() {
 	_ = ss.nc.Close()
 }
 
-// serve is the client loop. It returns why the session ended.
-func (ss *session) serve() string {
-	defer ss.detachAtExit()
+// serve is the client loop. It returns why the session ended, or parked
+// when the session was handed to the parker (then nothing of the session
+// may be touched on the way out).
+func (ss *session) serve() (reason string, parked bool) {
+	defer func() {
+		if !parked {
+			ss.detachAtExit()
+		}
+	}()
 	for {
 		ss.mu.Lock()
 		ss.inFill = true
@@ -212,8 +262,11 @@ func (ss *session) serve() string {
 		ss.mu.Unlock()
 		if park {
 			if err != nil && isTimeout(err) {
-				if !ss.park() {
-					return "client closed"
+				switch ss.park() {
+				case parkGone:
+					return "client closed", false
+				case parkAway:
+					return "", true
 				}
 				continue
 			}
@@ -221,18 +274,18 @@ func (ss *session) serve() string {
 		}
 		if err != nil {
 			if isClosedErr(err) {
-				return "client closed"
+				return "client closed", false
 			}
-			return "client read error"
+			return "client read error", false
 		}
 		for ss.crd.Buffered() > 0 {
 			reason, done, err := ss.forwardClient()
 			if err != nil {
 				ss.kill(err)
-				return reason
+				return reason, false
 			}
 			if done {
-				return reason
+				return reason, false
 			}
 			if reason == "more" {
 				break
@@ -241,27 +294,33 @@ func (ss *session) serve() string {
 	}
 }
 
-// park waits for the idle client's next bytes without holding a read
-// buffer, so ten thousand idle clients do not hold ten thousand buffers.
-// It reports false when the connection is gone.
-func (ss *session) park() bool {
+type parkResult int
+
+const (
+	parkReadOn parkResult = iota // bytes arrived: read on
+	parkGone                     // the connection is gone
+	parkAway                     // handed to the parker: leave the session alone
+)
+
+// park lets an idle session wait for its client's next bytes without a
+// read buffer, and where the parker works, without a goroutine, so ten
+// thousand idle clients hold neither.
+func (ss *session) park() parkResult {
 	_ = ss.nc.SetReadDeadline(time.Time{})
 	if ss.crd.Detach() == nil {
-		return true // a partial message is buffered: just read on
+		return parkReadOn // a partial message is buffered: just read on
 	}
 	// The buffer is dropped, not pooled: pooled buffers stay live until two
 	// collections pass, and parking is about giving memory back.
-	ss.setParked(true)
+	if ss.srv.parker.park(ss) {
+		return parkAway
+	}
 	err := waitReadable(ss.nc)
-	ss.setParked(false)
 	ss.crd.Attach(getClientBuf())
-	return err == nil
-}
-
-func (ss *session) setParked(p bool) {
-	ss.mu.Lock()
-	ss.parked = p
-	ss.mu.Unlock()
+	if err != nil {
+		return parkGone
+	}
+	return parkReadOn
 }
 
 // forwardClient handles the complete client messages at the front of the
@@ -976,6 +1035,7 @@ func (ss *session) clientWriteFailed() {
 	ss.mu.Lock()
 	ss.pumpFailed = true
 	ss.mu.Unlock()
+	ss.srv.parker.wake(ss)
 	_ = ss.nc.Close() // wakes the client loop, which cleans up
 }
 
@@ -1090,6 +1150,7 @@ func (ss *session) kill(err error) {
 	ss.mu.Unlock()
 	ss.cancel()
 	ss.writeError(err)
+	ss.srv.parker.wake(ss) // a parked session wakes to see the connection closed
 	_ = ss.nc.Close()
 }
 
