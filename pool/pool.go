@@ -500,19 +500,29 @@ func (m *Manager) reserveLocked(tp *tenantPool, doomed *[]*Conn) bool {
 
 // idleVictimLocked picks, and takes off its stack, the least recently used
 // idle connection of a tenant other than tp whose closing gives tp room.
-// Only tenants above their reserve give up connections; among them it
-// prefers tenants above their min_pool_size, then tenants holding the most
-// connections.
+// Only tenants above their reserve give up connections, and a connection
+// kept warm for its tenant (see keepWarm) is not taken. Among the rest it
+// prefers tenants above their fair share, then above their min_pool_size,
+// then tenants holding the most connections.
 func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 	var best *tenantPool
-	bestAbove := false
+	var share func(*tenantPool) int
+	bestOver, bestAbove := false, false
 	for _, o := range m.order {
 		if o == tp || len(o.idle) == 0 || o.open <= o.reserve() {
 			continue
 		}
+		if share == nil {
+			share = m.sharesLocked(tp)
+		}
+		if m.warmLocked(o, o.idle[0], share) {
+			continue
+		}
+		over := o.open > share(o)
 		above := o.open > o.tenant.Policy.MinPoolSize
-		if best == nil || (above && !bestAbove) || (above == bestAbove && o.open > best.open) {
-			best, bestAbove = o, above
+		if best == nil || (over && !bestOver) ||
+			(over == bestOver && ((above && !bestAbove) || (above == bestAbove && o.open > best.open))) {
+			best, bestOver, bestAbove = o, over, above
 		}
 	}
 	if best == nil || !m.roomLocked(tp, best) {
@@ -523,6 +533,34 @@ func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 	best.idle[len(best.idle)-1] = nil
 	best.idle = best.idle[:len(best.idle)-1]
 	return c
+}
+
+// handOverColdLocked gives waiting tenants the slots of other tenants'
+// idle connections that were kept warm when the waiters queued and have
+// gone cold since: each such connection is closed and its slot granted to
+// the neediest waiting tenant it gives room to.
+func (m *Manager) handOverColdLocked(doomed *[]*Conn) []pending {
+	var out []pending
+	for m.waiting > 0 {
+		var taker *tenantPool
+		var victim *Conn
+		for i := range m.order {
+			o := m.order[(m.next+i)%len(m.order)]
+			if len(o.waiters) == 0 || o.open >= o.tenant.Policy.PoolSize {
+				continue
+			}
+			if victim = m.idleVictimLocked(o); victim != nil {
+				taker = o
+				break
+			}
+		}
+		if taker == nil {
+			return out
+		}
+		*doomed = append(*doomed, m.dropLocked(victim))
+		out = append(out, m.grantDialLocked(taker))
+	}
+	return out
 }
 
 // dial opens the connection for a slot already reserved for tp and settles
@@ -697,12 +735,14 @@ func (m *Manager) Release(c *Conn) {
 // room once the connection is closed. In order:
 //
 //  1. a waiting tenant below its reserve;
-//  2. when tp has no waiter of its own, the neediest waiting tenant (idling
-//     the connection would only block it);
+//  2. when tp has no waiter of its own: if tp holds more than its fair
+//     share, the neediest waiting tenant; else the neediest waiting tenant
+//     below its own share. A tenant within its share keeps the connection
+//     it just used otherwise (see keepWarm): handing it over would cost
+//     both tenants a dial at the next query, and under a tight budget that
+//     churn is what made every query of a quiet tenant wait for one;
 //  3. when tp holds more than its fair share, the neediest waiting tenant
-//     below its own share (shares split the budget not held back for idle
-//     tenants' reserves by pool_size among the tenants that want
-//     connections; never below a tenant's reserve, never below 1);
+//     below its own share;
 //  4. a waiting tenant that holds nothing at all (the one whose first
 //     waiter came first): when the budget is smaller than the number of
 //     busy tenants, slots rotate among them, each switch costing a dial,
@@ -711,22 +751,16 @@ func (m *Manager) takerLocked(tp *tenantPool) *tenantPool {
 	if m.waiting == len(tp.waiters) || tp.open <= tp.reserve() {
 		return nil
 	}
-	if o := m.neediestLocked(tp, nil, tp); o == nil || o.open < o.reserve() || len(tp.waiters) == 0 {
+	o := m.neediestLocked(tp, nil, tp)
+	if o == nil || o.open < o.reserve() {
 		return o
 	}
-	weight, held := 0, 0
-	for _, o := range m.order {
-		if o == tp || len(o.waiters) > 0 || o.open > 0 {
-			weight += o.tenant.Policy.PoolSize
-		} else {
-			held += o.unused()
+	share := m.sharesLocked(nil)
+	if len(tp.waiters) == 0 {
+		if tp.open > share(tp) {
+			return o
 		}
-	}
-	avail := max(0, m.limit-held)
-	// avail*pool_size/weight, rounded to nearest: flooring would hand the
-	// remainder to whoever holds it, which favours large tenants.
-	share := func(o *tenantPool) int {
-		return max(1, o.reserve(), (2*avail*o.tenant.Policy.PoolSize+weight)/(2*weight))
+		return m.neediestLocked(tp, share, tp)
 	}
 	if tp.open > share(tp) {
 		if o := m.neediestLocked(tp, share, tp); o != nil {
@@ -741,6 +775,44 @@ func (m *Manager) takerLocked(tp *tenantPool) *tenantPool {
 		}
 	}
 	return starved
+}
+
+// sharesLocked returns each tenant's fair share of the budget: the budget
+// not held back for idle tenants' reserves, split by pool_size among the
+// tenants that want connections (waiting or holding some, and asking, when
+// it is set), rounded to nearest, never below the tenant's reserve and
+// never below 1.
+func (m *Manager) sharesLocked(asking *tenantPool) func(*tenantPool) int {
+	weight, held := 0, 0
+	for _, o := range m.order {
+		if len(o.waiters) > 0 || o.open > 0 || o == asking {
+			weight += o.tenant.Policy.PoolSize
+		} else {
+			held += o.unused()
+		}
+	}
+	avail := max(0, m.limit-held)
+	return func(o *tenantPool) int {
+		if weight == 0 {
+			return max(1, o.reserve())
+		}
+		// Flooring would hand the remainder to whoever holds it, which
+		// favours large tenants.
+		return max(1, o.reserve(), (2*avail*o.tenant.Policy.PoolSize+weight)/(2*weight))
+	}
+}
+
+// keepWarm is how long an idle connection stays its tenant's while the
+// tenant holds no more than its fair share: other tenants' waiters do not
+// take it before. A tenant that comes back within keepWarm finds its
+// connection; one that stays away longer gives the slot to whoever waits
+// (at the next maintenance round, or the next acquire).
+const keepWarm = time.Second
+
+// warmLocked reports whether o's idle connection c is kept for o: used
+// within keepWarm while o holds at most its fair share.
+func (m *Manager) warmLocked(o *tenantPool, c *Conn, share func(*tenantPool) int) bool {
+	return m.now().Sub(c.lastUsed) < keepWarm && o.open <= share(o)
 }
 
 // Discard closes a connection whose state is unknown or broken and frees its
@@ -1122,6 +1194,7 @@ func (m *Manager) reap() {
 		tp.idle = keep
 	}
 	grants := m.dispatchLocked()
+	grants = append(grants, m.handOverColdLocked(&doomed)...)
 	m.mu.Unlock()
 	closeAll(doomed)
 	sendAll(grants)

@@ -310,9 +310,12 @@ func checkInvariants(t *testing.T, m *Manager) {
 				t.Errorf("tenant %s waits with room under pool_size while the budget has room for it (%d/%d, unused reserves %d)",
 					name, m.open, m.limit, m.gap)
 			}
+			// Idle connections of tenants within their fair share are
+			// theirs while warm and handed over by maintenance once cold.
+			share := m.sharesLocked(nil)
 			for _, o := range m.tenants {
-				if o != tp && len(o.idle) > 0 && o.open > o.reserve() && m.roomLocked(tp, o) {
-					t.Errorf("tenant %s waits while closing an idle connection of %s would give it room", name, o.name)
+				if o != tp && len(o.idle) > 0 && o.open > o.reserve() && o.open > share(o) && m.roomLocked(tp, o) {
+					t.Errorf("tenant %s waits while closing an idle connection of %s (above its share %d) would give it room", name, o.name, share(o))
 				}
 			}
 		}
@@ -596,15 +599,17 @@ func TestBudgetEvictsOtherTenantsIdle(t *testing.T) {
 	m.Release(b1)
 }
 
-// A tenant releasing a connection it has no waiter for must not park it
-// idle while another tenant is queued for budget.
-func TestReleaseFeedsOtherTenantsQueue(t *testing.T) {
+// A tenant within its fair share that releases a connection it has no
+// waiter for keeps it while it is warm (handing it over would cost both
+// tenants a dial at their next query), and gives its slot to the queued
+// tenant once it has gone cold.
+func TestReleaseKeepsWarmThenFeedsOtherTenantsQueue(t *testing.T) {
 	// Shares of 2 weighted 1:2 are 1 and 1: neither tenant is above its
-	// share, so this is not the fair-share transfer but plain work
-	// conservation.
+	// share, so this is not the fair-share transfer.
+	clk := newFakeClock()
 	m, d := newManager(t, config(2,
 		tenantSpec{name: "a", poolSize: 1},
-		tenantSpec{name: "b", poolSize: 2}))
+		tenantSpec{name: "b", poolSize: 2}), WithClock(clk.Now))
 	a1 := acquire(t, m, "a")
 	b1 := acquire(t, m, "b")
 	res := make(chan result, 1)
@@ -612,6 +617,17 @@ func TestReleaseFeedsOtherTenantsQueue(t *testing.T) {
 	eventually(t, "b waiting", waiting(m, "b", 1))
 
 	m.Release(a1)
+	wantStats(t, m, "a", TenantStats{Open: 1, Idle: 1})
+	if got := acquire(t, m, "a"); got != a1 {
+		t.Fatal("a's warm connection was not kept for a")
+	}
+	m.Release(a1)
+
+	clk.Advance(keepWarm - time.Millisecond)
+	m.reap()
+	wantStats(t, m, "a", TenantStats{Open: 1, Idle: 1})
+	clk.Advance(time.Millisecond)
+	m.reap()
 	r := recv(t, res)
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -622,6 +638,29 @@ func TestReleaseFeedsOtherTenantsQueue(t *testing.T) {
 	wantStats(t, m, "a", TenantStats{})
 	wantStats(t, m, "b", TenantStats{Open: 2, InUse: 2})
 	m.Release(b1)
+	m.Release(r.c)
+}
+
+// A tenant above its fair share gives a released connection to a queued
+// tenant at once, warm or not.
+func TestReleaseAboveShareFeedsOtherTenantsQueue(t *testing.T) {
+	m, d := newManager(t, config(3,
+		tenantSpec{name: "a", poolSize: 3},
+		tenantSpec{name: "b", poolSize: 3}))
+	a := []*Conn{acquire(t, m, "a"), acquire(t, m, "a"), acquire(t, m, "a")}
+	res := make(chan result, 1)
+	acquireAsync(context.Background(), m, "b", res)
+	eventually(t, "b waiting", waiting(m, "b", 1))
+	m.Release(a[0])
+	r := recv(t, res)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !isClosed(a[0]) || d.count("b") != 1 {
+		t.Fatalf("a[0] closed %v, b dials %d", isClosed(a[0]), d.count("b"))
+	}
+	m.Release(a[1])
+	m.Release(a[2])
 	m.Release(r.c)
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,6 +395,61 @@ func TestNoisyNeighbour(t *testing.T) {
 		t.Errorf("budget overrun: %d open of %d", open, limit)
 	}
 	_ = fmt.Sprint
+}
+
+// Under a tight shared budget, a quiet tenant that queries every 100 ms
+// keeps its connection while a noisy tenant floods: the slot is not handed
+// to the noisy tenant's queue at every release only to be taken back (one
+// dial each way per quiet query) at the quiet tenant's next query.
+func TestTightBudgetDoesNotChurnDials(t *testing.T) {
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"max_connections": 4}, "defaults": cfgMap{"pool_size": 4}},
+		tenantOverride("acme", cfgMap{"pool_wait_timeout": "5s"}),
+	)
+	noisy := make([]*pgx.Conn, 12)
+	for i := range noisy {
+		noisy[i] = r.connect(t, "acme")
+	}
+	quiet := r.connect(t, "globex")
+	mustExec(t, quiet, "select 1")
+	ctx, stop := context.WithTimeout(context.Background(), 4*time.Second)
+	defer stop()
+	var wg sync.WaitGroup
+	var noisyQueries atomic.Int64
+	for _, c := range noisy {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := c.Exec(ctx, "select 1"); err == nil {
+					noisyQueries.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the flood holds the rest of the budget
+	dials := func() uint64 { return r.pool.BackendStats().Connects.Get("ok") }
+	before := dials()
+	quietQueries := 0
+	for ctx.Err() == nil {
+		if _, err := quiet.Exec(ctx, "select 1"); err != nil {
+			if ctx.Err() == nil {
+				t.Fatalf("quiet tenant: %v", err)
+			}
+			break
+		}
+		quietQueries++
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	got := dials() - before
+	t.Logf("quiet tenant: %d queries; noisy tenant: %d queries; backend dials meanwhile: %d", quietQueries, noisyQueries.Load(), got)
+	if quietQueries < 10 {
+		t.Fatalf("quiet tenant ran only %d queries", quietQueries)
+	}
+	if got > 4 {
+		t.Errorf("%d backend dials while the quiet tenant ran %d queries: its connection changed hands", got, quietQueries)
+	}
 }
 
 // An idle client gives its read buffer back (10,000 idle clients must not
