@@ -1095,6 +1095,29 @@ func (m *Manager) Stats() map[string]TenantStats {
 	return out
 }
 
+// IdleConn describes one idle backend connection (for the admin console).
+type IdleConn struct {
+	Tenant   string
+	PID      uint32
+	Created  time.Time
+	LastUsed time.Time
+}
+
+// IdleConns lists the idle connections of every configured tenant, by
+// tenant name and then most recently used first.
+func (m *Manager) IdleConns() []IdleConn {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []IdleConn
+	for _, tp := range m.order {
+		for i := len(tp.idle) - 1; i >= 0; i-- {
+			c := tp.idle[i]
+			out = append(out, IdleConn{Tenant: tp.name, PID: c.PID, Created: c.created, LastUsed: c.lastUsed})
+		}
+	}
+	return out
+}
+
 // Budget returns how many backend connections are counted against the
 // global budget (idle, in use and dialing, over all tenants, removed ones
 // included) and the budget itself (backend.max_connections).

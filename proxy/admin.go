@@ -313,6 +313,7 @@ func (s *Server) showClients() []byte {
 // in the pool; they are counted per tenant in SHOW POOLS (sv_idle).
 func (s *Server) showServers() []byte {
 	var rows [][]string
+	now := s.now()
 	for _, c := range s.clients() {
 		if c.backendPID == 0 {
 			continue
@@ -322,9 +323,18 @@ func (s *Server) showServers() []byte {
 			continue
 		}
 		tc := t.tenant()
-		rows = append(rows, []string{c.tenant, tc.Database, tc.BackendUser, "active", strconv.FormatUint(uint64(c.backendPID), 10), utoa(c.id)})
+		rows = append(rows, []string{c.tenant, tc.Database, tc.BackendUser, "active", strconv.FormatUint(uint64(c.backendPID), 10), utoa(c.id), ""})
 	}
-	return resultSet([]string{"tenant", "database", "user", "state", "remote_pid", "client_id"}, rows)
+	for _, ic := range s.pool.IdleConns() {
+		t := s.tenantState(ic.Tenant)
+		if t == nil {
+			continue
+		}
+		tc := t.tenant()
+		idle := strconv.FormatFloat(now.Sub(ic.LastUsed).Seconds(), 'f', 1, 64)
+		rows = append(rows, []string{ic.Tenant, tc.Database, tc.BackendUser, "idle", strconv.FormatUint(uint64(ic.PID), 10), "", idle})
+	}
+	return resultSet([]string{"tenant", "database", "user", "state", "remote_pid", "client_id", "idle_seconds"}, rows)
 }
 
 func (s *Server) showStats() []byte {

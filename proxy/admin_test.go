@@ -71,6 +71,7 @@ func TestAdminConsoleWithPsql(t *testing.T) {
 	r := startRouter(t)
 	acme := r.connect(t, "acme", "application_name=psql-probe")
 	mustExec(t, acme, "select 1")
+	pid := queryInt(t, acme, "select pg_backend_pid()") // now idle in the pool
 
 	for _, item := range []string{"TENANTS", "POOLS", "CLIENTS", "SERVERS", "STATS", "CONFIG", "HELP"} {
 		cmd := command(testCtx(t, 20*time.Second), adminPassword, "psql", "-X", "-A", "-t", "-F", "|", r.adminDSN(), "-c", "SHOW "+item+";")
@@ -89,6 +90,11 @@ func TestAdminConsoleWithPsql(t *testing.T) {
 		case "CLIENTS":
 			if !strings.Contains(text, "|acme|acme_app|") || !strings.Contains(text, "psql-probe") {
 				t.Errorf("SHOW CLIENTS lacks the acme client:\n%s", text)
+			}
+		case "SERVERS":
+			// Transaction mode: the backend went back to the pool idle.
+			if !strings.Contains(text, fmt.Sprintf("|idle|%d||", pid)) || !strings.HasPrefix(text, "acme|") {
+				t.Errorf("SHOW SERVERS lacks acme's idle backend %d:\n%s", pid, text)
 			}
 		case "CONFIG":
 			if !strings.Contains(text, "tenants.acme.pool_size|5") || strings.Contains(text, tenants["acme"].Password) {
