@@ -244,13 +244,24 @@ func (m *Manager) unchargeLocked(tp *tenantPool) {
 	}
 }
 
+// maxDialsPerTenant bounds a tenant's dials in flight. When a burst of
+// clients finds the pool empty (a tenant waking up, a failover, a resumed
+// cluster), the connections open a couple at a time while the first ones
+// already serve the queue, rather than as a thundering herd of backend
+// forks and authentications that starves every other tenant's queries on
+// the cluster. A tenant below its reserve is not held back.
+const maxDialsPerTenant = 2
+
 // roomLocked reports whether tp may open one more connection: it is under
-// its pool_size and the free budget covers it without touching another
-// tenant's unused reserve. With freed set, it answers as if one connection
+// its pool_size and maxDialsPerTenant, and the free budget covers it
+// without touching another tenant's unused reserve. With freed set, it answers as if one connection
 // of freed (another tenant) were closed first.
 func (m *Manager) roomLocked(tp, freed *tenantPool) bool {
 	if tp.open >= tp.tenant.Policy.PoolSize {
 		return false
+	}
+	if tp.dialing >= maxDialsPerTenant && tp.open >= tp.reserve() {
+		return false // see maxDialsPerTenant; the next finished dial dispatches
 	}
 	free := m.limit - m.open
 	heldBack := m.gap - tp.unused()
@@ -602,7 +613,9 @@ func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
 		c.epoch = epoch
 		c.checked = gen
 		tp.params = c.Params
+		grants := m.dispatchLocked() // a dial slot is free for the queue
 		m.mu.Unlock()
+		sendAll(grants)
 		return c, nil
 	}
 }

@@ -1258,3 +1258,37 @@ func TestSuspectWithoutProtocolState(t *testing.T) {
 	m.Release(fresh)
 	m.Release(got)
 }
+
+// A burst of acquires on an empty pool opens connections at most
+// maxDialsPerTenant at a time; the rest queue and get either a finished
+// dial's slot or a released connection. Nobody fails, and the pool does
+// not end up with more connections than it needed.
+func TestDialsPerTenantAreBounded(t *testing.T) {
+	m, d := newManager(t, config(20, tenantSpec{name: "a", poolSize: 10}))
+	gate := make(chan struct{})
+	d.set(func(d *fakeDialer) { d.gate = gate })
+	const n = 8
+	res := make(chan result, n)
+	for range n {
+		acquireAsync(context.Background(), m, "a", res)
+	}
+	eventually(t, "the burst to queue", waiting(m, "a", n-maxDialsPerTenant))
+	if st := m.Stats()["a"]; st.Dialing != maxDialsPerTenant || d.count("a") != maxDialsPerTenant {
+		t.Fatalf("dialing %d, dials started %d; want %d", st.Dialing, d.count("a"), maxDialsPerTenant)
+	}
+	close(gate)
+	var got []*Conn
+	for range n {
+		r := recv(t, res)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		got = append(got, r.c)
+	}
+	if d.count("a") != n {
+		t.Fatalf("dials = %d, want %d (one per concurrent client)", d.count("a"), n)
+	}
+	for _, c := range got {
+		m.Release(c)
+	}
+}
