@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -150,6 +151,10 @@ type tenantPool struct {
 	open    int     // idle + in use + dialing
 	dialing int     // reserved slots without a connection yet
 	waiters []*waiter
+	// dialers are callers dialing a connection of their own who take a
+	// connection released meanwhile instead (see dialWaiting); plain
+	// waiters come first.
+	dialers []*waiter
 	params  map[string]string // ParameterStatus of the latest dial
 	removed bool
 	at      int // index in Manager.order
@@ -359,8 +364,7 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 	case got != nil:
 		return got, false, nil
 	case reserved:
-		c, err := m.dial(ctx, tp)
-		return c, true, err
+		return m.dialWaiting(ctx, tp)
 	}
 
 	var timeout <-chan time.Time
@@ -469,9 +473,69 @@ func (m *Manager) take(ctx context.Context, tp *tenantPool, g grant) (*Conn, boo
 	case g.conn != nil:
 		return g.conn, false, nil
 	default:
-		c, err := m.dial(ctx, tp)
-		return c, true, err
+		return m.dialWaiting(ctx, tp)
 	}
+}
+
+// dialWaiting dials a connection for tp on a slot already charged to it,
+// and meanwhile takes a connection of tp that another caller releases, if
+// that comes first: on a loaded cluster a dial (a backend fork and a
+// login) can take far longer than the running transactions, and a caller
+// stuck behind its own dial while its tenant's connections come free was
+// the worst tail latency of a quiet tenant. A dial that loses the race
+// finishes in the background (bounded by connect_timeout, resume_timeout
+// and Close) and goes to the pool like a released connection. It reports
+// whether the connection returned is a new one.
+func (m *Manager) dialWaiting(ctx context.Context, tp *tenantPool) (*Conn, bool, error) {
+	type result struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := m.dial(context.WithoutCancel(ctx), tp)
+		done <- result{c, err}
+	}()
+	w := &waiter{ch: make(chan grant, 1)}
+	m.mu.Lock()
+	tp.dialers = append(tp.dialers, w)
+	m.mu.Unlock()
+	// adopt hands the background dial's connection to the pool.
+	adopt := func() {
+		if r := <-done; r.err == nil {
+			m.Release(r.c)
+		}
+	}
+	select {
+	case r := <-done:
+		if !m.cancelDialer(tp, w) {
+			m.giveBack(tp, <-w.ch)
+		}
+		return r.c, true, r.err
+	case g := <-w.ch:
+		go adopt()
+		return g.conn, false, nil
+	case <-ctx.Done():
+		if !m.cancelDialer(tp, w) {
+			m.giveBack(tp, <-w.ch)
+		}
+		go adopt()
+		return nil, false, ctx.Err()
+	}
+}
+
+// cancelDialer removes w from tp's dialers; false means a connection was
+// already (or is being) sent to w.
+func (m *Manager) cancelDialer(tp *tenantPool, w *waiter) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, x := range tp.dialers {
+		if x == w {
+			tp.dialers = slices.Delete(tp.dialers, i, i+1)
+			return true
+		}
+	}
+	return false
 }
 
 // giveBack returns a grant its waiter no longer wants.
@@ -733,6 +797,10 @@ func (m *Manager) Release(c *Conn) {
 		grants = append(grants, m.grantDialLocked(o))
 	} else if len(tp.waiters) > 0 {
 		grants = append(grants, pending{m.popWaiterLocked(tp), grant{conn: c}})
+	} else if len(tp.dialers) > 0 {
+		w := tp.dialers[0]
+		tp.dialers = slices.Delete(tp.dialers, 0, 1)
+		grants = append(grants, pending{w, grant{conn: c}})
 	} else {
 		c.out = false
 		tp.idle = append(tp.idle, c)

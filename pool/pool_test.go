@@ -1292,3 +1292,32 @@ func TestDialsPerTenantAreBounded(t *testing.T) {
 		m.Release(c)
 	}
 }
+
+// A caller dialing a new connection takes a connection its tenant releases
+// meanwhile, rather than waiting for its slow dial; the dial finishes in
+// the background and its connection goes to the pool.
+func TestDialingCallerTakesReleasedConnection(t *testing.T) {
+	m, d := newManager(t, config(10, tenantSpec{name: "a", poolSize: 3}))
+	c1 := acquire(t, m, "a")
+	gate := make(chan struct{})
+	d.set(func(d *fakeDialer) { d.gate = gate })
+	res := make(chan result, 1)
+	acquireAsync(context.Background(), m, "a", res)
+	eventually(t, "a dialing", func() bool { return m.Stats()["a"].Dialing == 1 })
+	m.Release(c1)
+	r := recv(t, res)
+	if r.err != nil || r.c != c1 {
+		t.Fatalf("dialing caller got %v, %v; want the released connection", r.c, r.err)
+	}
+	close(gate)
+	eventually(t, "the background dial to join the pool", func() bool {
+		st := m.Stats()["a"]
+		return st.Open == 2 && st.Idle == 1 && st.Dialing == 0
+	})
+	if c := acquire(t, m, "a"); c == c1 || d.count("a") != 2 {
+		t.Fatalf("second connection: same as the first %v, dials %d", c == c1, d.count("a"))
+	} else {
+		m.Release(c)
+	}
+	m.Release(c1)
+}
