@@ -259,8 +259,9 @@ const maxDialsPerTenant = 2
 
 // roomLocked reports whether tp may open one more connection: it is under
 // its pool_size and maxDialsPerTenant, and the free budget covers it
-// without touching another tenant's unused reserve. With freed set, it answers as if one connection
-// of freed (another tenant) were closed first.
+// without touching another tenant's unused reserve. With freed set, it
+// answers as if one connection of freed (another tenant) were closed
+// first.
 func (m *Manager) roomLocked(tp, freed *tenantPool) bool {
 	if tp.open >= tp.tenant.Policy.PoolSize {
 		return false
