@@ -501,10 +501,15 @@ func (m *Manager) dialWaiting(ctx context.Context, tp *tenantPool) (*Conn, bool,
 	m.mu.Lock()
 	tp.dialers = append(tp.dialers, w)
 	m.mu.Unlock()
-	// adopt hands the background dial's connection to the pool.
+	// adopt hands the background dial's connection to the pool; a failure
+	// nobody waits for any more is logged (and counted by dialOnce).
 	adopt := func() {
-		if r := <-done; r.err == nil {
+		r := <-done
+		switch {
+		case r.err == nil:
 			m.Release(r.c)
+		case !errors.Is(r.err, ErrClosed) && !errors.Is(r.err, ErrTenantRemoved):
+			m.log.Info("background backend dial failed", zap.String("tenant", tp.name), zap.Error(r.err))
 		}
 	}
 	select {
