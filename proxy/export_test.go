@@ -1,5 +1,5 @@
 package proxy
 
-// ParkedSessions counts sessions the parker holds: idle, with neither a
-// read buffer nor a goroutine (for tests).
+// ParkedSessions counts idle sessions waiting without a read buffer (on
+// Linux without a goroutine too) (for tests).
 func (s *Server) ParkedSessions() int { return s.parker.len() }

@@ -456,9 +456,6 @@ func TestTightBudgetDoesNotChurnDials(t *testing.T) {
 // hold 10,000 buffers) and is served as before when it speaks again, in
 // either pool mode, with a message bigger than the buffer too.
 func TestIdleSessionsParkWithoutABuffer(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the parker needs epoll; elsewhere idle sessions wait on their goroutines")
-	}
 	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_mode": "session"}))
 	acme := r.connect(t, "acme")
 	globex := r.connect(t, "globex")
@@ -486,13 +483,10 @@ func TestIdleSessionsParkWithoutABuffer(t *testing.T) {
 	eventually(t, 5*time.Second, "the parked session to end", func() bool { return r.srv.ParkedSessions() == 0 })
 }
 
-// Parked sessions hold no goroutine, and the router can still end them:
+// Parked sessions hold no goroutine (Linux), and the router can still end them:
 // KILL_CLIENT on the admin console, client_idle_timeout, and shutdown each
 // reach a parked client with its error and leave nothing behind.
 func TestParkedSessionsHoldNoGoroutineAndCanBeEnded(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the parker needs epoll; elsewhere idle sessions wait on their goroutines")
-	}
 	r := startRouter(t, tenantOverride("globex", cfgMap{"client_idle_timeout": "3s"}))
 	const n = 40
 	base := runtime.NumGoroutine()
@@ -505,8 +499,9 @@ func TestParkedSessionsHoldNoGoroutineAndCanBeEnded(t *testing.T) {
 	busy := runtime.NumGoroutine()
 	eventually(t, 5*time.Second, "the idle sessions to park", func() bool { return r.srv.ParkedSessions() == n })
 	// Each session had a goroutine in the router (and pgx keeps none per
-	// connection); parked, the router's are gone.
-	if parked := runtime.NumGoroutine(); parked > base+n/4 {
+	// connection); parked by the epoll parker (Linux), the router's are
+	// gone. Elsewhere a parked session keeps its goroutine by design.
+	if parked := runtime.NumGoroutine(); runtime.GOOS == "linux" && parked > base+n/4 {
 		t.Errorf("goroutines: %d before the clients, %d connected, %d parked; want the sessions' goroutines gone", base, busy, parked)
 	}
 	// A parked client that speaks is served.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -25,6 +26,7 @@ type parker struct {
 	parked  map[int32]*session
 	done    chan struct{} // closed when the poll loop has returned
 	resume  func(*session)
+	onGo    atomic.Int32 // parked sessions waiting on their goroutines (see session.park)
 }
 
 func newParker(resume func(*session)) *parker {
@@ -135,11 +137,11 @@ func (p *parker) loop(rc syscall.RawConn) {
 	})
 }
 
-// len counts the parked sessions.
+// len counts the parked sessions, those waiting on their goroutines too.
 func (p *parker) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.parked)
+	return len(p.parked) + int(p.onGo.Load())
 }
 
 // close stops the poll loop. Every session must have ended (Shutdown

@@ -312,10 +312,13 @@ func (ss *session) park() parkResult {
 	}
 	// The buffer is dropped, not pooled: pooled buffers stay live until two
 	// collections pass, and parking is about giving memory back.
-	if ss.srv.parker.park(ss) {
+	p := ss.srv.parker
+	if p.park(ss) {
 		return parkAway
 	}
+	p.onGo.Add(1)
 	err := waitReadable(ss.nc)
+	p.onGo.Add(-1)
 	ss.crd.Attach(getClientBuf())
 	if err != nil {
 		return parkGone
