@@ -63,8 +63,11 @@ func TestScenarios(t *testing.T) {
 		byName[s.meta.Name] = s
 	}
 	prep := byName["select-prepared-c16"]
-	if prep.unsupported == nil || prep.unsupported(report.PgBouncer) == "" || prep.unsupported(report.Pgbridge) != "" {
-		t.Error("PgBouncer 1.18 is not marked unsupported for -M prepared")
+	if !prep.bouncerSession || prep.meta.Differs[report.PgBouncer] == "" || prep.meta.Differs[report.Pgbridge] != "" {
+		t.Error("PgBouncer 1.18 does not run -M prepared in session mode, or the report does not say so")
+	}
+	if byName["select-simple-c16"].bouncerSession {
+		t.Error("PgBouncer runs -M simple in session mode")
 	}
 	if s := byName["idle-10000"]; s.notApplicable == nil || s.notApplicable(report.Direct) == "" || s.notApplicable(report.PgBouncer) != "" {
 		t.Error("direct is not n/a at 10,000 idle clients")
@@ -78,8 +81,8 @@ func TestScenarios(t *testing.T) {
 
 	e.bouncerPrepared = true // PgBouncer 1.21 or later
 	for _, s := range e.scenarios() {
-		if s.meta.Name == "select-prepared-c16" && s.unsupported != nil {
-			t.Error("a PgBouncer that keeps prepared statements is still marked unsupported")
+		if s.meta.Name == "select-prepared-c16" && (s.bouncerSession || s.meta.Differs != nil) {
+			t.Error("a PgBouncer that keeps prepared statements still runs in session mode")
 		}
 	}
 
@@ -120,7 +123,7 @@ func TestSelected(t *testing.T) {
 
 func TestPgbouncerIni(t *testing.T) {
 	e := testEnv(false)
-	ini := e.pgbouncerIni(6543)
+	ini := e.pgbouncerIni(6543, false)
 	for _, want := range []string{
 		"tenant_t0 = host=127.0.0.1 port=5999 dbname=tenant_t0\n",
 		"tenant_t1 = host=127.0.0.1 port=5999 dbname=tenant_t1\n",
@@ -134,6 +137,9 @@ func TestPgbouncerIni(t *testing.T) {
 	}
 	if strings.Contains(ini, "max_prepared_statements") {
 		t.Error("max_prepared_statements set for PgBouncer 1.18")
+	}
+	if ini := e.pgbouncerIni(6543, true); !strings.Contains(ini, "pool_mode = session\n") {
+		t.Errorf("session-mode pgbouncer.ini:\n%s", ini)
 	}
 }
 

@@ -33,7 +33,7 @@ func (e *env) runScenario(ctx context.Context, sc *scenario, s *report.Scenario)
 			targets[name] = e.directTarget()
 			continue
 		}
-		t, err := e.startTarget(ctx, name, s.Name)
+		t, err := e.startTarget(ctx, sc, name, s.Name)
 		if err != nil {
 			startErr[name] = err.Error()
 			e.logf("  %s: %v", name, err)
@@ -63,7 +63,7 @@ func (e *env) runScenario(ctx context.Context, sc *scenario, s *report.Scenario)
 				// second round would reuse the first round's freed memory.
 				t.proc.stop(syscall.SIGTERM, 10*time.Second)
 				targets[name] = nil
-				nt, err := e.startTarget(ctx, name, fmt.Sprintf("%s-r%d", s.Name, round))
+				nt, err := e.startTarget(ctx, sc, name, fmt.Sprintf("%s-r%d", s.Name, round))
 				if err != nil {
 					startErr[name] = err.Error()
 				} else {

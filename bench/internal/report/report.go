@@ -84,6 +84,10 @@ type Scenario struct {
 	Goal *Goal `json:"goal,omitempty"`
 	// Unsupported maps a target to the reason it cannot run this scenario.
 	Unsupported map[string]string `json:"unsupported,omitempty"`
+	// Differs maps a target to how it ran differently here from the
+	// other scenarios (PgBouncer in session mode, say); shown under the
+	// table.
+	Differs map[string]string `json:"differs,omitempty"`
 	// NotApplicable maps a target to the reason the scenario does not
 	// apply to it (shown as n/a).
 	NotApplicable map[string]string `json:"not_applicable,omitempty"`

@@ -229,6 +229,7 @@ func sampleReport() *Report {
 				Name: "idle-10000", Title: "10,000 idle clients", Kind: KindIdle,
 				Goal:          &Goal{Text: "<= 10 KiB per client", Max: 10},
 				NotApplicable: map[string]string{Direct: "PostgreSQL cannot hold 10,000 connections"},
+				Differs:       map[string]string{PgBouncer: "with a bigger listen backlog"},
 				Runs: []Run{
 					{Target: PgBouncer, Round: 1, Idle: &IdleResult{Clients: 10000, Connected: 10000, ConnectSeconds: 3,
 						MemoryPerClientKiB: 3.7, MemorySource: "PgBouncer RSS"}, Proxy: proxy(0, 50000)},
@@ -336,6 +337,7 @@ func TestWrite(t *testing.T) {
 		"| PgBouncer | not supported: PgBouncer 1.18 in transaction mode |",
 		"| direct | n/a: PostgreSQL cannot hold 10,000 connections |",
 		"| PgBouncer | failed: pgbouncer died |",
+		"\nPgBouncer here: with a bigger listen backlog.\n",
 		"boom \\| bang",
 		"**not met** (0.64x direct)",
 		"| [a scenario that never ran](#a-scenario-that-never-ran) | throughput (tps) | - | - | - | - | - | - |",

@@ -243,6 +243,11 @@ func writeScenario(b *bytes.Buffer, r *Report, s *Scenario) {
 		}
 	}
 	p("\n")
+	for _, t := range r.Targets {
+		if d := s.Differs[t]; d != "" {
+			p("%s here: %s.\n\n", DisplayName(t), d)
+		}
+	}
 	if s.Chart != "" {
 		p("![%s](%s)\n\n", s.Title, s.Chart)
 	}
