@@ -176,9 +176,22 @@ func (tp *tenantPool) reserve() int {
 func (tp *tenantPool) unused() int { return max(0, tp.reserve()-tp.open) }
 
 type waiter struct {
-	ch  chan grant // buffered 1; exactly one grant is ever sent
+	ch  chan grant // buffered 1; exactly one grant is ever sent per wait
 	seq uint64     // arrival order over all tenants
+	// timer bounds a wait by pool_wait_timeout; it stays with the waiter
+	// so that a wait allocates nothing.
+	timer *time.Timer
 }
+
+// waiters recycles the waiters of acquire: under load most transactions
+// wait, and a channel and a timer per wait were a measurable share of the
+// router's CPU. A waiter goes back only when it is in no queue and its
+// channel is empty.
+var waiters = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waiter{ch: make(chan grant, 1), timer: t}
+}}
 
 // grant hands a waiter either a ready connection, a reserved slot to dial,
 // or an error.
@@ -350,7 +363,8 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 	var w *waiter
 	if got == nil && !reserved {
 		m.seq++
-		w = &waiter{ch: make(chan grant, 1), seq: m.seq}
+		w = waiters.Get().(*waiter)
+		w.seq = m.seq
 		tp.waiters = append(tp.waiters, w)
 		m.waiting++
 	}
@@ -370,10 +384,15 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
-		timer := time.NewTimer(time.Until(*deadline))
-		defer timer.Stop()
-		timeout = timer.C
+		w.timer.Reset(time.Until(*deadline))
+		timeout = w.timer.C
 	}
+	// Every way out below leaves w out of the queues with an empty channel
+	// (a grant that raced is received), so w can serve another wait.
+	defer func() {
+		w.timer.Stop()
+		waiters.Put(w)
+	}()
 	select {
 	case g := <-w.ch:
 		return m.take(ctx, tp, g)

@@ -838,6 +838,16 @@ func TestChurnWithCancellations(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("%d acquisitions, %d timeouts", ok.Load(), failed.Load())
+	// A caller that gave up while dialing leaves its dial to finish for
+	// the pool (see dialWaiting).
+	eventually(t, "background dials done", func() bool {
+		for _, s := range m.Stats() {
+			if s.Dialing != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	checkInvariants(t, m)
 	checkPublic(t, m)
 	for name, s := range m.Stats() {
