@@ -40,7 +40,7 @@ type Options struct {
 	OutDir      string // where the report goes (bench/results)
 	Name        string // report base name; "" = <date>-<host>[-quick]
 
-	Targets   []string // subset and order of direct, pgbouncer, pgbridge
+	Targets   []string // subset and order of direct, pgbouncer, pgbridge, gorelay
 	Scenarios []string // names (or name prefixes) of the scenarios to run; empty = all
 
 	Tenants      int
@@ -130,6 +130,7 @@ type env struct {
 	tenants         []tenant
 	pgbridgeBin     string
 	loadgenBin      string
+	gorelayBin      string
 	pgbouncerBin    string
 	bouncerVersion  string
 	bouncerPrepared bool              // PgBouncer keeps prepared statements in transaction mode
@@ -146,8 +147,8 @@ func (e *env) logf(format string, args ...any) {
 func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	opts.Defaults()
 	for _, t := range opts.Targets {
-		if t != report.Direct && t != report.PgBouncer && t != report.Pgbridge {
-			return nil, fmt.Errorf("unknown target %q (direct, pgbouncer, pgbridge)", t)
+		if t != report.Direct && t != report.PgBouncer && t != report.Pgbridge && t != report.GoRelay {
+			return nil, fmt.Errorf("unknown target %q (direct, pgbouncer, pgbridge, gorelay)", t)
 		}
 	}
 	e := &env{opts: opts, start: time.Now(), verifiers: map[string]string{}}
@@ -282,10 +283,15 @@ func (e *env) setup(ctx context.Context) (cleanup func(), err error) {
 	}
 
 	e.pgbridgeBin, e.loadgenBin = e.opts.PgbridgeBin, e.opts.LoadgenBin
-	for _, b := range []struct {
+	type binary struct {
 		path *string
 		pkg  string
-	}{{&e.pgbridgeBin, "./cmd/pgbridge"}, {&e.loadgenBin, "./bench/cmd/loadgen"}} {
+	}
+	bins := []binary{{&e.pgbridgeBin, "./cmd/pgbridge"}, {&e.loadgenBin, "./bench/cmd/loadgen"}}
+	if slices.Contains(e.opts.Targets, report.GoRelay) {
+		bins = append(bins, binary{&e.gorelayBin, "./bench/cmd/gorelay"})
+	}
+	for _, b := range bins {
 		if *b.path != "" {
 			if *b.path, err = filepath.Abs(*b.path); err != nil {
 				return cleanup, err

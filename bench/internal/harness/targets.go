@@ -68,6 +68,8 @@ func (e *env) startTarget(ctx context.Context, sc *scenario, name, logTag string
 			t, err = e.startPgbridge(port, logTag)
 		case report.PgBouncer:
 			t, err = e.startPgbouncer(port, logTag, sc.bouncerSession)
+		case report.GoRelay:
+			t, err = e.startGoRelay(port, logTag)
 		default:
 			return nil, fmt.Errorf("unknown target %q", name)
 		}
@@ -239,6 +241,24 @@ func (e *env) startPgbouncer(port int, logTag string, session bool) (*target, er
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 	}
 	p, err := startProc(report.PgBouncer, cmd, filepath.Join(e.dir, "pgbouncer-"+logTag+".log"))
+	if err != nil {
+		return nil, err
+	}
+	t.proc = p
+	return t, nil
+}
+
+// startGoRelay starts bench/cmd/gorelay in front of PostgreSQL: clients
+// log in as the tenants' roles, as direct ones do.
+func (e *env) startGoRelay(port int, logTag string) (*target, error) {
+	t := &target{name: report.GoRelay, port: port}
+	for _, l := range e.directTarget().logins {
+		l.Port = port
+		t.logins = append(t.logins, l)
+	}
+	cmd := exec.Command(e.gorelayBin, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"-backend", fmt.Sprintf("127.0.0.1:%d", e.pg.Port))
+	p, err := startProc(report.GoRelay, cmd, filepath.Join(e.dir, "gorelay-"+logTag+".log"))
 	if err != nil {
 		return nil, err
 	}

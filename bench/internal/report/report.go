@@ -21,6 +21,9 @@ const (
 	Direct    = "direct"
 	PgBouncer = "pgbouncer"
 	Pgbridge  = "pgbridge"
+	// GoRelay is bench/cmd/gorelay: a byte relay in Go, the floor of what
+	// a Go proxy costs (opt-in target).
+	GoRelay = "gorelay"
 )
 
 // Noisy-neighbour variants.

@@ -335,6 +335,8 @@ func DisplayName(target string) string {
 	switch target {
 	case PgBouncer:
 		return "PgBouncer"
+	case GoRelay:
+		return "Go relay"
 	}
 	return target
 }
