@@ -6,5 +6,5 @@
 // against all three with the targets interleaved so that ratios come from
 // one run on one machine, and writes a Markdown and JSON report with SVG
 // charts to bench/results. bench/cmd/gorelay, an optional target, is a
-// byte relay in Go: the floor of what any Go proxy costs.
+// byte relay in Go: the floor of what a proxy built like pgbridge costs.
 package bench

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,9 +213,17 @@ func TestBackendTLS(t *testing.T) {
 			if err := conn.Exec(testCtx(t), "select 1"); err != nil {
 				t.Fatalf("query over the hijacked connection: %v", err)
 			}
-			_, isTLS := conn.Conn.(*tls.Conn)
+			tc, isTLS := conn.Conn.(*tls.Conn)
 			if ssl := sslInUse(t, c, conn.PID); ssl != !tt.plain || isTLS != !tt.plain {
 				t.Fatalf("pg_stat_ssl.ssl = %v, tls.Conn = %v; want %v", ssl, isTLS, !tt.plain)
+			}
+			// Under TLS or not, the socket's reads and writes are sockio's.
+			sock := conn.Conn
+			if isTLS {
+				sock = tc.NetConn()
+			}
+			if _, plainTCP := sock.(*net.TCPConn); plainTCP && runtime.GOOS == "linux" {
+				t.Fatal("the backend socket is not wrapped by internal/sockio")
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/pgbridge/pgbridge/internal/sockio"
 	"net"
 	"os"
 	"strconv"
@@ -141,6 +142,16 @@ func (d *PgconnDialer) config(ctx context.Context, t *routing.Tenant) (*pgconn.C
 	}
 	if d.LookupFunc != nil {
 		cfg.LookupFunc = d.LookupFunc
+	}
+	// The relay's reads and writes skip the runtime's syscall bookkeeping
+	// (see internal/sockio); under TLS the record layer sits on top.
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return sockio.Wrap(c), nil
 	}
 	cfg.User = t.BackendUser
 	cfg.Password = t.BackendPassword

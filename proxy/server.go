@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/pgbridge/pgbridge/internal/sockio"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -244,6 +245,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 }
 
 func (s *Server) handle(nc net.Conn) {
+	nc = sockio.Wrap(nc)
 	id := s.nextID.Add(1)
 	log := s.log.With(zap.Uint64("conn_id", id), zap.String("client", nc.RemoteAddr().String()))
 	ss := newSession(s, nc, id, log)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pgbridge/pgbridge/internal/sockio"
 )
 
 func main() {
@@ -56,13 +58,16 @@ func relay(c net.Conn, backend string) {
 		return
 	}
 	defer b.Close()
+	// The same socket calls as pgbridge's (and no splice, which io.Copy
+	// between two TCP connections would use).
+	cs, bs := sockio.Wrap(c), sockio.Wrap(b)
 	done := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(c, b)
+		_, _ = io.Copy(cs, bs)
 		_ = c.(*net.TCPConn).CloseWrite()
 		close(done)
 	}()
-	_, _ = io.Copy(b, c)
+	_, _ = io.Copy(bs, cs)
 	_ = b.(*net.TCPConn).CloseWrite()
 	<-done
 }
