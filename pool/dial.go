@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/pgbridge/pgbridge/internal/sockio"
 	"net"
 	"os"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgbridge/pgbridge/internal/sockio"
 	"github.com/pgbridge/pgbridge/routing"
 )
 

@@ -2,9 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pgbridge/pgbridge/internal/pgtest"
+	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgbridge/pgbridge/internal/pgtest"
 )
 
 // Issue 6 against the real cluster: reload under load, resume after an
@@ -141,6 +146,58 @@ func TestBackendDownPastResumeTimeout(t *testing.T) {
 	pe := wantCode(t, err, "08006")
 	if !strings.Contains(pe.Message, "cannot reach the database backend") {
 		t.Errorf("message %q", pe.Message)
+	}
+}
+
+// TestClusterStartingUpPastResumeTimeout: a cluster that answers every
+// login with "the database system is starting up" (as PostgreSQL does
+// while it recovers) for longer than resume_timeout gives the client that
+// error, 57P03, once the dials have retried; not the generic 08006. The
+// backend is a fake: PostgreSQL cannot be held in that state on demand.
+func TestClusterStartingUpPastResumeTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var logins atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var hdr [4]byte
+				if _, err := io.ReadFull(c, hdr[:]); err != nil {
+					return
+				}
+				n := int(binary.BigEndian.Uint32(hdr[:]))
+				if n < 8 || n > 10000 {
+					return
+				}
+				if _, err := io.ReadFull(c, make([]byte, n-4)); err != nil {
+					return
+				}
+				logins.Add(1)
+				msg, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
+					Code: "57P03", Message: "the database system is starting up"}).Encode(nil)
+				_, _ = c.Write(msg)
+			}()
+		}
+	}()
+	r := startRouter(t, cfgMap{"backend": cfgMap{
+		"host": "127.0.0.1", "port": ln.Addr().(*net.TCPAddr).Port,
+		"resume_timeout": "1500ms", "connect_timeout": "1s",
+	}})
+	_, err = connectCfg(t, connConfig(t, r.dsn("acme")))
+	pe := wantCode(t, err, "57P03")
+	if pe.Severity != "FATAL" || !strings.Contains(pe.Message, "starting up") {
+		t.Errorf("error %s %q", pe.Severity, pe.Message)
+	}
+	if n := logins.Load(); n < 2 {
+		t.Errorf("%d login attempts at the cluster, want retries until resume_timeout", n)
 	}
 }
 

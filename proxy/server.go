@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/pgbridge/pgbridge/internal/sockio"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgbridge/pgbridge/internal/sockio"
 	"github.com/pgbridge/pgbridge/pool"
 	"github.com/pgbridge/pgbridge/routing"
 )
