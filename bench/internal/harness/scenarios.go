@@ -166,7 +166,7 @@ func (e *env) scenarios() []scenario {
 	list = append(list,
 		scenario{meta: report.Scenario{
 			Name: "noisy-neighbour", Title: "noisy neighbour", Kind: report.KindNoisy,
-			Command: fmt.Sprintf("loadgen noisy: %s runs %d clients at full speed; each other tenant runs %d clients at %g queries/s in total; baseline: the quiet tenants alone (pgx, pgbench's select-only query)",
+			Command: fmt.Sprintf("loadgen noisy: %s runs %d clients at full speed; each other tenant runs %d clients at %g queries/s in total, in a second loadgen process; baseline: the quiet tenants alone (pgx, pgbench's select-only query)",
 				e.tenants[0].Name, o.NoisyClients, o.QuietClients, o.QuietRate),
 			Measures: "Whether one tenant at full speed hurts the others: each quiet tenant's latency with the noisy tenant running, against the same tenants alone through the same target.",
 			Goal:     &report.Goal{Text: "quiet tenants' p99 within 2x of their p99 alone", Max: 2},

@@ -51,13 +51,19 @@ type Spec struct {
 	// Noisy. The tenant named NoisyTenant runs NoisyClients connections in
 	// a closed loop; every other tenant runs QuietClients connections that
 	// together issue QuietRate queries per second. Baseline leaves the
-	// noisy tenant out. Query may use $1, which gets a random integer in
-	// [1, MaxArg].
+	// noisy tenant out; NoisyOnly runs just the noisy tenant, for a run
+	// whose quiet tenants are in another process, as separate
+	// applications would be. Query may use $1, which gets a random
+	// integer in [1, MaxArg]. StartAt (Unix nanoseconds), when set, is
+	// when the clock starts, so that two processes measure the same
+	// window; connecting must be done by then.
 	NoisyTenant  string  `json:"noisy_tenant,omitempty"`
 	NoisyClients int     `json:"noisy_clients,omitempty"`
 	QuietClients int     `json:"quiet_clients,omitempty"`
 	QuietRate    float64 `json:"quiet_rate,omitempty"`
 	Baseline     bool    `json:"baseline,omitempty"`
+	NoisyOnly    bool    `json:"noisy_only,omitempty"`
+	StartAt      int64   `json:"start_at,omitempty"`
 	Query        string  `json:"query,omitempty"`
 	MaxArg       int     `json:"max_arg,omitempty"`
 
@@ -97,7 +103,10 @@ func (s *Spec) Validate() error {
 		if s.Seconds <= 0 {
 			return fmt.Errorf("load: noisy needs seconds > 0")
 		}
-		if s.QuietRate <= 0 || s.QuietClients <= 0 {
+		if s.Baseline && s.NoisyOnly {
+			return fmt.Errorf("load: noisy: baseline and noisy_only exclude each other")
+		}
+		if !s.NoisyOnly && (s.QuietRate <= 0 || s.QuietClients <= 0) {
 			return fmt.Errorf("load: noisy needs quiet_rate and quiet_clients > 0")
 		}
 		found := false
@@ -110,7 +119,7 @@ func (s *Spec) Validate() error {
 		if !s.Baseline && s.NoisyClients <= 0 {
 			return fmt.Errorf("load: noisy needs noisy_clients > 0")
 		}
-		if len(s.Logins) < 2 {
+		if len(s.Logins) < 2 && !s.NoisyOnly {
 			return fmt.Errorf("load: noisy needs at least one quiet tenant")
 		}
 	case ModeStorm, ModeIdle:

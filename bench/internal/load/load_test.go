@@ -56,6 +56,8 @@ func TestValidate(t *testing.T) {
 		{Spec{Mode: ModeNoisy, Logins: l, Seconds: 1, NoisyTenant: "x", NoisyClients: 1, QuietClients: 1, QuietRate: 1}, "no login"},
 		{Spec{Mode: ModeNoisy, Logins: l[:1], Seconds: 1, NoisyTenant: "a", NoisyClients: 1, QuietClients: 1, QuietRate: 1}, "quiet tenant"},
 		{Spec{Mode: ModeNoisy, Logins: l, NoisyTenant: "a", NoisyClients: 1, QuietClients: 1, QuietRate: 1}, "seconds"},
+		{Spec{Mode: ModeNoisy, Logins: l[:1], Seconds: 1, NoisyTenant: "a", NoisyClients: 1, NoisyOnly: true}, ""},
+		{Spec{Mode: ModeNoisy, Logins: l, Seconds: 1, NoisyTenant: "a", NoisyClients: 1, NoisyOnly: true, Baseline: true}, "exclude"},
 		{Spec{Mode: ModeStorm, Logins: l, Clients: 3}, ""},
 		{Spec{Mode: ModeIdle, Logins: l}, "clients"},
 		{Spec{Mode: "chaos", Logins: l}, "unknown mode"},
@@ -143,6 +145,27 @@ func TestNoisySmoke(t *testing.T) {
 	}
 	if len(res.Tenants) != 2 || res.Tenants[0].Role != report.RoleQuiet || res.Tenants[0].Tenant == "loud" {
 		t.Fatalf("baseline %+v", res)
+	}
+
+	// The split run: the noisy tenant alone in one call, the quiet ones
+	// (baseline) in another, both measuring the same window.
+	start := time.Now().Add(2 * time.Second)
+	noisyOnly := spec
+	noisyOnly.Baseline, noisyOnly.NoisyOnly, noisyOnly.StartAt = false, true, start.UnixNano()
+	res, err = Noisy(ctx, noisyOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Tenants) != 1 || res.Tenants[0].Role != report.RoleNoisy || res.Tenants[0].Latency.Count == 0 {
+		t.Fatalf("noisy only %+v", res)
+	}
+	if finished := time.Now(); finished.Before(start.Add(time.Second)) {
+		t.Fatalf("noisy only finished at %s, before its window (%s + 1s) was over", finished, start)
+	}
+	late := spec
+	late.StartAt = time.Now().Add(-time.Second).UnixNano()
+	if _, err := Noisy(ctx, late); err == nil || !strings.Contains(err.Error(), "start time") {
+		t.Fatalf("start time already past: %v", err)
 	}
 
 	// A failing query is counted per tenant, with its message.

@@ -84,6 +84,8 @@ func Noisy(ctx context.Context, spec Spec) (*report.NoisyResult, error) {
 				continue
 			}
 			n, list = spec.NoisyClients, &noisy
+		} else if spec.NoisyOnly {
+			continue
 		}
 		cfg, err := pgxConfig(l, spec.connectTimeout())
 		if err != nil {
@@ -108,6 +110,12 @@ func Noisy(ctx context.Context, spec Spec) (*report.NoisyResult, error) {
 
 	dur := time.Duration(spec.Seconds * float64(time.Second))
 	start := time.Now().Add(50 * time.Millisecond) // every goroutine is waiting by then
+	if spec.StartAt != 0 {
+		start = time.Unix(0, spec.StartAt)
+		if time.Until(start) < 10*time.Millisecond {
+			return nil, fmt.Errorf("load: connecting took past the start time")
+		}
+	}
 	end := start.Add(dur)
 	var wg sync.WaitGroup
 	for _, w := range noisy {
@@ -177,6 +185,8 @@ func Noisy(ctx context.Context, spec Spec) (*report.NoisyResult, error) {
 				continue
 			}
 			tr.Role = report.RoleNoisy
+		} else if spec.NoisyOnly {
+			continue
 		}
 		var lat []float64
 		for _, w := range append(append([]*worker(nil), noisy...), quiet...) {
