@@ -575,11 +575,11 @@ func endsTransaction(batch []byte) bool {
 		return false
 	}
 	q := queryText(batch)
+	word := func(t sqllex.Token, words ...string) bool {
+		return t.Kind == sqllex.Ident && slices.ContainsFunc(words, func(w string) bool { return strings.EqualFold(t.Text(q), w) })
+	}
 	lx := sqllex.NewLexer(q)
-	first := lx.Next()
-	if first.Kind != sqllex.Ident || !slices.ContainsFunc([]string{"commit", "rollback", "end", "abort"}, func(w string) bool {
-		return strings.EqualFold(first.Text(q), w)
-	}) {
+	if !word(lx.Next(), "commit", "rollback", "end", "abort") {
 		return false
 	}
 	for t := lx.Next(); ; t = lx.Next() {
@@ -588,9 +588,7 @@ func endsTransaction(batch []byte) bool {
 			return true
 		case t.Kind == sqllex.Semicolon:
 			return lx.Next().Kind == sqllex.EOF
-		case t.Kind != sqllex.Ident || !slices.ContainsFunc([]string{"work", "transaction", "and", "no", "chain"}, func(w string) bool {
-			return strings.EqualFold(t.Text(q), w)
-		}):
+		case !word(t, "work", "transaction", "and", "no", "chain"):
 			return false
 		}
 	}
