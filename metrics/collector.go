@@ -54,6 +54,7 @@ type collector struct {
 	backendConnects *prometheus.Desc
 	backendSeconds  *prometheus.Desc
 	budget          *prometheus.Desc
+	activeTx        *prometheus.Desc
 	reloadOK        *prometheus.Desc
 	reloadTime      *prometheus.Desc
 	buildInfo       *prometheus.Desc
@@ -127,6 +128,9 @@ func newCollector(source func() stats.Snapshot, tenantLabels bool, version strin
 		budget: d("backend_budget",
 			"The backend connection budget shared by all tenants: in_use handed to sessions or being dialed, idle pooled, limit backend.max_connections.",
 			"state"),
+		activeTx: d("active_transactions",
+			"Transactions under backend.max_active_transactions: active admitted over all transaction-mode tenants, waiting queued for admission, limit the setting (0: no limit, nothing counted).",
+			"state"),
 		reloadOK: d("config_last_reload_successful",
 			"1 if the last configuration load succeeded, 0 if it failed and the previous configuration still serves."),
 		reloadTime: d("config_last_reload_success_timestamp_seconds",
@@ -143,7 +147,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.clientConns, c.serverConns, c.queries, c.transactions, c.queryDuration,
 		c.poolWait, c.rejections, c.cancels, c.sessionCloses, c.pinned, c.pins,
 		c.paused, c.bytes, c.errors, c.backendConnects, c.backendSeconds,
-		c.budget, c.reloadOK, c.reloadTime, c.buildInfo,
+		c.budget, c.activeTx, c.reloadOK, c.reloadTime, c.buildInfo,
 	} {
 		ch <- d
 	}
@@ -222,6 +226,9 @@ func (c *collector) collectRouter(e emitter, s *stats.Snapshot) {
 	e.gauge(c.budget, float64(s.Budget.InUse), "in_use")
 	e.gauge(c.budget, float64(s.Budget.Idle), "idle")
 	e.gauge(c.budget, float64(s.Budget.Limit), "limit")
+	e.gauge(c.activeTx, float64(s.Budget.ActiveTransactions), "active")
+	e.gauge(c.activeTx, float64(s.Budget.AdmitWaiting), "waiting")
+	e.gauge(c.activeTx, float64(s.Budget.ActiveLimit), "limit")
 
 	ok := 0.0
 	if s.LastReloadSuccessful {

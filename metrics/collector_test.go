@@ -53,7 +53,8 @@ func twoTenants() stats.Snapshot {
 				Rejections:    map[string]uint64{stats.RejectClientCap: 2, "some_future_reason": 1},
 			},
 		},
-		Budget:                stats.BudgetSnapshot{InUse: 2, Idle: 4, Limit: 10},
+		Budget: stats.BudgetSnapshot{InUse: 2, Idle: 4, Limit: 10,
+			ActiveTransactions: 3, AdmitWaiting: 1, ActiveLimit: 4},
 		BackendConnects:       map[string]uint64{"ok": 6, "error": 1},
 		BackendConnectSeconds: stats.HistogramSnapshot{Bounds: smallBounds, Counts: []uint64{5, 1, 0, 1}, Count: 7, Sum: 2.2},
 		LastReloadSuccessful:  false,
@@ -238,6 +239,11 @@ pgbridge_backend_connect_seconds_count 7
 pgbridge_backend_budget{state="in_use"} 2
 pgbridge_backend_budget{state="idle"} 4
 pgbridge_backend_budget{state="limit"} 10
+# HELP pgbridge_active_transactions Transactions under backend.max_active_transactions: active admitted over all transaction-mode tenants, waiting queued for admission, limit the setting (0: no limit, nothing counted).
+# TYPE pgbridge_active_transactions gauge
+pgbridge_active_transactions{state="active"} 3
+pgbridge_active_transactions{state="waiting"} 1
+pgbridge_active_transactions{state="limit"} 4
 # HELP pgbridge_config_last_reload_successful 1 if the last configuration load succeeded, 0 if it failed and the previous configuration still serves.
 # TYPE pgbridge_config_last_reload_successful gauge
 pgbridge_config_last_reload_successful 0
@@ -253,8 +259,8 @@ pgbridge_config_last_reload_success_timestamp_seconds 1.7000000005e+09
 			names = append(names, mf)
 		}
 	}
-	if len(names) != 19 {
-		t.Errorf("%d families besides build_info, want 19: %v", len(names), names)
+	if len(names) != 20 {
+		t.Errorf("%d families besides build_info, want 20: %v", len(names), names)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)

@@ -37,6 +37,7 @@ type Conn struct {
 	created  time.Time
 	lastUsed time.Time
 	out      bool   // handed out by Acquire, not yet released (guarded by Manager.mu)
+	admitted bool   // counts as an active transaction (see active.go; guarded by Manager.mu once handed out)
 	epoch    uint64 // tenant epoch of the settings it was dialed with
 	checked  uint64 // Suspect generation it was dialed or last validated under (guarded by Manager.mu)
 }

@@ -26,6 +26,11 @@ import (
 // the tenant's pool_wait_timeout.
 var ErrWaitTimeout = errors.New("pool: timed out waiting for a backend connection")
 
+// ErrAdmitTimeout is returned by Acquire when the transaction was not
+// admitted under backend.max_active_transactions within the tenant's
+// pool_wait_timeout. It wraps ErrWaitTimeout.
+var ErrAdmitTimeout = fmt.Errorf("%w: the cluster's active-transaction limit stayed reached", ErrWaitTimeout)
+
 // ErrUnknownTenant is returned by Acquire for a tenant the pool does not know.
 var ErrUnknownTenant = errors.New("pool: unknown tenant")
 
@@ -89,6 +94,11 @@ type TenantStats struct {
 	Dialing int
 	// Waiting counts Acquire calls queued for a connection.
 	Waiting int
+	// Active counts the tenant's transactions admitted under
+	// backend.max_active_transactions (0 when there is no limit), and
+	// AdmitWaiting the Acquire calls queued for admission.
+	Active       int
+	AdmitWaiting int
 }
 
 // Manager owns every tenant's pool and the backend budget they share.
@@ -135,9 +145,13 @@ type Manager struct {
 	next    int                      // round-robin cursor into order
 	retired map[*tenantPool]struct{} // removed tenants that still hold connections
 	seq     uint64                   // arrival order of waiters
-	suspect uint64                   // Suspect generation
-	updates int                      // Update calls
-	closed  bool
+	// The active-transaction limit (see active.go).
+	maxActive    int    // backend.max_active_transactions; 0 = no limit
+	active       int    // admitted transactions over all tenants
+	admitWaiting int    // admission waiters over all tenants
+	suspect      uint64 // Suspect generation
+	updates      int    // Update calls
+	closed       bool
 
 	ctx    context.Context // ends at Close; bounds every dial
 	cancel context.CancelFunc
@@ -156,8 +170,12 @@ type tenantPool struct {
 	// waiters come first.
 	dialers []*waiter
 	params  map[string]string // ParameterStatus of the latest dial
-	removed bool
-	at      int // index in Manager.order
+	// active counts the tenant's admitted transactions; admitWaiters wait
+	// for admission (see active.go).
+	active       int
+	admitWaiters []*waiter
+	removed      bool
+	at           int // index in Manager.order
 	// epoch changes when the tenant's dial settings (its role, database,
 	// password, startup parameters, or the backend endpoint) change;
 	// connections dialed under an older epoch are not reused.
@@ -194,11 +212,12 @@ var waiters = sync.Pool{New: func() any {
 }}
 
 // grant hands a waiter either a ready connection, a reserved slot to dial,
-// or an error.
+// an admission (see active.go), or an error.
 type grant struct {
-	conn *Conn
-	dial bool
-	err  error
+	conn  *Conn
+	dial  bool
+	admit bool
+	err   error
 }
 
 // New builds the pools for cfg and starts the maintenance loop.
@@ -221,6 +240,7 @@ func New(cfg *routing.Config, opts ...Option) *Manager {
 	}
 	m.backend = cfg.Backend
 	m.limit = cfg.Backend.MaxConnections
+	m.maxActive = cfg.Backend.MaxActiveTransactions
 	for name, t := range cfg.Tenants {
 		m.tenants[name] = &tenantPool{name: name, tenant: t}
 	}
@@ -307,13 +327,35 @@ func (m *Manager) roomLocked(tp, freed *tenantPool) bool {
 // first (see Suspect). A connection that fails is discarded and Acquire
 // goes on with the next one, within the same pool_wait_timeout.
 func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
+	return m.acquireConn(ctx, tenant, true)
+}
+
+// Probe is Acquire for the router's own short use of a connection, not a
+// client's transaction (a login learning the server's parameters): it is
+// not admitted under backend.max_active_transactions, so a login never
+// waits for other tenants' transactions. Release or Discard it as usual.
+func (m *Manager) Probe(ctx context.Context, tenant string) (*Conn, error) {
+	return m.acquireConn(ctx, tenant, false)
+}
+
+func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*Conn, error) {
 	var deadline time.Time
+	// tp is set once admitted under backend.max_active_transactions.
+	var tp *tenantPool
+	admitted := &tp
+	if !admit {
+		admitted = nil
+	}
 	for {
-		c, dialed, err := m.acquire(ctx, tenant, &deadline)
+		c, dialed, err := m.acquire(ctx, tenant, &deadline, admitted)
 		if err != nil {
+			if tp != nil {
+				m.leave(tp)
+			}
 			return nil, err
 		}
 		if m.usable(ctx, c, dialed) {
+			c.admitted = tp != nil
 			return c, nil
 		}
 		m.Discard(c)
@@ -322,7 +364,10 @@ func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
 
 // acquire is one attempt of Acquire; dialed says the connection is new.
 // deadline is the end of the pool_wait_timeout, set on the first attempt.
-func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Time) (*Conn, bool, error) {
+// Where the tenant's transactions must be admitted first (see active.go),
+// acquire waits for that and sets *admitted to the tenant's pool; a nil
+// admitted asks for no admission (Probe).
+func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Time, admitted **tenantPool) (*Conn, bool, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -338,6 +383,16 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 		}
 		m.mu.Unlock()
 		return nil, false, err
+	}
+	if admitted != nil && *admitted == nil && m.limitedLocked(tp) {
+		if !m.admitLocked(tp) {
+			if err := m.waitAdmission(ctx, tp, deadline); err != nil { // unlocks mu
+				return nil, false, err
+			}
+			*admitted = tp
+			return m.acquire(ctx, tenant, deadline, admitted)
+		}
+		*admitted = tp
 	}
 	var doomed []*Conn
 	var got *Conn
@@ -382,33 +437,40 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 		return m.dialWaiting(ctx, tp)
 	}
 
+	g, err := m.await(ctx, tp, w, *deadline, ErrWaitTimeout)
+	if err != nil {
+		return nil, false, err
+	}
+	return m.take(ctx, tp, g)
+}
+
+// await waits for w's grant until deadline (zero: none), when it fails
+// with timeoutErr, or until ctx ends. Every way out leaves w in no queue
+// with an empty channel (a grant that raced is received: used at the
+// deadline, given back when ctx ended), and w goes back to waiters.
+func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline time.Time, timeoutErr error) (grant, error) {
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
-		w.timer.Reset(time.Until(*deadline))
+		w.timer.Reset(time.Until(deadline))
 		timeout = w.timer.C
 	}
-	// Every way out below leaves w out of the queues with an empty channel
-	// (a grant that raced is received), so w can serve another wait.
 	defer func() {
 		w.timer.Stop()
 		waiters.Put(w)
 	}()
 	select {
 	case g := <-w.ch:
-		return m.take(ctx, tp, g)
+		return g, nil
 	case <-timeout:
 		if m.cancelWait(tp, w) {
-			return nil, false, ErrWaitTimeout
+			return grant{}, timeoutErr
 		}
-		// A grant raced with the timeout; it is ours, use it.
-		return m.take(ctx, tp, <-w.ch)
+		return <-w.ch, nil
 	case <-ctx.Done():
 		if !m.cancelWait(tp, w) {
-			// A grant raced with the cancellation: the caller no longer
-			// wants it, so pass it on rather than lose it.
 			m.giveBack(tp, <-w.ch)
 		}
-		return nil, false, ctx.Err()
+		return grant{}, ctx.Err()
 	}
 }
 
@@ -469,19 +531,20 @@ func (m *Manager) Suspect() {
 	m.mu.Unlock()
 }
 
-// cancelWait removes w from tp's queue; false means a grant was already
-// (or is being) sent to w.
+// cancelWait removes w from tp's queue (of connections or of admissions);
+// false means a grant was already (or is being) sent to w.
 func (m *Manager) cancelWait(tp *tenantPool, w *waiter) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for i, x := range tp.waiters {
-		if x == w {
-			copy(tp.waiters[i:], tp.waiters[i+1:])
-			tp.waiters[len(tp.waiters)-1] = nil
-			tp.waiters = tp.waiters[:len(tp.waiters)-1]
-			m.waiting--
-			return true
-		}
+	if i := slices.Index(tp.waiters, w); i >= 0 {
+		tp.waiters = removeWaiter(tp.waiters, i)
+		m.waiting--
+		return true
+	}
+	if i := slices.Index(tp.admitWaiters, w); i >= 0 {
+		tp.admitWaiters = removeWaiter(tp.admitWaiters, i)
+		m.admitWaiting--
+		return true
 	}
 	return false
 }
@@ -569,6 +632,8 @@ func (m *Manager) giveBack(tp *tenantPool, g grant) {
 	case g.err != nil:
 	case g.conn != nil:
 		m.Release(g.conn)
+	case g.admit:
+		m.leave(tp)
 	default:
 		m.mu.Lock()
 		tp.dialing--
@@ -810,7 +875,11 @@ func (m *Manager) Release(c *Conn) {
 	}
 	c.lastUsed = m.now()
 	var doomed []*Conn
-	var grants []pending
+	var grants, admits []pending
+	if c.admitted {
+		c.admitted = false
+		admits = m.leaveLocked(tp)
+	}
 	if m.closed || tp.removed || m.expired(c) || c.epoch != tp.epoch ||
 		tp.open > tp.tenant.Policy.PoolSize || m.open > m.limit {
 		c.out = false
@@ -833,6 +902,7 @@ func (m *Manager) Release(c *Conn) {
 	m.mu.Unlock()
 	closeAll(doomed)
 	sendAll(grants)
+	sendAll(admits)
 }
 
 // takerLocked returns the tenant, other than tp, that should get the slot
@@ -931,11 +1001,17 @@ func (m *Manager) Discard(c *Conn) {
 		return
 	}
 	c.out = false
+	var admits []pending
+	if c.admitted {
+		c.admitted = false
+		admits = m.leaveLocked(c.tenant)
+	}
 	m.dropLocked(c)
 	grants := m.dispatchLocked()
 	m.mu.Unlock()
 	c.close()
 	sendAll(grants)
+	sendAll(admits)
 }
 
 func (m *Manager) dropLocked(c *Conn) *Conn {
@@ -962,9 +1038,7 @@ func closeAll(cs []*Conn) {
 
 func (m *Manager) popWaiterLocked(tp *tenantPool) *waiter {
 	w := tp.waiters[0]
-	copy(tp.waiters, tp.waiters[1:])
-	tp.waiters[len(tp.waiters)-1] = nil
-	tp.waiters = tp.waiters[:len(tp.waiters)-1]
+	tp.waiters = removeWaiter(tp.waiters, 0)
 	m.waiting--
 	return w
 }
@@ -1062,6 +1136,7 @@ func (m *Manager) Update(cfg *routing.Config) {
 	}
 	m.backend = cfg.Backend
 	m.limit = cfg.Backend.MaxConnections
+	m.maxActive = cfg.Backend.MaxActiveTransactions
 
 	var doomed []*Conn
 	var grants []pending
@@ -1080,6 +1155,7 @@ func (m *Manager) Update(cfg *routing.Config) {
 			}
 			m.waiting -= len(tp.waiters)
 			tp.waiters = nil
+			grants = m.failAdmitWaitersLocked(tp, ErrTenantRemoved, grants)
 			tp.removed = true
 			delete(m.tenants, name)
 			if tp.open > 0 {
@@ -1121,6 +1197,9 @@ func (m *Manager) Update(cfg *routing.Config) {
 		}
 		doomed = append(doomed, m.dropLocked(m.popLRULocked(victim)))
 	}
+
+	// A raised (or lifted) active-transaction limit admits waiters.
+	grants = m.dispatchAdmitsLocked(grants)
 
 	// Admit waiters: free budget first, then by closing idle connections
 	// of tenants above their reserve where that gives a waiter room.
@@ -1196,6 +1275,9 @@ func (m *Manager) Stats() map[string]TenantStats {
 			InUse:   tp.open - len(tp.idle) - tp.dialing,
 			Dialing: tp.dialing,
 			Waiting: len(tp.waiters),
+
+			Active:       tp.active,
+			AdmitWaiting: len(tp.admitWaiters),
 		}
 	}
 	return out
@@ -1233,6 +1315,15 @@ func (m *Manager) Budget() (open, limit int) {
 	return m.open, m.limit
 }
 
+// ActiveTransactions returns how many transactions are admitted under
+// backend.max_active_transactions, over all tenants, and the limit (0: no
+// limit, and nothing is counted).
+func (m *Manager) ActiveTransactions() (active, limit int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.active, m.maxActive
+}
+
 // BackendStats returns the live dial counters: attempts by result ("ok",
 // "error") and their durations, retries included.
 func (m *Manager) BackendStats() *stats.Backend { return m.stats }
@@ -1259,6 +1350,7 @@ func (m *Manager) Close() {
 			grants = append(grants, pending{w, grant{err: ErrClosed}})
 		}
 		tp.waiters = nil
+		grants = m.failAdmitWaitersLocked(tp, ErrClosed, grants)
 	}
 	m.waiting = 0
 	m.mu.Unlock()

@@ -273,7 +273,7 @@ func checkInvariants(t *testing.T, m *Manager) {
 	sum := 0
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	waiting, gap := 0, 0
+	waiting, gap, active, admitWaiting := 0, 0, 0, 0
 	pools := map[string]*tenantPool{}
 	for name, tp := range m.tenants {
 		pools[name] = tp
@@ -321,6 +321,20 @@ func checkInvariants(t *testing.T, m *Manager) {
 		}
 		sum += tp.open
 		waiting += len(tp.waiters)
+		active += tp.active
+		admitWaiting += len(tp.admitWaiters)
+		if tp.active < 0 {
+			t.Errorf("tenant %s: %d active transactions", name, tp.active)
+		}
+		if tp.removed && len(tp.admitWaiters) > 0 {
+			t.Errorf("removed tenant %s still has admission waiters", name)
+		}
+	}
+	if active != m.active || admitWaiting != m.admitWaiting {
+		t.Errorf("active %d and admission waiters %d counted, tenants hold %d and %d", m.active, m.admitWaiting, active, admitWaiting)
+	}
+	if m.admitWaiting > 0 && (m.maxActive == 0 || m.active < m.maxActive) {
+		t.Errorf("%d admission waiters while %d of %d are active", m.admitWaiting, m.active, m.maxActive)
 	}
 	if sum != m.open {
 		t.Errorf("budget open %d, sum of tenant open %d", m.open, sum)
@@ -802,10 +816,20 @@ func TestFairnessChurn(t *testing.T) {
 // cancellations and discards so that grants race with abandoned waits; the
 // accounting must come out exact and no connection may leak.
 func TestChurnWithCancellations(t *testing.T) {
-	m, _ := newManager(t, config(3,
+	for _, maxActive := range []int{0, 2} {
+		t.Run(fmt.Sprintf("max_active_transactions=%d", maxActive), func(t *testing.T) {
+			churnWithCancellations(t, maxActive)
+		})
+	}
+}
+
+func churnWithCancellations(t *testing.T, maxActive int) {
+	cfg := config(3,
 		tenantSpec{name: "a", poolSize: 3, wait: 2 * time.Millisecond},
 		tenantSpec{name: "b", poolSize: 2, wait: 3 * time.Millisecond},
-		tenantSpec{name: "c", poolSize: 1, wait: time.Millisecond}))
+		tenantSpec{name: "c", poolSize: 1, wait: time.Millisecond})
+	cfg.Backend.MaxActiveTransactions = maxActive
+	m, _ := newManager(t, cfg)
 	stop := time.Now().Add(500 * time.Millisecond)
 	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
@@ -851,7 +875,7 @@ func TestChurnWithCancellations(t *testing.T) {
 	checkInvariants(t, m)
 	checkPublic(t, m)
 	for name, s := range m.Stats() {
-		if s.InUse != 0 || s.Waiting != 0 || s.Dialing != 0 {
+		if s.InUse != 0 || s.Waiting != 0 || s.Dialing != 0 || s.Active != 0 || s.AdmitWaiting != 0 {
 			t.Errorf("tenant %s after the churn: %+v", name, s)
 		}
 	}

@@ -70,6 +70,12 @@ func errPoolTimeout(tenant string, wait string) *clientError {
 		hint:    "The tenant's pool is busy; retry, shorten transactions, or raise pool_size."}
 }
 
+func errAdmitTimeout(tenant string, wait string, limit int) *clientError {
+	return &clientError{reason: ReasonPoolTimeout, severity: "ERROR", code: "53300",
+		message: fmt.Sprintf("pgbridge: tenant %q waited pool_wait_timeout (%s) for one of the cluster's max_active_transactions (%d)", tenant, wait, limit),
+		hint:    "Every tenant's transactions together are at the router's active-transaction limit; retry, shorten transactions, or raise backend.max_active_transactions."}
+}
+
 func errRateLimit(tenant string, rate float64, wait time.Duration) *clientError {
 	return &clientError{reason: ReasonRateLimit, severity: "ERROR", code: "53400",
 		message: fmt.Sprintf("pgbridge: tenant %q is over its query rate (query_rate=%g/s); no token within %s", tenant, rate, wait),

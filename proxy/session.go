@@ -639,7 +639,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		if errors.Is(err, pool.ErrWaitTimeout) {
 			ts.stats.Rejections.Inc(string(ReasonPoolTimeout))
 			ss.log.Info("pool wait timeout", zap.Duration("pool_wait_timeout", ts.tenant().Policy.PoolWaitTimeout))
-			return nil, nil, ss.answerRefusal(batch, errPoolTimeout(ts.name, ts.tenant().Policy.PoolWaitTimeout.String()))
+			return nil, nil, ss.answerRefusal(batch, ss.poolTimeout(err))
 		}
 		return nil, nil, ss.acquireError(err, false)
 	}
@@ -710,7 +710,7 @@ func (ss *session) acquireError(err error, login bool) error {
 	case errors.As(err, &pe):
 		return pe
 	case errors.Is(err, pool.ErrWaitTimeout):
-		e := errPoolTimeout(ss.ts.name, ss.ts.tenant().Policy.PoolWaitTimeout.String())
+		e := ss.poolTimeout(err)
 		if login {
 			e.severity = "FATAL"
 		}
@@ -723,6 +723,18 @@ func (ss *session) acquireError(err error, login bool) error {
 		ss.log.Warn("backend connect failed", zap.Error(err))
 		return errBackendDown(err)
 	}
+}
+
+// poolTimeout is the client's error for an Acquire that ran out of
+// pool_wait_timeout, waiting for a connection or for admission under
+// backend.max_active_transactions.
+func (ss *session) poolTimeout(err error) *clientError {
+	wait := ss.ts.tenant().Policy.PoolWaitTimeout.String()
+	if errors.Is(err, pool.ErrAdmitTimeout) {
+		_, limit := ss.srv.pool.ActiveTransactions()
+		return errAdmitTimeout(ss.ts.name, wait, limit)
+	}
+	return errPoolTimeout(ss.ts.name, wait)
 }
 
 // pump forwards backend messages to the client until the backend can go

@@ -52,11 +52,14 @@ func (s *Server) Snapshot() stats.Snapshot {
 	s.mu.Unlock()
 
 	open, limit := s.pool.Budget()
-	idle := 0
+	idle, admitWaiting := 0, 0
 	for _, ps := range poolStats {
 		idle += ps.Idle
+		admitWaiting += ps.AdmitWaiting
 	}
-	snap.Budget = stats.BudgetSnapshot{InUse: max(open-idle, 0), Idle: idle, Limit: limit}
+	active, activeLimit := s.pool.ActiveTransactions()
+	snap.Budget = stats.BudgetSnapshot{InUse: max(open-idle, 0), Idle: idle, Limit: limit,
+		ActiveTransactions: active, AdmitWaiting: admitWaiting, ActiveLimit: activeLimit}
 	return snap
 }
 

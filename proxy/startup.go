@@ -141,7 +141,7 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		// No backend of this tenant was ever dialed: open one, both to learn
 		// the real server parameters and to fail the login early if the
 		// cluster cannot be reached.
-		be, err := ss.srv.pool.Acquire(ctx, tenant.Name)
+		be, err := ss.srv.pool.Probe(ctx, tenant.Name)
 		if err != nil {
 			return false, ss.acquireError(err, true)
 		}

@@ -388,6 +388,11 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	if eff.Pins() && ss.tracking && ss.pinned == "" {
 		ss.pinned = pinReason(eff)
 		ss.ts.stats.Pins.Inc(ss.pinned)
+		if ss.be != nil {
+			// A pinned session holds its backend between transactions:
+			// it no longer counts against max_active_transactions.
+			ss.srv.pool.Pinned(ss.be)
+		}
 		ss.log.Debug("session pinned to its backend", zap.String("reason", ss.pinned))
 	}
 	if eff&sqllex.EffectDiscardAll != 0 {

@@ -666,6 +666,7 @@ func (l *loader) backend(p kp, r *rawBackend, dst *Backend) (budgetOK bool) {
 	}
 	l.setInt(p.key("port"), r.Port, &dst.Port, 1, 65535)
 	budgetOK = l.setInt(p.key("max_connections"), r.MaxConnections, &dst.MaxConnections, 1, math.MaxInt) || r.MaxConnections == nil
+	l.setInt(p.key("max_active_transactions"), r.MaxActiveTx, &dst.MaxActiveTransactions, 0, math.MaxInt)
 	l.setDuration(p.key("connect_timeout"), r.ConnectTimeout, &dst.ConnectTimeout)
 	l.setDuration(p.key("resume_timeout"), r.ResumeTimeout, &dst.ResumeTimeout)
 	l.setDuration(p.key("idle_timeout"), r.IdleTimeout, &dst.IdleTimeout)

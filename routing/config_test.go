@@ -182,6 +182,7 @@ func TestPolicyInheritance(t *testing.T) {
 backend:
   host: db
   max_connections: 50
+  max_active_transactions: 6
 defaults:
   pool_mode: session
   pool_size: 8
@@ -199,6 +200,9 @@ tenants:
     pool_wait_timeout: 250ms
 `) + tenantYAML("initech", "db_initech", "i", "")
 	c := mustParse(t, src, nil)
+	if c.Backend.MaxActiveTransactions != 6 {
+		t.Errorf("backend.max_active_transactions = %d, want 6", c.Backend.MaxActiveTransactions)
+	}
 
 	defaults := Policy{
 		PoolMode: PoolSession, PoolSize: 8, MinPoolSize: 1, MaxClientConnections: 0,
@@ -262,6 +266,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"tenants.acme.backend_auth: \"kerberos\" is not one of password, iam"}},
 		{"max_connections zero", "backend: {host: db, max_connections: 0}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
 			[]string{"backend.max_connections: 0 must be at least 1"}},
+		{"max_active_transactions negative", "backend: {host: db, max_active_transactions: -1}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
+			[]string{"backend.max_active_transactions: -1 must not be negative"}},
 		{"duplicate user", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d1", "app", "") + tenantYAML("globex", "d2", "app", ""),
 			[]string{"tenants.globex.users.app: user name already belongs to tenant acme"}},
 		{"duplicate database", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "shared", "u1", "") + tenantYAML("globex", "shared", "u2", ""),

@@ -156,6 +156,7 @@ func (c *Config) Settings() []Setting {
 	add("backend.tls.mode", string(be.TLS.Mode))
 	add("backend.tls.ca_file", be.TLS.CAFile)
 	add("backend.max_connections", strconv.Itoa(be.MaxConnections))
+	add("backend.max_active_transactions", zeroAs(strconv.Itoa(be.MaxActiveTransactions), be.MaxActiveTransactions == 0, "unlimited"))
 	add("backend.connect_timeout", fmtDuration(be.ConnectTimeout))
 	add("backend.resume_timeout", fmtDuration(be.ResumeTimeout))
 	add("backend.idle_timeout", zeroAs(fmtDuration(be.IdleTimeout), be.IdleTimeout == 0, "never"))

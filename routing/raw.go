@@ -50,6 +50,7 @@ type rawBackend struct {
 	Port           *scalar        `yaml:"port"`
 	TLS            *rawBackendTLS `yaml:"tls"`
 	MaxConnections *scalar        `yaml:"max_connections"`
+	MaxActiveTx    *scalar        `yaml:"max_active_transactions"`
 	ConnectTimeout *scalar        `yaml:"connect_timeout"`
 	ResumeTimeout  *scalar        `yaml:"resume_timeout"`
 	IdleTimeout    *scalar        `yaml:"idle_timeout"`

@@ -86,10 +86,14 @@ type Backend struct {
 	Port           int
 	TLS            BackendTLS
 	MaxConnections int // budget across all tenants
-	ConnectTimeout time.Duration
-	ResumeTimeout  time.Duration
-	IdleTimeout    time.Duration // 0 = never close idle connections
-	MaxLifetime    time.Duration // 0 = unlimited
+	// MaxActiveTransactions bounds the transactions running at once on
+	// the cluster over all transaction-mode tenants, shared fairly among
+	// the tenants that want more (0 = no limit).
+	MaxActiveTransactions int
+	ConnectTimeout        time.Duration
+	ResumeTimeout         time.Duration
+	IdleTimeout           time.Duration // 0 = never close idle connections
+	MaxLifetime           time.Duration // 0 = unlimited
 	// AWSRegion is the region RDS IAM auth tokens are signed for
 	// (tenants with BackendAuth == BackendAuthIAM).
 	AWSRegion string

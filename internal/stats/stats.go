@@ -227,6 +227,13 @@ type BudgetSnapshot struct {
 	InUse int // handed out to sessions (and being dialed)
 	Idle  int
 	Limit int // backend.max_connections
+
+	// ActiveTransactions are admitted under ActiveLimit
+	// (backend.max_active_transactions; 0 = no limit, nothing counted),
+	// and AdmitWaiting wait for admission.
+	ActiveTransactions int
+	AdmitWaiting       int
+	ActiveLimit        int
 }
 
 // TenantSnapshot is one tenant's live state and counters.

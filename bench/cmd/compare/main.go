@@ -54,6 +54,7 @@ func main() {
 	flag.IntVar(&o.StormClients, "storm", 500, "clients in the connection storm")
 	flag.IntVar(&o.NoisyClients, "noisy-clients", 32, "connections of the noisy tenant")
 	flag.IntVar(&o.QuietClients, "quiet-clients", 2, "connections of each quiet tenant")
+	flag.IntVar(&o.MaxActive, "max-active", 0, "pgbridge's backend.max_active_transactions in the noisy-neighbour scenario (0: twice the CPUs, -1: none)")
 	flag.Float64Var(&o.QuietRate, "quiet-rate", 50, "queries per second of each quiet tenant")
 	flag.DurationVar(&o.Timeout, "timeout", 0, "limit for the whole run (default 45m, quick 4m)")
 	flag.BoolVar(&o.KeepDir, "keep", false, "keep the work directory with the generated configs and proxy logs")

@@ -58,6 +58,9 @@ type Options struct {
 	NoisyClients     int
 	QuietClients     int
 	QuietRate        float64 // queries per second per quiet tenant
+	// MaxActive is pgbridge's backend.max_active_transactions in the
+	// noisy-neighbour scenario: 0 = twice the machine's CPUs, < 0 = none.
+	MaxActive int
 
 	Timeout time.Duration // the whole run
 	KeepDir bool          // keep the work directory (configs, proxy logs)
@@ -96,6 +99,9 @@ func (o *Options) Defaults() {
 	set(&o.StormClients, 500)
 	set(&o.NoisyClients, 32)
 	set(&o.QuietClients, 2)
+	if o.MaxActive == 0 {
+		o.MaxActive = 2 * runtime.NumCPU()
+	}
 	if o.QuietRate == 0 {
 		o.QuietRate = 50
 	}

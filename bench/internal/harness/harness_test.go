@@ -69,6 +69,11 @@ func TestScenarios(t *testing.T) {
 	if byName["select-simple-c16"].bouncerSession {
 		t.Error("PgBouncer runs -M simple in session mode")
 	}
+	for name, s := range byName {
+		if noisy := name == "noisy-neighbour"; (s.maxActive > 0) != noisy || (s.meta.Differs[report.Pgbridge] != "") != noisy {
+			t.Errorf("%s: pgbridge runs with max_active_transactions %d (%q)", name, s.maxActive, s.meta.Differs[report.Pgbridge])
+		}
+	}
 	if s := byName["idle-10000"]; s.notApplicable == nil || s.notApplicable(report.Direct) == "" || s.notApplicable(report.PgBouncer) != "" {
 		t.Error("direct is not n/a at 10,000 idle clients")
 	}

@@ -1,0 +1,218 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pgbridge/pgbridge/routing"
+)
+
+// limited is config with backend.max_active_transactions set.
+func limited(maxActive, limit int, specs ...tenantSpec) *routing.Config {
+	cfg := config(limit, specs...)
+	cfg.Backend.MaxActiveTransactions = maxActive
+	return cfg
+}
+
+func admitWaiting(m *Manager, tenant string, n int) func() bool {
+	return func() bool { return m.Stats()[tenant].AdmitWaiting == n }
+}
+
+func wantActive(t *testing.T, m *Manager, want int, perTenant map[string]int) {
+	t.Helper()
+	if active, _ := m.ActiveTransactions(); active != want {
+		t.Errorf("ActiveTransactions() = %d, want %d", active, want)
+	}
+	st := m.Stats()
+	for name, n := range perTenant {
+		if st[name].Active != n {
+			t.Errorf("tenant %s: Active = %d, want %d", name, st[name].Active, n)
+		}
+	}
+}
+
+// A tenant alone may use the whole limit; beyond it, a transaction waits
+// although the tenant has idle connections and room to dial.
+func TestActiveLimitAdmitsUpToTheLimit(t *testing.T) {
+	m, _ := newManager(t, limited(2, 10, tenantSpec{name: "a", poolSize: 5}))
+	c1, c2 := acquire(t, m, "a"), acquire(t, m, "a")
+	wantActive(t, m, 2, map[string]int{"a": 2})
+
+	ch := make(chan result, 1)
+	acquireAsync(context.Background(), m, "a", ch)
+	eventually(t, "third transaction queued for admission", admitWaiting(m, "a", 1))
+	select {
+	case r := <-ch:
+		t.Fatalf("third Acquire returned (%v) above the limit", r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	m.Release(c1)
+	r := recv(t, ch)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.c != c1 {
+		t.Error("the admitted transaction did not reuse the released idle connection")
+	}
+	wantActive(t, m, 2, map[string]int{"a": 2})
+	m.Release(r.c)
+	m.Discard(c2)
+	wantActive(t, m, 0, map[string]int{"a": 0})
+	checkInvariants(t, m)
+}
+
+// At the limit, an ending transaction admits the waiting tenant that has
+// the fewest active transactions, ahead of older waiters of a busier one.
+func TestActiveLimitAdmitsTheLeastActiveTenantFirst(t *testing.T) {
+	m, _ := newManager(t, limited(2, 10,
+		tenantSpec{name: "busy", poolSize: 5}, tenantSpec{name: "quiet", poolSize: 5}))
+	held := []*Conn{acquire(t, m, "busy"), acquire(t, m, "busy")}
+	busy := make(chan result, 3)
+	for i := 0; i < 3; i++ {
+		acquireAsync(context.Background(), m, "busy", busy)
+		eventually(t, "busy waiter queued", admitWaiting(m, "busy", i+1))
+	}
+	quiet := make(chan result, 1)
+	acquireAsync(context.Background(), m, "quiet", quiet)
+	eventually(t, "quiet waiter queued", admitWaiting(m, "quiet", 1))
+
+	m.Release(held[0])
+	q := recv(t, quiet)
+	if q.err != nil {
+		t.Fatal(q.err)
+	}
+	wantActive(t, m, 2, map[string]int{"busy": 1, "quiet": 1})
+	if n := m.Stats()["busy"].AdmitWaiting; n != 3 {
+		t.Errorf("busy tenant has %d waiters, want all 3 still queued", n)
+	}
+	// Equal counts now (1 each, only busy waits): busy's oldest waiter is
+	// next.
+	m.Release(q.c)
+	b := recv(t, busy)
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	m.Release(held[1])
+	m.Release(recv(t, busy).c)
+	m.Release(recv(t, busy).c)
+	m.Release(b.c)
+	wantActive(t, m, 0, map[string]int{"busy": 0, "quiet": 0})
+}
+
+func TestActiveLimitWaitEnds(t *testing.T) {
+	m, d := newManager(t, limited(1, 10,
+		tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5, wait: 30 * time.Millisecond}))
+	c := acquire(t, m, "a")
+
+	// pool_wait_timeout covers the wait for admission.
+	_, err := m.Acquire(context.Background(), "b")
+	if !errors.Is(err, ErrAdmitTimeout) || !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("Acquire at the limit: %v, want ErrAdmitTimeout (an ErrWaitTimeout)", err)
+	}
+	// So does the caller's context.
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan result, 1)
+	acquireAsync(ctx, m, "a", ch)
+	eventually(t, "waiter queued", admitWaiting(m, "a", 1))
+	cancel()
+	if r := recv(t, ch); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled Acquire: %v", r.err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 1, "b": 0})
+	checkInvariants(t, m)
+
+	// A failed Acquire after admission gives its admission back (b has
+	// no connection yet, so it dials).
+	m.Release(c)
+	d.set(func(d *fakeDialer) { d.script = []error{errors.New("boom")} })
+	if _, err := m.Acquire(context.Background(), "b"); err == nil {
+		t.Fatal("Acquire with a failing dial succeeded")
+	}
+	wantActive(t, m, 0, nil)
+}
+
+// Session-mode tenants are not counted; a pinned connection stops
+// counting; Discard ends an admission like Release.
+func TestActiveLimitCountsTransactionModeOnly(t *testing.T) {
+	cfg := limited(1, 10, tenantSpec{name: "tx", poolSize: 5}, tenantSpec{name: "sess", poolSize: 5})
+	cfg.Tenants["sess"].Policy.PoolMode = routing.PoolSession
+	m, _ := newManager(t, cfg)
+	s1, s2 := acquire(t, m, "sess"), acquire(t, m, "sess")
+	wantActive(t, m, 0, map[string]int{"sess": 0})
+
+	c := acquire(t, m, "tx")
+	wantActive(t, m, 1, map[string]int{"tx": 1})
+	m.Pinned(c)
+	m.Pinned(c) // idempotent
+	wantActive(t, m, 0, map[string]int{"tx": 0})
+	c2 := acquire(t, m, "tx") // admitted: the pinned one no longer counts
+	wantActive(t, m, 1, map[string]int{"tx": 1})
+	m.Release(c) // a pinned connection released counts nothing twice
+	wantActive(t, m, 1, map[string]int{"tx": 1})
+	// At the limit, Probe (a login's own use) is not held back or counted.
+	p, err := m.Probe(context.Background(), "tx")
+	if err != nil {
+		t.Fatalf("Probe at the limit: %v", err)
+	}
+	wantActive(t, m, 1, map[string]int{"tx": 1})
+	m.Release(p)
+	m.Discard(c2)
+	wantActive(t, m, 0, map[string]int{"tx": 0})
+	m.Release(s1)
+	m.Release(s2)
+}
+
+// Update: a raised or lifted limit admits waiters; removing a tenant ends
+// its waits with ErrTenantRemoved; Close ends the rest with ErrClosed.
+func TestActiveLimitUpdateAndClose(t *testing.T) {
+	cfg := limited(1, 10, tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5})
+	m, _ := newManager(t, cfg)
+	held := acquire(t, m, "a")
+	ch := make(chan result, 4)
+	for i := 0; i < 3; i++ {
+		acquireAsync(context.Background(), m, "a", ch)
+	}
+	eventually(t, "three waiters", admitWaiting(m, "a", 3))
+
+	raised := limited(2, 10, tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5})
+	m.Update(raised)
+	r := recv(t, ch)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	wantActive(t, m, 2, map[string]int{"a": 2})
+	eventually(t, "two still waiting", admitWaiting(m, "a", 2))
+
+	lifted := limited(0, 10, tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5})
+	m.Update(lifted)
+	r2, r3 := recv(t, ch), recv(t, ch)
+	if r2.err != nil || r3.err != nil {
+		t.Fatal(r2.err, r3.err)
+	}
+	checkInvariants(t, m)
+	// Admissions granted before the limit was lifted still end cleanly.
+	for _, c := range []*Conn{held, r.c, r2.c, r3.c} {
+		m.Release(c)
+	}
+	wantActive(t, m, 0, map[string]int{"a": 0})
+
+	m.Update(cfg) // back to a limit of 1
+	held = acquire(t, m, "a")
+	acquireAsync(context.Background(), m, "b", ch)
+	eventually(t, "b waits", admitWaiting(m, "b", 1))
+	onlyA := limited(1, 10, tenantSpec{name: "a", poolSize: 5})
+	m.Update(onlyA)
+	if r := recv(t, ch); !errors.Is(r.err, ErrTenantRemoved) {
+		t.Fatalf("waiter of a removed tenant: %v", r.err)
+	}
+	acquireAsync(context.Background(), m, "a", ch)
+	eventually(t, "a waits", admitWaiting(m, "a", 1))
+	m.Close()
+	if r := recv(t, ch); !errors.Is(r.err, ErrClosed) {
+		t.Fatalf("waiter at Close: %v", r.err)
+	}
+	m.Release(held)
+	wantActive(t, m, 0, nil)
+}

@@ -1,0 +1,79 @@
+package proxy_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// backend.max_active_transactions against the real cluster: a transaction
+// in progress holds the only admission; another tenant's query waits for
+// it and runs as soon as it ends; a wait past pool_wait_timeout gets 53300
+// naming the limit; session-mode tenants and pinned sessions are not held
+// back and do not hold others back.
+func TestMaxActiveTransactions(t *testing.T) {
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("acme", cfgMap{"pool_wait_timeout": "300ms"}),
+		tenantOverride("initech", cfgMap{"pool_mode": "session"}),
+	)
+	a := r.connect(t, "acme")
+	mustExec(t, a, "begin")
+	mustExec(t, a, "select 1")
+
+	// globex waits for acme's transaction...
+	g := r.connect(t, "globex")
+	done := runAsync(g, "select 1")
+	deadline := time.Now().Add(5 * time.Second)
+	for r.pool.Stats()["globex"].AdmitWaiting != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("globex's query is not waiting for admission: %+v", r.pool.Stats()["globex"])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// ...while a session-mode tenant is not counted...
+	s := r.connect(t, "initech")
+	if got := queryString(t, s, "select 'session mode runs'"); got != "session mode runs" {
+		t.Errorf("session-mode query = %q", got)
+	}
+	// ...and acme's second session runs out of pool_wait_timeout.
+	a2 := r.connect(t, "acme")
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		_, err := a2.Exec(testCtx(t, 10*time.Second), "select $1::int", mode, 1)
+		pe := wantCode(t, err, "53300")
+		if pe.Severity != "ERROR" || !strings.Contains(pe.Message, "max_active_transactions (1)") {
+			t.Errorf("%v: %s %q does not name the limit", mode, pe.Severity, pe.Message)
+		}
+		if a2.PgConn().IsClosed() || a2.PgConn().TxStatus() != 'I' {
+			t.Fatalf("%v: session not usable after the admission timeout", mode)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("globex's query finished (%v) while acme's transaction held the only admission", err)
+	default:
+	}
+
+	mustExec(t, a, "commit")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("globex's query after the commit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("globex's query still waits after acme's transaction ended")
+	}
+
+	// A pinned session keeps its backend but not the admission.
+	mustExec(t, a, "select pg_advisory_lock(42)")
+	if got := queryString(t, g, "select 'admitted beside a pinned session'"); got != "admitted beside a pinned session" {
+		t.Errorf("query beside a pinned session = %q", got)
+	}
+	mustExec(t, a, "select pg_advisory_unlock(42)")
+	mustExec(t, a, "select 1") // still works, still pinned
+	if active, limit := r.pool.ActiveTransactions(); active != 0 || limit != 1 {
+		t.Errorf("ActiveTransactions() = %d, %d; want 0, 1 with every client idle", active, limit)
+	}
+}
