@@ -129,7 +129,7 @@ func newCollector(source func() stats.Snapshot, tenantLabels bool, version strin
 			"The backend connection budget shared by all tenants: in_use handed to sessions or being dialed, idle pooled, limit backend.max_connections.",
 			"state"),
 		activeTx: d("active_transactions",
-			"Transactions under backend.max_active_transactions: active admitted over all transaction-mode tenants, waiting queued for admission, limit the setting (0: no limit, nothing counted).",
+			"Transactions under backend.max_active_transactions: active counted over all transaction-mode tenants (admitted and not waiting for their client), waiting queued for admission, limit the setting (0: no limit, nothing counted).",
 			"state"),
 		reloadOK: d("config_last_reload_successful",
 			"1 if the last configuration load succeeded, 0 if it failed and the previous configuration still serves."),

@@ -239,7 +239,7 @@ pgbridge_backend_connect_seconds_count 7
 pgbridge_backend_budget{state="in_use"} 2
 pgbridge_backend_budget{state="idle"} 4
 pgbridge_backend_budget{state="limit"} 10
-# HELP pgbridge_active_transactions Transactions under backend.max_active_transactions: active admitted over all transaction-mode tenants, waiting queued for admission, limit the setting (0: no limit, nothing counted).
+# HELP pgbridge_active_transactions Transactions under backend.max_active_transactions: active counted over all transaction-mode tenants (admitted and not waiting for their client), waiting queued for admission, limit the setting (0: no limit, nothing counted).
 # TYPE pgbridge_active_transactions gauge
 pgbridge_active_transactions{state="active"} 3
 pgbridge_active_transactions{state="waiting"} 1

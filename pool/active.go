@@ -11,30 +11,45 @@ import (
 //
 // The connection budget bounds how many backends each tenant may hold; it
 // does not bound how many of them run at once. A cluster has a few CPUs,
-// and every transaction running on it shares them: one tenant running
+// and every statement running on it shares them: one tenant running
 // twenty transactions at full speed puts twenty runnable backends in front
-// of a quiet tenant's query. The limit is admission control for
-// transaction-mode acquisitions: each one is admitted (counted as active)
-// before it looks for a connection, and leaves with the connection.
-// Admission is work-conserving (a tenant alone may use the whole limit);
-// at the limit, each transaction that ends admits one from the waiting
-// tenant with the fewest active, the longest waiting first among equals. A tenant that sends one query now and
-// then therefore waits at most for the next transaction to end, however
-// many transactions a busy tenant queues.
+// of a quiet tenant's query. The limit is admission control: a
+// transaction-mode Acquire, which starts a transaction, is admitted
+// (counted as active) before it looks for a connection. Admission is
+// work-conserving (a tenant alone may use the whole limit); at the limit,
+// each transaction that stops counting admits one from the waiting tenant
+// with the fewest active, the longest waiting first among equals. A tenant
+// that sends one query now and then therefore waits at most for the next
+// transaction to end or pause, however many a busy tenant queues.
 //
-// Session-mode tenants are not counted, and a session that pins its
-// backend (session state in transaction mode) stops counting (Pinned):
-// either holds its connection between transactions, and counting that
-// would let idle clients block every tenant. A transaction counts until it
-// ends: nothing running is ever held back, so a transaction that holds
-// locks cannot wait behind the transactions waiting for them.
+// A transaction counts while the cluster works for it: from admission
+// until every request of the client is answered. While its client thinks
+// (inside a transaction, between requests) it does not count (Idle), and
+// its next request counts again without waiting (Busy): a transaction in
+// progress may hold locks that admitted ones wait for, so it is never held
+// back, and the count may exceed the limit for a moment. Client think time
+// inside transactions thus neither holds back other tenants nor throttles
+// multi-statement transactions.
+//
+// Session-mode tenants are not counted, nor a login's Probe, and a
+// session that pins its backend (session state in transaction mode) stops
+// counting (Pinned): they hold their connection between transactions.
 //
 // State lives in Manager and tenantPool under Manager.mu:
 //   - active == sum of tenant active over live and retired pools: the
-//     connections handed out with admitted set, plus admissions not yet
-//     turned into a connection;
+//     connections handed out in state admitRunning, plus admissions not
+//     yet turned into a connection;
 //   - admitWaiting == sum of len(admitWaiters) over live tenants, and is 0
 //     unless the limit is reached (active >= maxActive > 0).
+
+// admitState is a connection's part in the limit.
+type admitState uint8
+
+const (
+	admitNone    admitState = iota // not admitted: no limit, session mode, Probe, pinned
+	admitRunning                   // admitted and counted in active
+	admitIdle                      // admitted, its client's turn: not counted
+)
 
 // limitedLocked reports whether an acquisition of tp must be admitted.
 func (m *Manager) limitedLocked(tp *tenantPool) bool {
@@ -105,14 +120,51 @@ func (m *Manager) leave(tp *tenantPool) {
 // transaction (a pinned session): c stops counting as active, so that an
 // idle pinned client does not hold back every other transaction.
 func (m *Manager) Pinned(c *Conn) {
-	m.mu.Lock()
-	var grants []pending
-	if c.admitted {
-		c.admitted = false
-		grants = m.leaveLocked(c.tenant)
+	if c.admit == admitNone {
+		return
 	}
+	m.mu.Lock()
+	grants := m.endAdmissionLocked(c)
 	m.mu.Unlock()
 	sendAll(grants)
+}
+
+// Idle tells the pool that every request sent on c is answered while its
+// transaction stays open: c stops counting as active until Busy, and a
+// waiting transaction may be admitted in its place.
+func (m *Manager) Idle(c *Conn) {
+	if c.admit != admitRunning {
+		return
+	}
+	m.mu.Lock()
+	c.admit = admitIdle
+	grants := m.leaveLocked(c.tenant)
+	m.mu.Unlock()
+	sendAll(grants)
+}
+
+// Busy tells the pool that the client of c's open transaction sent another
+// request: c counts as active again, at once, even above the limit.
+func (m *Manager) Busy(c *Conn) {
+	if c.admit != admitIdle {
+		return
+	}
+	m.mu.Lock()
+	c.admit = admitRunning
+	m.active++
+	c.tenant.active++
+	m.mu.Unlock()
+}
+
+// endAdmissionLocked ends c's admission, if any, and returns the grants of
+// the waiters admitted in its place.
+func (m *Manager) endAdmissionLocked(c *Conn) []pending {
+	counted := c.admit == admitRunning
+	c.admit = admitNone
+	if !counted {
+		return nil
+	}
+	return m.leaveLocked(c.tenant)
 }
 
 // removeWaiter deletes ws[i], keeping the order, and clears the freed cell.

@@ -216,3 +216,44 @@ func TestActiveLimitUpdateAndClose(t *testing.T) {
 	m.Release(held)
 	wantActive(t, m, 0, nil)
 }
+
+// A transaction whose client has its turn (Idle) does not count; its next
+// request counts again at once (Busy), even above the limit.
+func TestActiveLimitIdleInTransaction(t *testing.T) {
+	m, _ := newManager(t, limited(1, 10, tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5}))
+	a := acquire(t, m, "a")
+	ch := make(chan result, 2)
+	acquireAsync(context.Background(), m, "b", ch)
+	eventually(t, "b waits", admitWaiting(m, "b", 1))
+
+	m.Idle(a)
+	m.Idle(a) // idempotent
+	b := recv(t, ch)
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
+	m.Busy(a)
+	m.Busy(a)
+	wantActive(t, m, 2, map[string]int{"a": 1, "b": 1})
+
+	acquireAsync(context.Background(), m, "b", ch)
+	eventually(t, "b waits again", admitWaiting(m, "b", 1))
+	m.Release(b.c) // 1 still active: at the limit, the waiter stays
+	if n := m.Stats()["b"].AdmitWaiting; n != 1 {
+		t.Fatalf("b's waiter admitted above the limit (%d waiting)", n)
+	}
+	m.Idle(a)
+	m.Release(a) // an idle transaction ending changes no count
+	b2 := recv(t, ch)
+	if b2.err != nil {
+		t.Fatal(b2.err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
+	m.Idle(b2.c)
+	m.Pinned(b2.c) // an idle one that pins: nothing left to count
+	m.Busy(b2.c)   // no longer admitted
+	wantActive(t, m, 0, map[string]int{"a": 0, "b": 0})
+	m.Release(b2.c)
+	checkInvariants(t, m)
+}

@@ -36,10 +36,13 @@ type Conn struct {
 	cancelTo string // address the connection is really connected to
 	created  time.Time
 	lastUsed time.Time
-	out      bool   // handed out by Acquire, not yet released (guarded by Manager.mu)
-	admitted bool   // counts as an active transaction (see active.go; guarded by Manager.mu once handed out)
-	epoch    uint64 // tenant epoch of the settings it was dialed with
-	checked  uint64 // Suspect generation it was dialed or last validated under (guarded by Manager.mu)
+	out      bool // handed out by Acquire, not yet released (guarded by Manager.mu)
+	// admit is the connection's state under max_active_transactions
+	// (active.go): written under Manager.mu by whoever holds the
+	// connection, read by it without the lock.
+	admit   admitState
+	epoch   uint64 // tenant epoch of the settings it was dialed with
+	checked uint64 // Suspect generation it was dialed or last validated under (guarded by Manager.mu)
 }
 
 // Tenant is the name of the tenant this connection belongs to.

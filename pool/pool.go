@@ -94,9 +94,10 @@ type TenantStats struct {
 	Dialing int
 	// Waiting counts Acquire calls queued for a connection.
 	Waiting int
-	// Active counts the tenant's transactions admitted under
-	// backend.max_active_transactions (0 when there is no limit), and
-	// AdmitWaiting the Acquire calls queued for admission.
+	// Active counts the tenant's transactions that count against
+	// backend.max_active_transactions (admitted, and not waiting for their
+	// client; 0 when there is no limit), and AdmitWaiting the Acquire
+	// calls queued for admission.
 	Active       int
 	AdmitWaiting int
 }
@@ -170,8 +171,9 @@ type tenantPool struct {
 	// waiters come first.
 	dialers []*waiter
 	params  map[string]string // ParameterStatus of the latest dial
-	// active counts the tenant's admitted transactions; admitWaiters wait
-	// for admission (see active.go).
+	// active counts the tenant's transactions that count against the
+	// active-transaction limit; admitWaiters wait for admission (see
+	// active.go).
 	active       int
 	admitWaiters []*waiter
 	removed      bool
@@ -355,7 +357,9 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 			return nil, err
 		}
 		if m.usable(ctx, c, dialed) {
-			c.admitted = tp != nil
+			if tp != nil {
+				c.admit = admitRunning
+			}
 			return c, nil
 		}
 		m.Discard(c)
@@ -875,11 +879,8 @@ func (m *Manager) Release(c *Conn) {
 	}
 	c.lastUsed = m.now()
 	var doomed []*Conn
-	var grants, admits []pending
-	if c.admitted {
-		c.admitted = false
-		admits = m.leaveLocked(tp)
-	}
+	var grants []pending
+	admits := m.endAdmissionLocked(c)
 	if m.closed || tp.removed || m.expired(c) || c.epoch != tp.epoch ||
 		tp.open > tp.tenant.Policy.PoolSize || m.open > m.limit {
 		c.out = false
@@ -1001,11 +1002,7 @@ func (m *Manager) Discard(c *Conn) {
 		return
 	}
 	c.out = false
-	var admits []pending
-	if c.admitted {
-		c.admitted = false
-		admits = m.leaveLocked(c.tenant)
-	}
+	admits := m.endAdmissionLocked(c)
 	m.dropLocked(c)
 	grants := m.dispatchLocked()
 	m.mu.Unlock()
@@ -1315,7 +1312,7 @@ func (m *Manager) Budget() (open, limit int) {
 	return m.open, m.limit
 }
 
-// ActiveTransactions returns how many transactions are admitted under
+// ActiveTransactions returns how many transactions count against
 // backend.max_active_transactions, over all tenants, and the limit (0: no
 // limit, and nothing is counted).
 func (m *Manager) ActiveTransactions() (active, limit int) {

@@ -8,11 +8,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// backend.max_active_transactions against the real cluster: a transaction
-// in progress holds the only admission; another tenant's query waits for
-// it and runs as soon as it ends; a wait past pool_wait_timeout gets 53300
-// naming the limit; session-mode tenants and pinned sessions are not held
-// back and do not hold others back.
+// backend.max_active_transactions against the real cluster: a running
+// statement holds the only admission; another tenant's query waits for it
+// and runs as soon as it ends, although its transaction stays open (a
+// client's think time inside a transaction does not count); a wait past
+// pool_wait_timeout gets 53300 naming the limit; session-mode tenants and
+// pinned sessions are not held back and do not hold others back.
 func TestMaxActiveTransactions(t *testing.T) {
 	r := startRouter(t,
 		cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
@@ -21,12 +22,18 @@ func TestMaxActiveTransactions(t *testing.T) {
 	)
 	a := r.connect(t, "acme")
 	mustExec(t, a, "begin")
-	mustExec(t, a, "select 1")
+	sleeping := runAsync(a, "select pg_sleep(2)")
+	deadline := time.Now().Add(5 * time.Second)
+	for active, _ := r.pool.ActiveTransactions(); active != 1; active, _ = r.pool.ActiveTransactions() {
+		if time.Now().After(deadline) {
+			t.Fatal("acme's statement never counted as active")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	// globex waits for acme's transaction...
 	g := r.connect(t, "globex")
 	done := runAsync(g, "select 1")
-	deadline := time.Now().Add(5 * time.Second)
 	for r.pool.Stats()["globex"].AdmitWaiting != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("globex's query is not waiting for admission: %+v", r.pool.Stats()["globex"])
@@ -52,19 +59,24 @@ func TestMaxActiveTransactions(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("globex's query finished (%v) while acme's transaction held the only admission", err)
+		t.Fatalf("globex's query finished (%v) while acme's statement held the only admission", err)
 	default:
 	}
 
-	mustExec(t, a, "commit")
+	if err := <-sleeping; err != nil {
+		t.Fatalf("acme's statement: %v", err)
+	}
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("globex's query after the commit: %v", err)
+			t.Fatalf("globex's query after acme's statement: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("globex's query still waits after acme's transaction ended")
+		t.Fatal("globex's query still waits while acme's transaction is idle")
 	}
+	// acme's next statement in its open transaction is not held back.
+	mustExec(t, a, "select 1")
+	mustExec(t, a, "commit")
 
 	// A pinned session keeps its backend but not the admission.
 	mustExec(t, a, "select pg_advisory_lock(42)")

@@ -613,6 +613,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	if be != nil {
 		if ss.pending == 0 && ss.boundary {
 			ss.busySince = ss.srv.now()
+			ss.srv.pool.Busy(be) // the next request of an open transaction
 		}
 		ss.pending += syncs
 		ss.boundary = boundary
@@ -1002,6 +1003,11 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
 		return true, true, true, true
+	}
+	if answered && !idle {
+		// The client's turn inside a transaction: it does not count
+		// against max_active_transactions until its next request.
+		ss.srv.pool.Idle(be)
 	}
 	return false, true, idle, answered
 }
