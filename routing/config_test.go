@@ -19,11 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/pgbridge/pgbridge/internal/scram"
 )
 
 // exampleVerifier is a valid verifier (password "example-only"); it is also
-// used in testdata/full.yaml.
+// used in examples/full.yaml.
 const exampleVerifier = "SCRAM-SHA-256$4096:cGdicmlkZ2UtZXhhbXBsZQ==$xH+nisojfEuQMyL3kY9IGEmbbMKvTIWE4LU1Sq6SjHA=:ap9W5K3eS8xjvM6IaHef7u+43QyfKIVxxVVj3szxUnA="
 
 // minimal is the smallest valid configuration.
@@ -870,16 +872,18 @@ func TestListenTLS(t *testing.T) {
 
 func TestFullExample(t *testing.T) {
 	dir := t.TempDir()
-	data, err := os.ReadFile("testdata/full.yaml")
+	data, err := os.ReadFile("../examples/full.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkEveryKey(t, data)
 	cfgPath := writeFile(t, dir, "full.yaml", string(data))
 	certPEM := writeTestCert(t, dir)
 	writeFile(t, dir, "ca.pem", string(certPEM))
 	writeFile(t, dir, "acme_report.password", "report-secret\n")
 	writeFile(t, dir, "globex_db.password", "globex-backend-secret\n")
 	writeFile(t, dir, "globex_app.scram", exampleVerifier+"\n")
+	writeFile(t, dir, "ops.scram", exampleVerifier+"\n")
 	t.Setenv("PGBRIDGE_BACKEND_HOST", "cluster.example")
 	t.Setenv("PGBRIDGE_BACKEND_PORT", "5433")
 	t.Setenv("ACME_DB_PASSWORD", "acme-backend-secret")
@@ -891,7 +895,11 @@ func TestFullExample(t *testing.T) {
 	if c.Listen.TLS != (ListenTLS{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key"), Mode: ListenTLSAllow}) {
 		t.Errorf("listen tls = %+v", c.Listen.TLS)
 	}
+	if c.Admin.Address != "127.0.0.1:9632" || len(c.Admin.Users) != 1 || c.Admin.Users["ops"].Verifier.String() != exampleVerifier {
+		t.Errorf("admin = %+v", c.Admin)
+	}
 	if c.Backend.Host != "cluster.example" || c.Backend.Port != 5433 || c.Backend.MaxConnections != 40 ||
+		c.Backend.MaxActiveTransactions != 8 || c.Backend.AWSRegion != "eu-west-1" ||
 		c.Backend.TLS != (BackendTLS{Mode: BackendTLSVerifyFull, CAFile: filepath.Join(dir, "ca.pem")}) {
 		t.Errorf("backend = %+v", c.Backend)
 	}
@@ -918,7 +926,10 @@ func TestFullExample(t *testing.T) {
 		}
 	}
 	sort.Strings(users)
-	if strings.Join(users, ",") != "acme_app,acme_report,globex_app,globex_batch" {
+	if initech := c.Tenants["initech"]; initech == nil || initech.BackendAuth != BackendAuthIAM || initech.BackendPassword != "" {
+		t.Errorf("initech = %+v", initech)
+	}
+	if strings.Join(users, ",") != "acme_app,acme_report,globex_app,globex_batch,initech_app" {
 		t.Errorf("users = %v", users)
 	}
 	if _, cred, ok := c.LookupUser("acme_app"); !ok || cred.Verifier.String() != exampleVerifier {
@@ -935,5 +946,109 @@ func TestFullExample(t *testing.T) {
 		if strings.Contains(out, s) {
 			t.Errorf("Explain shows secret %q", s)
 		}
+	}
+}
+
+// checkEveryKey fails when a configuration key (a yaml tag of the raw
+// configuration types) appears nowhere in the full example, so that the
+// example cannot fall behind the loader. Map levels (tenant and login
+// names) are written "*" on both sides. A type used in several places (a
+// login's credential forms, a policy under defaults and under a tenant)
+// needs each key shown in one of them.
+func checkEveryKey(t *testing.T, data []byte) {
+	t.Helper()
+	want := map[string][]string{} // type.field -> paths where it may appear
+	var walkType func(prefix string, typ reflect.Type)
+	walkType = func(prefix string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		switch typ.Kind() {
+		case reflect.Map:
+			walkType(prefix+".*", typ.Elem())
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+				ft := f.Type
+				for ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				path := strings.TrimPrefix(prefix+"."+name, ".")
+				switch {
+				case opts == "inline":
+					walkType(prefix, f.Type)
+				case name == "" || name == "-":
+				case ft == reflect.TypeOf(scalar{}):
+					key := typ.Name() + "." + name
+					want[key] = append(want[key], path)
+				default:
+					walkType(path, f.Type)
+				}
+			}
+		}
+	}
+	walkType("", reflect.TypeOf(rawConfig{}))
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	var walkNode func(prefix string, n *yaml.Node)
+	walkNode = func(prefix string, n *yaml.Node) {
+		if n.Kind == yaml.DocumentNode {
+			walkNode(prefix, n.Content[0])
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			have[prefix] = true
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if last := prefix[strings.LastIndex(prefix, ".")+1:]; last == "tenants" || last == "users" {
+				key = "*"
+			}
+			walkNode(strings.TrimPrefix(prefix+"."+key, "."), n.Content[i+1])
+		}
+	}
+	walkNode("", &doc)
+	var missing []string
+	for _, paths := range want {
+		if !slices.ContainsFunc(paths, func(p string) bool { return have[p] }) {
+			missing = append(missing, strings.Join(paths, " or "))
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("examples/full.yaml does not show %s", strings.Join(missing, ", "))
+	}
+}
+
+// The Aurora Bridge example loads as written, given its files and secrets.
+func TestAuroraExample(t *testing.T) {
+	data, err := os.ReadFile("../examples/bridge-aurora.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := writeFile(t, dir, "bridge-aurora.yaml", string(data))
+	writeFile(t, dir, "global-bundle.pem", string(writeTestCert(t, dir)))
+	for _, login := range []string{"sre", "acme_app", "globex_app", "globex_reports", "initech_app"} {
+		writeFile(t, dir, login+".scram", exampleVerifier+"\n")
+	}
+	t.Setenv("ACME_DB_PASSWORD", "acme-backend-secret")
+	t.Setenv("GLOBEX_DB_PASSWORD", "globex-backend-secret")
+
+	c, err := Load(cfgPath)
+	if err != nil {
+		t.Fatalf("Load(bridge-aurora.yaml):\n%v", err)
+	}
+	if len(c.Tenants) != 3 || c.Backend.MaxActiveTransactions != 16 || c.Backend.ResumeTimeout != 30*time.Second ||
+		c.Listen.TLS.Mode != ListenTLSRequire || c.Tenants["initech"].BackendAuth != BackendAuthIAM ||
+		c.Tenants["initech"].Policy.PoolMode != PoolSession || c.Tenants["acme"].Policy.ReservedConnections != 10 ||
+		c.Tenants["globex"].Policy.PoolSize != 20 || c.Tenants["globex"].Policy.MinPoolSize != 0 {
+		t.Errorf("config = %s", c.Explain())
 	}
 }
