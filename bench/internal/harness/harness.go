@@ -387,22 +387,31 @@ func raiseNoFile(o Options) string {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return "could not read RLIMIT_NOFILE: " + err.Error()
 	}
-	if lim.Cur >= need {
+	return raiseLimit(&lim, &lim.Cur, &lim.Max, need)
+}
+
+// raiseLimit raises lim, whose fields are cur and hard, to need, and the
+// hard limit too when it may (as root). It is generic because Rlimit's
+// fields are uint64 on Linux and int64 on the BSDs.
+func raiseLimit[T int64 | uint64](lim *syscall.Rlimit, cur, hard *T, need uint64) string {
+	n := T(need)
+	if *cur >= n {
 		return ""
 	}
-	want := lim
-	want.Cur = min(need, lim.Max)
-	if lim.Max < need { // only root can raise the hard limit
-		try := syscall.Rlimit{Cur: need, Max: need}
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &try) == nil {
+	if *hard < n { // only root can raise the hard limit
+		old := *lim
+		*cur, *hard = n, n
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, lim) == nil {
 			return ""
 		}
+		*lim = old
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+	*cur = min(n, *hard)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, lim); err != nil {
 		return "could not raise RLIMIT_NOFILE: " + err.Error()
 	}
-	if want.Cur < need {
-		return fmt.Sprintf("RLIMIT_NOFILE is %d (hard limit), below the %d the idle scenarios need: their biggest runs may fail", want.Cur, need)
+	if *cur < n {
+		return fmt.Sprintf("RLIMIT_NOFILE is %d (hard limit), below the %d the idle scenarios need: their biggest runs may fail", *cur, need)
 	}
 	return ""
 }

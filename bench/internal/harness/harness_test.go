@@ -205,3 +205,28 @@ func TestProcStop(t *testing.T) {
 	}
 	p.stop(syscall.SIGTERM, time.Second) // no-op once exited
 }
+
+// raiseNoFile lifts the open-files limit to what the scenarios need, or
+// says why it could not.
+func TestRaiseNoFile(t *testing.T) {
+	var before syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &before); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &before) })
+	need := uint64(before.Cur) + 100
+	note := raiseNoFile(Options{StormClients: int(need) - 2000})
+	var after syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &after); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case uint64(after.Cur) >= need && note != "":
+		t.Errorf("limit raised to %d, yet the note says %q", after.Cur, note)
+	case uint64(after.Cur) < need && note == "":
+		t.Errorf("limit %d below the %d needed, and no note", after.Cur, need)
+	}
+	if note := raiseNoFile(Options{}); note != "" {
+		t.Errorf("a need below the limit gives the note %q", note)
+	}
+}
