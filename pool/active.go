@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/pgbridge/pgbridge/routing"
@@ -40,7 +41,10 @@ import (
 //     connections handed out in state admitRunning, plus admissions not
 //     yet turned into a connection;
 //   - admitWaiting == sum of len(admitWaiters) over live tenants, and is 0
-//     unless the limit is reached (active >= maxActive > 0).
+//     unless the limit is reached (active >= maxActive > 0);
+//   - admitQueue holds each tenant with admission waiters once, and no
+//     other: dispatch looks at the waiting tenants only, not at every
+//     tenant of a large fleet.
 
 // admitState is a connection's part in the limit.
 type admitState uint8
@@ -79,10 +83,7 @@ func (m *Manager) leaveLocked(tp *tenantPool) []pending {
 func (m *Manager) dispatchAdmitsLocked(grants []pending) []pending {
 	for m.admitWaiting > 0 && (m.maxActive == 0 || m.active < m.maxActive) {
 		var to *tenantPool
-		for _, tp := range m.order {
-			if len(tp.admitWaiters) == 0 {
-				continue
-			}
+		for _, tp := range m.admitQueue {
 			if to == nil || tp.active < to.active ||
 				tp.active == to.active && tp.admitWaiters[0].seq < to.admitWaiters[0].seq {
 				to = tp
@@ -91,6 +92,9 @@ func (m *Manager) dispatchAdmitsLocked(grants []pending) []pending {
 		w := to.admitWaiters[0]
 		to.admitWaiters = removeWaiter(to.admitWaiters, 0)
 		m.admitWaiting--
+		if len(to.admitWaiters) == 0 {
+			m.unqueueAdmitLocked(to)
+		}
 		m.active++
 		to.active++
 		grants = append(grants, pending{w, grant{admit: true}})
@@ -103,9 +107,23 @@ func (m *Manager) failAdmitWaitersLocked(tp *tenantPool, err error, grants []pen
 	for _, w := range tp.admitWaiters {
 		grants = append(grants, pending{w, grant{err: err}})
 	}
+	if len(tp.admitWaiters) > 0 {
+		m.unqueueAdmitLocked(tp)
+	}
 	m.admitWaiting -= len(tp.admitWaiters)
 	tp.admitWaiters = nil
 	return grants
+}
+
+// unqueueAdmitLocked takes tp, which has no admission waiters left, off
+// admitQueue.
+func (m *Manager) unqueueAdmitLocked(tp *tenantPool) {
+	if i := slices.Index(m.admitQueue, tp); i >= 0 {
+		last := len(m.admitQueue) - 1
+		m.admitQueue[i] = m.admitQueue[last]
+		m.admitQueue[last] = nil
+		m.admitQueue = m.admitQueue[:last]
+	}
 }
 
 // leave ends the admission of an Acquire that then failed.
@@ -180,6 +198,9 @@ func (m *Manager) waitAdmission(ctx context.Context, tp *tenantPool, deadline *t
 	m.seq++
 	w := waiters.Get().(*waiter)
 	w.seq = m.seq
+	if len(tp.admitWaiters) == 0 {
+		m.admitQueue = append(m.admitQueue, tp)
+	}
 	tp.admitWaiters = append(tp.admitWaiters, w)
 	m.admitWaiting++
 	if wait := tp.tenant.Policy.PoolWaitTimeout; wait > 0 && deadline.IsZero() {

@@ -46,6 +46,10 @@ func (d *countingDialer) Dial(ctx context.Context, t *routing.Tenant) (*pool.Con
 // connections, sharing budget.
 func benchManager(b *testing.B, tenants, poolSize, budget int, opts ...pool.Option) (*pool.Manager, *countingDialer) {
 	b.Helper()
+	return benchManagerFor(b, benchConfig(tenants, poolSize, budget), opts...)
+}
+
+func benchConfig(tenants, poolSize, budget int) *routing.Config {
 	cfg := &routing.Config{
 		Backend: routing.Backend{Host: "backend.invalid", Port: 5432, MaxConnections: budget, ConnectTimeout: time.Second},
 		Tenants: map[string]*routing.Tenant{},
@@ -57,6 +61,11 @@ func benchManager(b *testing.B, tenants, poolSize, budget int, opts ...pool.Opti
 			Policy: routing.Policy{PoolMode: routing.PoolTransaction, PoolSize: poolSize, PoolWaitTimeout: 10 * time.Second},
 		}
 	}
+	return cfg
+}
+
+func benchManagerFor(b *testing.B, cfg *routing.Config, opts ...pool.Option) (*pool.Manager, *countingDialer) {
+	b.Helper()
 	d := &countingDialer{}
 	m := pool.New(cfg, append([]pool.Option{pool.WithDialer(d)}, opts...)...)
 	b.Cleanup(m.Close)
@@ -90,12 +99,18 @@ func BenchmarkAcquireRelease(b *testing.B) {
 // enough connections for all of them: contention on the pool's mutex only.
 func BenchmarkAcquireReleaseParallel(b *testing.B) {
 	m, _ := benchManager(b, 4, 64, 256)
+	parallelAcquireRelease(b, m, 4)
+}
+
+// parallelAcquireRelease runs 8 clients per CPU spread over tenants
+// t0..t<busy-1>.
+func parallelAcquireRelease(b *testing.B, m *pool.Manager, busy int64) {
 	ctx := context.Background()
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
-		tenant := fmt.Sprintf("t%d", next.Add(1)%4)
+		tenant := fmt.Sprintf("t%d", next.Add(1)%busy)
 		for pb.Next() {
 			acquireRelease(b, m, ctx, tenant)
 		}
@@ -138,4 +153,14 @@ func BenchmarkAcquireBudgetFull(b *testing.B) {
 	if d.dials.Load() < int64(i) {
 		b.Fatalf("%d dials for %d alternating acquires", d.dials.Load(), i)
 	}
+}
+
+// BenchmarkAcquireReleaseAdmission is a fleet of 1,000 tenants of which
+// four are busy, under backend.max_active_transactions: most Acquires wait
+// for admission, and each Release admits the next.
+func BenchmarkAcquireReleaseAdmission(b *testing.B) {
+	cfg := benchConfig(1000, 4, 4000)
+	cfg.Backend.MaxActiveTransactions = 2
+	m, _ := benchManagerFor(b, cfg)
+	parallelAcquireRelease(b, m, 4)
 }

@@ -147,11 +147,12 @@ type Manager struct {
 	retired map[*tenantPool]struct{} // removed tenants that still hold connections
 	seq     uint64                   // arrival order of waiters
 	// The active-transaction limit (see active.go).
-	maxActive    int    // backend.max_active_transactions; 0 = no limit
-	active       int    // admitted transactions over all tenants
-	admitWaiting int    // admission waiters over all tenants
-	suspect      uint64 // Suspect generation
-	updates      int    // Update calls
+	maxActive    int           // backend.max_active_transactions; 0 = no limit
+	active       int           // admitted transactions over all tenants
+	admitWaiting int           // admission waiters over all tenants
+	admitQueue   []*tenantPool // the tenants with admission waiters, in no order
+	suspect      uint64        // Suspect generation
+	updates      int           // Update calls
 	closed       bool
 
 	ctx    context.Context // ends at Close; bounds every dial
@@ -548,6 +549,9 @@ func (m *Manager) cancelWait(tp *tenantPool, w *waiter) bool {
 	if i := slices.Index(tp.admitWaiters, w); i >= 0 {
 		tp.admitWaiters = removeWaiter(tp.admitWaiters, i)
 		m.admitWaiting--
+		if len(tp.admitWaiters) == 0 {
+			m.unqueueAdmitLocked(tp)
+		}
 		return true
 	}
 	return false
@@ -878,31 +882,39 @@ func (m *Manager) Release(c *Conn) {
 		return
 	}
 	c.lastUsed = m.now()
-	var doomed []*Conn
+	var doomed *Conn
 	var grants []pending
+	// handoff is the one waiter that gets c or its slot: the common case
+	// under load, kept out of a slice so that it allocates nothing.
+	var handoff pending
 	admits := m.endAdmissionLocked(c)
 	if m.closed || tp.removed || m.expired(c) || c.epoch != tp.epoch ||
 		tp.open > tp.tenant.Policy.PoolSize || m.open > m.limit {
 		c.out = false
-		doomed = append(doomed, m.dropLocked(c))
+		doomed = m.dropLocked(c)
 		grants = m.dispatchLocked()
 	} else if o := m.takerLocked(tp); o != nil {
 		c.out = false
-		doomed = append(doomed, m.dropLocked(c))
-		grants = append(grants, m.grantDialLocked(o))
+		doomed = m.dropLocked(c)
+		handoff = m.grantDialLocked(o)
 	} else if len(tp.waiters) > 0 {
-		grants = append(grants, pending{m.popWaiterLocked(tp), grant{conn: c}})
+		handoff = pending{m.popWaiterLocked(tp), grant{conn: c}}
 	} else if len(tp.dialers) > 0 {
 		w := tp.dialers[0]
 		tp.dialers = slices.Delete(tp.dialers, 0, 1)
-		grants = append(grants, pending{w, grant{conn: c}})
+		handoff = pending{w, grant{conn: c}}
 	} else {
 		c.out = false
 		tp.idle = append(tp.idle, c)
 	}
 	m.mu.Unlock()
-	closeAll(doomed)
+	if doomed != nil {
+		doomed.close()
+	}
 	sendAll(grants)
+	if handoff.w != nil {
+		handoff.w.ch <- handoff.g
+	}
 	sendAll(admits)
 }
 

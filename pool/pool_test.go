@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -326,12 +327,24 @@ func checkInvariants(t *testing.T, m *Manager) {
 		if tp.active < 0 {
 			t.Errorf("tenant %s: %d active transactions", name, tp.active)
 		}
+		if queued := slices.Contains(m.admitQueue, tp); queued != (len(tp.admitWaiters) > 0) {
+			t.Errorf("tenant %s: %d admission waiters, in admitQueue: %v", name, len(tp.admitWaiters), queued)
+		}
 		if tp.removed && len(tp.admitWaiters) > 0 {
 			t.Errorf("removed tenant %s still has admission waiters", name)
 		}
 	}
 	if active != m.active || admitWaiting != m.admitWaiting {
 		t.Errorf("active %d and admission waiters %d counted, tenants hold %d and %d", m.active, m.admitWaiting, active, admitWaiting)
+	}
+	queued := 0
+	for _, tp := range pools {
+		if len(tp.admitWaiters) > 0 {
+			queued++
+		}
+	}
+	if len(m.admitQueue) != queued {
+		t.Errorf("admitQueue holds %d tenants, %d have admission waiters", len(m.admitQueue), queued)
 	}
 	if m.admitWaiting > 0 && (m.maxActive == 0 || m.active < m.maxActive) {
 		t.Errorf("%d admission waiters while %d of %d are active", m.admitWaiting, m.active, m.maxActive)
