@@ -16,21 +16,24 @@ import (
 // twenty transactions at full speed puts twenty runnable backends in front
 // of a quiet tenant's query. The limit is admission control: a
 // transaction-mode Acquire, which starts a transaction, is admitted
-// (counted as active) before it looks for a connection. Admission is
-// work-conserving (a tenant alone may use the whole limit); at the limit,
-// each transaction that stops counting admits one from the waiting tenant
-// with the fewest active, the longest waiting first among equals. A tenant
-// that sends one query now and then therefore waits at most for the next
-// transaction to end or pause, however many a busy tenant queues.
+// (counted as active) once it holds its connection (admit), so that one
+// waiting for a connection of its own tenant holds no admission another
+// tenant could use. Admission is work-conserving (a tenant alone may use
+// the whole limit); at the limit, each transaction that stops counting
+// admits one from the waiting tenant with the fewest active, the longest
+// waiting first among equals. A tenant that sends one query now and then
+// therefore waits at most for the next transaction to end or pause,
+// however many a busy tenant queues.
 //
-// A transaction counts while the cluster works for it: from admission
-// until every request of the client is answered. While its client thinks
-// (inside a transaction, between requests) it does not count (Idle), and
-// its next request counts again without waiting (Busy): a transaction in
-// progress may hold locks that admitted ones wait for, so it is never held
-// back, and the count may exceed the limit for a moment. Client think time
-// inside transactions thus neither holds back other tenants nor throttles
-// multi-statement transactions.
+// A transaction counts from admission until it ends, except while its
+// client thinks: the caller reports a client idle inside a transaction
+// for a while (the proxy: 100 ms) with Idle, and the transaction stops
+// counting; its next request counts again without waiting (Busy). A
+// transaction in progress may hold locks that admitted ones wait for, so
+// it is never held back, and the count may then exceed the limit, by at
+// most the transactions that had paused. Quick gaps (a driver's BEGIN in
+// its own round trip) are not reported, or every transaction would pause
+// right after BEGIN and the limit would bound nothing.
 //
 // Session-mode tenants are not counted, nor a login's Probe, and a
 // session that pins its backend (session state in transaction mode) stops
@@ -38,8 +41,8 @@ import (
 //
 // State lives in Manager and tenantPool under Manager.mu:
 //   - active == sum of tenant active over live and retired pools: the
-//     connections handed out in state admitRunning, plus admissions not
-//     yet turned into a connection;
+//     connections handed out in state admitRunning, plus admissions
+//     granted to an Acquire not yet back from its wait;
 //   - admitWaiting == sum of len(admitWaiters) over live tenants, and is 0
 //     unless the limit is reached (active >= maxActive > 0);
 //   - admitQueue holds each tenant with admission waiters once, and no
@@ -126,12 +129,39 @@ func (m *Manager) unqueueAdmitLocked(tp *tenantPool) {
 	}
 }
 
-// leave ends the admission of an Acquire that then failed.
+// leave ends an admission granted to an Acquire that had already left.
 func (m *Manager) leave(tp *tenantPool) {
 	m.mu.Lock()
 	grants := m.leaveLocked(tp)
 	m.mu.Unlock()
 	sendAll(grants)
+}
+
+// admit admits the transaction about to run on c, which the caller holds,
+// if c's tenant is limited, waiting until deadline (set here if zero) when
+// the limit is reached. The connection comes first: an Acquire waiting for
+// one of its tenant's connections holds no admission that other tenants,
+// with connections free, could use.
+func (m *Manager) admit(ctx context.Context, c *Conn, deadline *time.Time) error {
+	tp := c.tenant
+	m.mu.Lock()
+	if !m.limitedLocked(tp) {
+		m.mu.Unlock()
+		return nil
+	}
+	if tp.removed {
+		m.mu.Unlock()
+		return ErrTenantRemoved
+	}
+	if !m.admitLocked(tp) {
+		if err := m.waitAdmission(ctx, tp, deadline); err != nil { // unlocks mu
+			return err
+		}
+		m.mu.Lock()
+	}
+	c.admit = admitRunning
+	m.mu.Unlock()
+	return nil
 }
 
 // Pinned tells the pool that the caller keeps c past the end of its
@@ -147,9 +177,11 @@ func (m *Manager) Pinned(c *Conn) {
 	sendAll(grants)
 }
 
-// Idle tells the pool that every request sent on c is answered while its
-// transaction stays open: c stops counting as active until Busy, and a
-// waiting transaction may be admitted in its place.
+// Idle tells the pool that c's client has been idle inside its open
+// transaction for a while (every request answered): c stops counting as
+// active until Busy, and a waiting transaction may be admitted in its
+// place. Call it only after a real pause, not at every ReadyForQuery
+// inside a transaction, or the limit would bound nothing.
 func (m *Manager) Idle(c *Conn) {
 	if c.admit != admitRunning {
 		return

@@ -34,7 +34,7 @@ func wantActive(t *testing.T, m *Manager, want int, perTenant map[string]int) {
 }
 
 // A tenant alone may use the whole limit; beyond it, a transaction waits
-// although the tenant has idle connections and room to dial.
+// although the tenant has room to dial. It waits holding its connection.
 func TestActiveLimitAdmitsUpToTheLimit(t *testing.T) {
 	m, _ := newManager(t, limited(2, 10, tenantSpec{name: "a", poolSize: 5}))
 	c1, c2 := acquire(t, m, "a"), acquire(t, m, "a")
@@ -48,13 +48,16 @@ func TestActiveLimitAdmitsUpToTheLimit(t *testing.T) {
 		t.Fatalf("third Acquire returned (%v) above the limit", r.err)
 	case <-time.After(20 * time.Millisecond):
 	}
+	if st := m.Stats()["a"]; st.InUse != 3 || st.Idle != 0 {
+		t.Errorf("waiting for admission: %+v, want its connection in use", st)
+	}
 	m.Release(c1)
 	r := recv(t, ch)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.c != c1 {
-		t.Error("the admitted transaction did not reuse the released idle connection")
+	if r.c == c1 || r.c == c2 {
+		t.Error("the admitted transaction got a connection another one held")
 	}
 	wantActive(t, m, 2, map[string]int{"a": 2})
 	m.Release(r.c)
@@ -103,7 +106,8 @@ func TestActiveLimitAdmitsTheLeastActiveTenantFirst(t *testing.T) {
 
 func TestActiveLimitWaitEnds(t *testing.T) {
 	m, d := newManager(t, limited(1, 10,
-		tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5, wait: 30 * time.Millisecond}))
+		tenantSpec{name: "a", poolSize: 5}, tenantSpec{name: "b", poolSize: 5, wait: 30 * time.Millisecond},
+		tenantSpec{name: "c", poolSize: 5}))
 	c := acquire(t, m, "a")
 
 	// pool_wait_timeout covers the wait for admission.
@@ -121,16 +125,22 @@ func TestActiveLimitWaitEnds(t *testing.T) {
 		t.Fatalf("cancelled Acquire: %v", r.err)
 	}
 	wantActive(t, m, 1, map[string]int{"a": 1, "b": 0})
+	// The connections the two waited with went back to their pools.
+	if st := m.Stats(); st["a"].Idle != 1 || st["a"].InUse != 1 || st["b"].Idle != 1 {
+		t.Errorf("after the failed waits: %+v", st)
+	}
 	checkInvariants(t, m)
 
-	// A failed Acquire after admission gives its admission back (b has
-	// no connection yet, so it dials).
+	// A failed dial is never admitted.
 	m.Release(c)
 	d.set(func(d *fakeDialer) { d.script = []error{errors.New("boom")} })
-	if _, err := m.Acquire(context.Background(), "b"); err == nil {
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := m.Acquire(ctx, "c"); err == nil {
 		t.Fatal("Acquire with a failing dial succeeded")
 	}
 	wantActive(t, m, 0, nil)
+	checkInvariants(t, m)
 }
 
 // Session-mode tenants are not counted; a pinned connection stops
@@ -255,5 +265,28 @@ func TestActiveLimitIdleInTransaction(t *testing.T) {
 	m.Busy(b2.c)   // no longer admitted
 	wantActive(t, m, 0, map[string]int{"a": 0, "b": 0})
 	m.Release(b2.c)
+	checkInvariants(t, m)
+}
+
+// A transaction waiting for one of its tenant's connections holds no
+// admission: another tenant with connections free runs meanwhile.
+func TestActiveLimitConnectionBeforeAdmission(t *testing.T) {
+	m, _ := newManager(t, limited(1, 10,
+		tenantSpec{name: "a", poolSize: 1}, tenantSpec{name: "b", poolSize: 1, wait: time.Second}))
+	a1 := acquire(t, m, "a")
+	m.Idle(a1) // its client thinks, inside the transaction
+	ch := make(chan result, 1)
+	acquireAsync(context.Background(), m, "a", ch)
+	eventually(t, "a waits for its only connection", func() bool { return m.Stats()["a"].Waiting == 1 })
+	b := acquire(t, m, "b")
+	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
+	m.Release(b)
+	m.Release(a1)
+	a2 := recv(t, ch)
+	if a2.err != nil {
+		t.Fatal(a2.err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 1, "b": 0})
+	m.Release(a2.c)
 	checkInvariants(t, m)
 }

@@ -343,36 +343,28 @@ func (m *Manager) Probe(ctx context.Context, tenant string) (*Conn, error) {
 
 func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*Conn, error) {
 	var deadline time.Time
-	// tp is set once admitted under backend.max_active_transactions.
-	var tp *tenantPool
-	admitted := &tp
-	if !admit {
-		admitted = nil
-	}
 	for {
-		c, dialed, err := m.acquire(ctx, tenant, &deadline, admitted)
+		c, dialed, err := m.acquire(ctx, tenant, &deadline)
 		if err != nil {
-			if tp != nil {
-				m.leave(tp)
-			}
 			return nil, err
 		}
-		if m.usable(ctx, c, dialed) {
-			if tp != nil {
-				c.admit = admitRunning
-			}
-			return c, nil
+		if !m.usable(ctx, c, dialed) {
+			m.Discard(c)
+			continue
 		}
-		m.Discard(c)
+		if admit {
+			if err := m.admit(ctx, c, &deadline); err != nil {
+				m.Release(c) // nothing was sent on it
+				return nil, err
+			}
+		}
+		return c, nil
 	}
 }
 
 // acquire is one attempt of Acquire; dialed says the connection is new.
 // deadline is the end of the pool_wait_timeout, set on the first attempt.
-// Where the tenant's transactions must be admitted first (see active.go),
-// acquire waits for that and sets *admitted to the tenant's pool; a nil
-// admitted asks for no admission (Probe).
-func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Time, admitted **tenantPool) (*Conn, bool, error) {
+func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Time) (*Conn, bool, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -388,16 +380,6 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 		}
 		m.mu.Unlock()
 		return nil, false, err
-	}
-	if admitted != nil && *admitted == nil && m.limitedLocked(tp) {
-		if !m.admitLocked(tp) {
-			if err := m.waitAdmission(ctx, tp, deadline); err != nil { // unlocks mu
-				return nil, false, err
-			}
-			*admitted = tp
-			return m.acquire(ctx, tenant, deadline, admitted)
-		}
-		*admitted = tp
 	}
 	var doomed []*Conn
 	var got *Conn

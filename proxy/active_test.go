@@ -89,3 +89,43 @@ func TestMaxActiveTransactions(t *testing.T) {
 		t.Errorf("ActiveTransactions() = %d, %d; want 0, 1 with every client idle", active, limit)
 	}
 }
+
+// A driver's BEGIN, sent as its own round trip, admits the transaction for
+// all of it: the short gap before the next statement does not let another
+// transaction in beside it, so the limit bounds what runs at once.
+func TestMaxActiveTransactionsBeginRoundTrip(t *testing.T) {
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("globex", cfgMap{"pool_wait_timeout": "300ms"}),
+	)
+	a := r.connect(t, "acme")
+	tx, err := a.Begin(testCtx(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active, _ := r.pool.ActiveTransactions(); active != 1 {
+		t.Fatalf("ActiveTransactions() = %d right after BEGIN, want 1", active)
+	}
+	sleeping := make(chan error, 1)
+	go func() {
+		_, err := tx.Exec(testCtx(t, 10*time.Second), "select pg_sleep(1)")
+		sleeping <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the statement is running
+
+	g := r.connect(t, "globex")
+	_, err = g.Exec(testCtx(t, 10*time.Second), "select 1")
+	wantCode(t, err, "53300")
+	if active, _ := r.pool.ActiveTransactions(); active != 1 {
+		t.Errorf("ActiveTransactions() = %d while one transaction runs, want 1", active)
+	}
+	if err := <-sleeping; err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, g, "select 'after the commit'"); got != "after the commit" {
+		t.Errorf("globex after acme's commit: %q", got)
+	}
+}

@@ -1004,11 +1004,6 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.be = nil
 		return true, true, true, true
 	}
-	if answered && !idle {
-		// The client's turn inside a transaction: it does not count
-		// against max_active_transactions until its next request.
-		ss.srv.pool.Idle(be)
-	}
 	return false, true, idle, answered
 }
 

@@ -129,6 +129,13 @@ func (ss *session) watch(now time.Time) (parking bool) {
 		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
 			ss.guardFired = true
 			go ss.end(errIdleInTransaction(lim))
+			return false
+		}
+		if ss.be != nil && now.Sub(ss.idleSince) >= admitIdleAfter {
+			// Its client has been thinking inside the transaction: it
+			// stops counting against max_active_transactions until its
+			// next request (a no-op when it does not count).
+			ss.srv.pool.Idle(ss.be)
 		}
 	default:
 		if lim := pol.ClientIdleTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
@@ -150,6 +157,14 @@ func (ss *session) watch(now time.Time) (parking bool) {
 // parkAfter is how long a session must be idle before it gives its read
 // buffer back.
 const parkAfter = time.Second
+
+// admitIdleAfter is how long a client must have been idle inside a
+// transaction before the transaction stops counting against
+// backend.max_active_transactions (pool.Manager.Idle); the watchdog notices
+// up to a tick later. Shorter gaps, such as a driver's BEGIN sent as its
+// own round trip or a quick application step between statements, keep the
+// admission, so that the limit does bound the transactions running at once.
+const admitIdleAfter = 100 * time.Millisecond
 
 // cancelStatement sends a cancel request for the request that started at
 // since, if it is still running on be.
