@@ -86,8 +86,16 @@ func Start(opts ...Option) (*Cluster, error) {
 			return nil, fmt.Errorf("pgtest: running as root needs the postgres OS user (%s): %w", InstallHint, err)
 		}
 	}
+	reapOrphans()
 	if c.root, err = os.MkdirTemp("", "pgbridge-pgtest-"); err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	if start, ok := processStart(os.Getpid()); ok {
+		owner := fmt.Sprintf("%d %s\n", os.Getpid(), start)
+		if err := os.WriteFile(filepath.Join(c.root, ownerFile), []byte(owner), 0o644); err != nil {
+			_ = os.RemoveAll(c.root)
+			return nil, fmt.Errorf("pgtest: %w", err)
+		}
 	}
 	c.DataDir = filepath.Join(c.root, "data")
 	c.logFile = filepath.Join(c.root, "postgres.log")
@@ -208,19 +216,81 @@ func (c *Cluster) Close() error {
 // PID from our data dir's postmaster.pid only if that process's command line
 // names our data dir, i.e. it is a server we started.
 func (c *Cluster) killOwnPostmaster() {
-	b, err := os.ReadFile(filepath.Join(c.DataDir, "postmaster.pid"))
-	if err != nil {
-		return
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
+	pid := c.postmasterPID()
+	if pid <= 0 {
 		return
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err == nil && strings.Contains(string(cmdline), c.DataDir) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// ownerFile, in a cluster's temp dir, names the test process that started
+// it (PID and start time, from /proc), so that a later Start can stop the
+// clusters of test processes that died without Close (killed by a timeout
+// or SIGKILL): their postmasters would otherwise run on.
+const ownerFile = "owner"
+
+// processStart returns the start time of process pid (field 22 of
+// /proc/PID/stat), which tells a live process from a reused PID; false
+// when there is no such process or no /proc.
+func processStart(pid int) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	i := strings.LastIndexByte(string(b), ')') // the command name may hold spaces
+	if i < 0 {
+		return "", false
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3
+	if len(f) < 20 {
+		return "", false
+	}
+	return f[19], true
+}
+
+// reapOrphans stops and removes the clusters whose owner process is gone.
+// Clusters without an owner file (being set up, or left by an older
+// version) and clusters of live processes are left alone.
+func reapOrphans() {
+	if _, ok := processStart(os.Getpid()); !ok {
+		return // no /proc: nothing can be told
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgbridge-pgtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		var pid int
+		var start string
+		if _, err := fmt.Sscan(string(b), &pid, &start); err != nil {
+			continue
+		}
+		if now, ok := processStart(pid); ok && now == start {
+			continue
+		}
+		orphan := &Cluster{root: dir, DataDir: filepath.Join(dir, "data")}
+		orphan.killOwnPostmaster()
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// postmasterPID reads the PID in the data dir's postmaster.pid; 0 when
+// there is none.
+func (c *Cluster) postmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(c.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid < 0 {
+		return 0
+	}
+	return pid
 }
 
 // StopServer stops postgres (fast mode) but keeps the data dir, to simulate

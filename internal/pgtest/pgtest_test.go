@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,4 +203,56 @@ func TestTLSAndClose(t *testing.T) {
 	if err := c.StartServer(); err == nil {
 		t.Fatal("StartServer after Close succeeded")
 	}
+}
+
+// A cluster whose test process died without Close is stopped and removed
+// by the next Start; a live process's cluster is left alone.
+func TestOrphanReaped(t *testing.T) {
+	c, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pid := c.postmasterPID()
+	if pid <= 0 {
+		t.Fatal("no postmaster.pid")
+	}
+
+	reapOrphans() // its owner (this process) is alive
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Exec(ctx, "postgres", "select 1"); err != nil {
+		t.Fatalf("a live process's cluster was reaped: %v", err)
+	}
+
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	owner := fmt.Sprintf("%d 1\n", dead.Process.Pid)
+	if err := os.WriteFile(filepath.Join(c.root, ownerFile), []byte(owner), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reapOrphans()
+	deadline := time.Now().Add(10 * time.Second)
+	for running(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphaned postmaster %d still runs", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(c.root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the orphan's directory is still there: %v", err)
+	}
+}
+
+// running reports whether process pid exists and is not a zombie waiting
+// for its parent.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(after, "Z")
 }
