@@ -168,13 +168,9 @@ func (m *Manager) admit(ctx context.Context, c *Conn, deadline *time.Time) error
 // transaction (a pinned session): c stops counting as active, so that an
 // idle pinned client does not hold back every other transaction.
 func (m *Manager) Pinned(c *Conn) {
-	if c.admit == admitNone {
-		return
+	if c.admit != admitNone {
+		m.setAdmit(c, admitNone)
 	}
-	m.mu.Lock()
-	grants := m.endAdmissionLocked(c)
-	m.mu.Unlock()
-	sendAll(grants)
 }
 
 // Idle tells the pool that c's client has been idle inside its open
@@ -183,38 +179,41 @@ func (m *Manager) Pinned(c *Conn) {
 // place. Call it only after a real pause, not at every ReadyForQuery
 // inside a transaction, or the limit would bound nothing.
 func (m *Manager) Idle(c *Conn) {
-	if c.admit != admitRunning {
-		return
+	if c.admit == admitRunning {
+		m.setAdmit(c, admitIdle)
 	}
-	m.mu.Lock()
-	c.admit = admitIdle
-	grants := m.leaveLocked(c.tenant)
-	m.mu.Unlock()
-	sendAll(grants)
 }
 
 // Busy tells the pool that the client of c's open transaction sent another
 // request: c counts as active again, at once, even above the limit.
 func (m *Manager) Busy(c *Conn) {
-	if c.admit != admitIdle {
-		return
+	if c.admit == admitIdle {
+		m.setAdmit(c, admitRunning)
 	}
-	m.mu.Lock()
-	c.admit = admitRunning
-	m.active++
-	c.tenant.active++
-	m.mu.Unlock()
 }
 
-// endAdmissionLocked ends c's admission, if any, and returns the grants of
-// the waiters admitted in its place.
-func (m *Manager) endAdmissionLocked(c *Conn) []pending {
-	counted := c.admit == admitRunning
-	c.admit = admitNone
-	if !counted {
-		return nil
+// setAdmit is setAdmitLocked, sending the grants it makes.
+func (m *Manager) setAdmit(c *Conn, to admitState) {
+	m.mu.Lock()
+	grants := m.setAdmitLocked(c, to)
+	m.mu.Unlock()
+	sendAll(grants)
+}
+
+// setAdmitLocked moves c to state to and keeps the counts: leaving
+// admitRunning ends its count and returns the grants of the waiters
+// admitted in its place; entering it counts again at once.
+func (m *Manager) setAdmitLocked(c *Conn, to admitState) []pending {
+	from := c.admit
+	c.admit = to
+	switch {
+	case from == admitRunning && to != admitRunning:
+		return m.leaveLocked(c.tenant)
+	case from != admitRunning && to == admitRunning:
+		m.active++
+		c.tenant.active++
 	}
-	return m.leaveLocked(c.tenant)
+	return nil
 }
 
 // removeWaiter deletes ws[i], keeping the order, and clears the freed cell.

@@ -236,19 +236,25 @@ const ownerFile = "owner"
 // /proc/PID/stat), which tells a live process from a reused PID; false
 // when there is no such process or no /proc.
 func processStart(pid int) (string, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", false
-	}
-	i := strings.LastIndexByte(string(b), ')') // the command name may hold spaces
-	if i < 0 {
-		return "", false
-	}
-	f := strings.Fields(string(b[i+1:])) // f[0] is field 3
+	f := procStat(pid)
 	if len(f) < 20 {
 		return "", false
 	}
 	return f[19], true
+}
+
+// procStat returns the fields of /proc/PID/stat from the third (the
+// state) on, or nil.
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := strings.LastIndexByte(string(b), ')') // the command name may hold spaces
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }
 
 // reapOrphans stops and removes the clusters whose owner process is gone.

@@ -249,10 +249,9 @@ func TestOrphanReaped(t *testing.T) {
 // running reports whether process pid exists and is not a zombie waiting
 // for its parent.
 func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	f := procStat(pid)
+	if len(f) == 0 {
 		return syscall.Kill(pid, 0) == nil
 	}
-	_, after, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(after, "Z")
+	return f[0] != "Z"
 }
