@@ -52,12 +52,16 @@ func putClientBuf(b []byte) {
 // of the attached backend is decided under mu: whoever sets be to nil owns
 // the connection and must release or discard it.
 type session struct {
-	srv   *Server
-	nc    net.Conn
-	id    uint64
-	log   *zap.Logger
-	crd   *wire.Reader
-	wbuf  []byte
+	srv  *Server
+	nc   net.Conn
+	id   uint64
+	log  *zap.Logger
+	crd  *wire.Reader
+	wbuf []byte
+	// held is AuthenticationSASLFinal, kept back so that it reaches the
+	// client in one write with what ends the login: the welcome or the
+	// refusal. Only the session's own goroutine touches it.
+	held  []byte
 	key   cancelKey
 	tls   bool
 	start time.Time
@@ -218,10 +222,10 @@ func (ss *session) refuse(err error) {
 		if ss.ts != nil {
 			ss.ts.stats.Rejections.Inc(string(ce.reason))
 		}
-		ss.writeError(err)
+		ss.writeError(ss.held, err)
 	case errors.As(err, &pe):
 		ss.log.Info("login refused by backend", zap.String("sqlstate", pe.Code))
-		ss.writeError(err)
+		ss.writeError(ss.held, err)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		ss.log.Debug("client left during login")
 	default:
@@ -1163,16 +1167,18 @@ func (ss *session) kill(err error) {
 	}
 	ss.mu.Unlock()
 	ss.cancel()
-	ss.writeError(err)
+	ss.writeError(nil, err)
 	ss.srv.parker.wake(ss) // a parked session wakes to see the connection closed
 	_ = ss.nc.Close()
 }
 
-func (ss *session) writeError(err error) {
+// writeError writes the messages in prefix, then err as an ErrorResponse,
+// within a second.
+func (ss *session) writeError(prefix []byte, err error) {
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
 	_ = ss.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = ss.nc.Write(encodeError(nil, err))
+	_, _ = ss.nc.Write(encodeError(prefix, err))
 }
 
 func (ss *session) writeClient(b []byte) error {

@@ -401,7 +401,8 @@ func (ss *session) authenticate(v scram.Verifier) error {
 		}
 		return errProtocol("malformed SCRAM message")
 	}
-	return ss.send(&pgproto3.AuthenticationSASLFinal{Data: final})
+	ss.held, _ = (&pgproto3.AuthenticationSASLFinal{Data: final}).Encode(nil)
+	return nil
 }
 
 func (ss *session) readAuthFrame() ([]byte, error) {
@@ -415,10 +416,12 @@ func (ss *session) readAuthFrame() ([]byte, error) {
 	return f, nil
 }
 
-// sendWelcome finishes the login: AuthenticationOk, the tenant's real
-// ParameterStatus values, the router's own cancel key, ReadyForQuery.
+// sendWelcome finishes the login: the held SASL final message,
+// AuthenticationOk, the tenant's real ParameterStatus values, the router's
+// own cancel key, ReadyForQuery, in one write.
 func (ss *session) sendWelcome(params map[string]string) error {
-	b := ss.wbuf[:0]
+	b := append(ss.wbuf[:0], ss.held...)
+	ss.held = nil
 	b, _ = (&pgproto3.AuthenticationOk{}).Encode(b)
 	for k, v := range params {
 		if w, ok := ss.wantParams[k]; ok {

@@ -10,4 +10,9 @@
 // a large share of writes and costs more than the write. Conn makes the
 // same calls with syscall.RawSyscall through the socket's RawConn, which
 // keeps the poller's waiting, deadlines and Close semantics.
+//
+// The calls are recvfrom and sendto (with MSG_NOSIGNAL) rather than read and
+// write: they reach the socket without the file layer's position lock,
+// permission hook and change notifications (about 1% of the router's CPU
+// on select-only load, by perf).
 package sockio
