@@ -559,13 +559,12 @@ func (ss *session) logQuery(frame []byte) {
 	body := frame[5 : len(frame)-1]
 	name := ""
 	if frame[0] == 'P' {
-		var rest []byte
-		var ok bool
-		if name, rest, ok = splitCString(body); !ok {
+		nameC, rest, ok := splitCString(body)
+		if !ok {
 			return
 		}
-		sql, _, _ := splitCString(rest)
-		body = []byte(sql)
+		name = string(nameC)
+		body, _, _ = splitCString(rest)
 	}
 	ss.log.Info("query", zap.String("sql", string(body)), zap.String("statement", name))
 }

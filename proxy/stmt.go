@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sort"
 	"strconv"
@@ -98,14 +99,26 @@ func appendMsg(dst []byte, typ byte, parts ...[]byte) []byte {
 
 func cstr(s string) []byte { return append([]byte(s), 0) }
 
-// splitCString returns the C string at the start of b and the rest.
-func splitCString(b []byte) (string, []byte, bool) {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i]), b[i+1:], true
-		}
+// appendNamedMsg appends a message of type typ whose body is head, the C
+// string name, then tail: a Parse, Bind, Describe or Close that names a
+// statement, written straight into the outgoing batch.
+func appendNamedMsg(dst []byte, typ byte, head []byte, name string, tail []byte) []byte {
+	n := 4 + len(head) + len(name) + 1 + len(tail)
+	dst = append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	dst = append(dst, head...)
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	return append(dst, tail...)
+}
+
+// splitCString returns the C string at the start of b (without its NUL,
+// sharing b's memory) and the rest.
+func splitCString(b []byte) ([]byte, []byte, bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, nil, false
 	}
-	return "", nil, false
+	return b[:i], b[i+1:], true
 }
 
 // paramsKey renders client parameters canonically.
@@ -201,29 +214,34 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		case 'S', 'F':
 			ss.segSent++
 		case 'P':
-			name, rest, ok := splitCString(body)
+			nameC, rest, ok := splitCString(body)
 			if !ok {
 				break
 			}
 			query, _, _ := splitCString(rest)
-			q, qpre, changed := ss.inspectQuery(bs, []byte(query))
+			q, qpre, changed := ss.inspectQuery(bs, query)
 			if changed {
 				// A refused or rewritten statement: prepare the new text.
 				rest = append(cstr(q), 0, 0)
 			}
-			if !track || name == "" {
+			if !track || len(nameC) == 0 {
 				ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent})
 				if track {
 					// The unnamed statement can outlive a transaction too
-					// (Parse and Describe, Sync, then Bind): remember it.
-					ss.unnamedDef = string(rest)
+					// (Parse and Describe, Sync, then Bind): remember it
+					// (a driver repeats the same one: copy only a new one).
+					if ss.unnamedDef != string(rest) {
+						ss.unnamedDef = string(rest)
+					}
 					bs.unnamed = ss.id
 				}
 				if changed {
-					splice(pos, end, qpre, appendMsg(nil, 'P', cstr(name), rest))
+					splice(pos, end, qpre)
+					out = appendNamedMsg(out, 'P', nil, string(nameC), rest)
 				}
 				break
 			}
+			name := string(nameC)
 			if len(ss.stmts) >= maxClientStatements {
 				if _, exists := ss.stmts[name]; !exists {
 					q := refusalSQL("54000", "pgbridge: too many prepared statements in this session (limit "+strconv.Itoa(maxClientStatements)+")")
@@ -251,7 +269,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				bs.stmts[def] = &backendStmt{name: bsName, used: bs.tick}
 			}
 			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name})
-			splice(pos, end, qpre, pre, appendMsg(nil, 'P', cstr(bsName), rest))
+			splice(pos, end, qpre, pre)
+			out = appendNamedMsg(out, 'P', nil, bsName, rest)
 		case 'B':
 			if !track {
 				break
@@ -264,8 +283,9 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if !ok {
 				break
 			}
-			if pre, bsName, rename := ss.useStmtLocked(bs, stmt); rename {
-				splice(pos, end, pre, appendMsg(nil, 'B', cstr(portal), cstr(bsName), rest2))
+			if pre, bsName, rename := ss.useStmtLocked(bs, unsafeString(stmt)); rename {
+				splice(pos, end, pre)
+				out = appendNamedMsg(out, 'B', body[:len(portal)+1], bsName, rest2)
 			} else if pre != nil {
 				splice(pos, pos, pre)
 			}
@@ -277,8 +297,9 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if !ok {
 				break
 			}
-			if pre, bsName, rename := ss.useStmtLocked(bs, stmt); rename {
-				splice(pos, end, pre, appendMsg(nil, 'D', []byte{'S'}, cstr(bsName)))
+			if pre, bsName, rename := ss.useStmtLocked(bs, unsafeString(stmt)); rename {
+				splice(pos, end, pre)
+				out = appendNamedMsg(out, 'D', []byte{'S'}, bsName, nil)
 			} else if pre != nil {
 				splice(pos, pos, pre)
 			}
@@ -290,16 +311,17 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if len(body) < 2 || body[0] != 'S' {
 				break
 			}
-			stmt, _, ok := splitCString(body[1:])
-			if !ok || stmt == "" {
+			stmtC, _, ok := splitCString(body[1:])
+			if !ok || len(stmtC) == 0 {
 				break
 			}
-			if _, known := ss.stmts[stmt]; known {
+			if _, known := ss.stmts[string(stmtC)]; known {
 				// Backend statements are shared by every client of the
 				// backend: forget the client's name only, and let the
 				// backend answer a Close of a name that does not exist.
-				delete(ss.stmts, stmt)
-				splice(pos, end, appendMsg(nil, 'C', []byte{'S'}, cstr(noSuchStatement)))
+				delete(ss.stmts, string(stmtC))
+				splice(pos, end)
+				out = appendNamedMsg(out, 'C', []byte{'S'}, noSuchStatement, nil)
 			}
 		}
 		pos = end
@@ -337,7 +359,8 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 // needs on this backend: the Parse to send first, if any, and the backend's
 // name for it. rename is false when the message goes out unchanged (the
 // unnamed statement, or a name the client never prepared: the backend
-// reports that).
+// reports that). stmt may share the client's read buffer: neither this nor
+// ensureLocked keeps it.
 func (ss *session) useStmtLocked(bs *backendState, stmt string) (pre []byte, bsName string, rename bool) {
 	if stmt == "" {
 		return ss.ensureUnnamedLocked(bs), "", false
@@ -378,7 +401,7 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 // replacement text (with messages to send before it) for statements the
 // router refuses or rewrites.
 func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, bool) {
-	eff := sqllex.Effects(string(q))
+	eff := sqllex.Effects(unsafeString(q)) // Effects keeps nothing of q
 	if eff == sqllex.EffectNone {
 		return "", nil, false
 	}
