@@ -105,5 +105,5 @@ bench-deps:
 	fi
 
 # Go benchmarks of the hot path (allocations reported).
-gobench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/internal/wire/ ./proxy/internal/sqllex/ ./pool/ ./internal/scram/
+gobench: deps
+	$(GO) test -run='^$$' -bench=. -benchmem ./proxy/internal/wire/ ./proxy/internal/sqllex/ ./proxy/ ./pool/ ./internal/scram/
