@@ -14,5 +14,6 @@
 // The calls are recvfrom and sendto (with MSG_NOSIGNAL) rather than read and
 // write: they reach the socket without the file layer's position lock,
 // permission hook and change notifications (about 1% of the router's CPU
-// on select-only load, by perf).
+// on select-only load, by perf). 32-bit x86, which has no direct socket
+// calls, keeps read and write.
 package sockio

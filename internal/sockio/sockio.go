@@ -79,7 +79,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 func (c *Conn) read(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rp[0])), uintptr(len(c.rp)), 0, 0, 0)
+		n, _, e := syscall.RawSyscall6(sysRecv, fd, uintptr(unsafe.Pointer(&c.rp[0])), uintptr(len(c.rp)), 0, 0, 0)
 		switch e {
 		case 0:
 			c.rn = int(n)
@@ -117,7 +117,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 func (c *Conn) write(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.wp[c.wn])), uintptr(len(c.wp)-c.wn), syscall.MSG_NOSIGNAL, 0, 0)
+		n, _, e := syscall.RawSyscall6(sysSend, fd, uintptr(unsafe.Pointer(&c.wp[c.wn])), uintptr(len(c.wp)-c.wn), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
 			c.wn += int(n)
