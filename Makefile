@@ -33,6 +33,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# sockio picks system calls per OS and architecture: keep other builds honest.
+	CGO_ENABLED=0 GOOS=linux GOARCH=386 $(GO) vet ./internal/sockio/
+	CGO_ENABLED=0 GOOS=freebsd GOARCH=amd64 $(GO) vet ./internal/sockio/
 
 # test is what CI runs: lint, every test with the race detector against
 # real PostgreSQL, and the monitoring assets checked with promtool.
