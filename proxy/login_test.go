@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // pipeListener hands the router the server ends of in-memory pipes. A read
@@ -64,33 +69,18 @@ func (c *recordingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// authMessages lists the Authentication subtypes (R messages) in b, and
-// whether b holds an ErrorResponse and a ReadyForQuery.
-func authMessages(b []byte) (auth []uint32, errorResponse, ready bool) {
-	for len(b) >= 5 {
-		n := int(uint32(b[1])<<24|uint32(b[2])<<16|uint32(b[3])<<8|uint32(b[4])) + 1
-		if n > len(b) || n < 5 {
-			break
+// messages decodes the backend messages in one read, by type name.
+func messages(b []byte) []string {
+	fe := pgproto3.NewFrontend(bytes.NewReader(b), io.Discard)
+	var names []string
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			return names
 		}
-		switch b[0] {
-		case 'R':
-			if n >= 9 {
-				auth = append(auth, uint32(b[5])<<24|uint32(b[6])<<16|uint32(b[7])<<8|uint32(b[8]))
-			}
-		case 'E':
-			errorResponse = true
-		case 'Z':
-			ready = true
-		}
-		b = b[n:]
+		names = append(names, strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3."))
 	}
-	return auth, errorResponse, ready
 }
-
-const (
-	authOK        = 0
-	authSASLFinal = 12
-)
 
 // The SCRAM exchange's last message reaches the client in the same write
 // as the welcome (or as the refusal that follows a good password), so a
@@ -107,18 +97,17 @@ func TestSASLFinalRidesWithWelcome(t *testing.T) {
 		}
 	})
 
-	finalRead := func(reads [][]byte) (auth []uint32, errorResponse, ready bool) {
+	// finalRead returns the messages of the read that held
+	// AuthenticationSASLFinal.
+	finalRead := func(reads [][]byte) []string {
 		t.Helper()
 		for _, b := range reads {
-			a, e, z := authMessages(b)
-			for _, code := range a {
-				if code == authSASLFinal {
-					return a, e, z
-				}
+			if m := messages(b); slices.Contains(m, "AuthenticationSASLFinal") {
+				return m
 			}
 		}
 		t.Fatalf("no read held AuthenticationSASLFinal; reads: %q", reads)
-		return nil, false, false
+		return nil
 	}
 
 	t.Run("welcome", func(t *testing.T) {
@@ -133,9 +122,10 @@ func TestSASLFinalRidesWithWelcome(t *testing.T) {
 			t.Fatalf("SELECT 41 + 1 = %d", got)
 		}
 		closeConn(conn)
-		auth, _, ready := finalRead(reads)
-		if len(auth) != 2 || auth[1] != authOK || !ready {
-			t.Errorf("the read with SASLFinal holds auth messages %v, ReadyForQuery %v; want SASLFinal, AuthenticationOk and ReadyForQuery together", auth, ready)
+		m := finalRead(reads)
+		if len(m) < 4 || m[0] != "AuthenticationSASLFinal" || m[1] != "AuthenticationOk" ||
+			m[len(m)-2] != "BackendKeyData" || m[len(m)-1] != "ReadyForQuery" {
+			t.Errorf("the read with SASLFinal holds %v; want SASLFinal, AuthenticationOk, ..., BackendKeyData, ReadyForQuery", m)
 		}
 	})
 
@@ -145,9 +135,8 @@ func TestSASLFinalRidesWithWelcome(t *testing.T) {
 		cc.DialFunc = ln.dial(&reads)
 		_, err := connectCfg(t, cc)
 		wantCode(t, err, "3D000")
-		auth, errorResponse, _ := finalRead(reads)
-		if len(auth) != 1 || !errorResponse {
-			t.Errorf("the read with SASLFinal holds auth messages %v, ErrorResponse %v; want SASLFinal and the error together", auth, errorResponse)
+		if m := finalRead(reads); !slices.Equal(m, []string{"AuthenticationSASLFinal", "ErrorResponse"}) {
+			t.Errorf("the read with SASLFinal holds %v; want SASLFinal and the error together", m)
 		}
 	})
 }

@@ -101,7 +101,8 @@ func cstr(s string) []byte { return append([]byte(s), 0) }
 
 // appendNamedMsg appends a message of type typ whose body is head, the C
 // string name, then tail: a Parse, Bind, Describe or Close that names a
-// statement, written straight into the outgoing batch.
+// statement, appended where it goes (the outgoing batch) without
+// intermediate buffers.
 func appendNamedMsg(dst []byte, typ byte, head []byte, name string, tail []byte) []byte {
 	n := 4 + len(head) + len(name) + 1 + len(tail)
 	dst = append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
@@ -258,7 +259,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				// Already prepared here: close and prepare again so the
 				// client gets the ParseComplete it waits for.
 				bsName = st.name
-				pre = appendMsg(nil, 'C', []byte{'S'}, cstr(bsName))
+				pre = appendNamedMsg(nil, 'C', []byte{'S'}, bsName, nil)
 				ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
 				bs.tick++
 				st.used = bs.tick
@@ -350,7 +351,7 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 	pre = ss.evictLocked(bs)
 	bsName = newBackendName()
 	bs.stmts[cs.def] = &backendStmt{name: bsName, used: bs.tick}
-	pre = appendMsg(pre, 'P', cstr(bsName), []byte(cs.def))
+	pre = appendNamedMsg(pre, 'P', nil, bsName, []byte(cs.def))
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def})
 	return pre, bsName, true
 }
@@ -393,7 +394,7 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 	}
 	delete(bs.stmts, oldDef)
 	ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
-	return appendMsg(nil, 'C', []byte{'S'}, cstr(old.name))
+	return appendNamedMsg(nil, 'C', []byte{'S'}, old.name, nil)
 }
 
 // inspectQuery classifies a statement text: it pins the session for
