@@ -73,36 +73,48 @@ func (m *Manager) admitLocked(tp *tenantPool) bool {
 	return true
 }
 
-// leaveLocked ends one admission of tp and admits waiters in its place.
-func (m *Manager) leaveLocked(tp *tenantPool) []pending {
+// leaveLocked ends one admission of tp and admits the waiter that should
+// run in its place, if any: its grant is returned (w nil if none), kept out
+// of a slice so that the common case allocates nothing. One freed slot
+// admits at most one waiter; a raised limit admits the others at reload
+// (dispatchAdmitsLocked).
+func (m *Manager) leaveLocked(tp *tenantPool) pending {
 	m.active--
 	tp.active--
-	return m.dispatchAdmitsLocked(nil)
+	if m.admitWaiting == 0 || m.maxActive > 0 && m.active >= m.maxActive {
+		return pending{}
+	}
+	return m.admitNextLocked()
 }
 
-// dispatchAdmitsLocked admits waiters while the limit allows: the tenant
-// with the fewest active first, then the longest waiting; the grants are
-// appended to grants.
+// dispatchAdmitsLocked admits waiters while the limit allows; the grants
+// are appended to grants.
 func (m *Manager) dispatchAdmitsLocked(grants []pending) []pending {
 	for m.admitWaiting > 0 && (m.maxActive == 0 || m.active < m.maxActive) {
-		var to *tenantPool
-		for _, tp := range m.admitQueue {
-			if to == nil || tp.active < to.active ||
-				tp.active == to.active && tp.admitWaiters[0].seq < to.admitWaiters[0].seq {
-				to = tp
-			}
-		}
-		w := to.admitWaiters[0]
-		to.admitWaiters = removeWaiter(to.admitWaiters, 0)
-		m.admitWaiting--
-		if len(to.admitWaiters) == 0 {
-			m.unqueueAdmitLocked(to)
-		}
-		m.active++
-		to.active++
-		grants = append(grants, pending{w, grant{admit: true}})
+		grants = append(grants, m.admitNextLocked())
 	}
 	return grants
+}
+
+// admitNextLocked admits the next waiter, which must exist: that of the
+// tenant with the fewest active, the longest waiting among equals.
+func (m *Manager) admitNextLocked() pending {
+	var to *tenantPool
+	for _, tp := range m.admitQueue {
+		if to == nil || tp.active < to.active ||
+			tp.active == to.active && tp.admitWaiters[0].seq < to.admitWaiters[0].seq {
+			to = tp
+		}
+	}
+	w := to.admitWaiters[0]
+	to.admitWaiters = removeWaiter(to.admitWaiters, 0)
+	m.admitWaiting--
+	if len(to.admitWaiters) == 0 {
+		m.unqueueAdmitLocked(to)
+	}
+	m.active++
+	to.active++
+	return pending{w, grant{admit: true}}
 }
 
 // failAdmitWaitersLocked ends tp's admission waits with err.
@@ -132,9 +144,9 @@ func (m *Manager) unqueueAdmitLocked(tp *tenantPool) {
 // leave ends an admission granted to an Acquire that had already left.
 func (m *Manager) leave(tp *tenantPool) {
 	m.mu.Lock()
-	grants := m.leaveLocked(tp)
+	admit := m.leaveLocked(tp)
 	m.mu.Unlock()
-	sendAll(grants)
+	admit.send()
 }
 
 // admit admits the transaction about to run on c, which the caller holds,
@@ -195,15 +207,15 @@ func (m *Manager) Busy(c *Conn) {
 // setAdmit is setAdmitLocked, sending the grants it makes.
 func (m *Manager) setAdmit(c *Conn, to admitState) {
 	m.mu.Lock()
-	grants := m.setAdmitLocked(c, to)
+	admit := m.setAdmitLocked(c, to)
 	m.mu.Unlock()
-	sendAll(grants)
+	admit.send()
 }
 
 // setAdmitLocked moves c to state to and keeps the counts: leaving
-// admitRunning ends its count and returns the grants of the waiters
-// admitted in its place; entering it counts again at once.
-func (m *Manager) setAdmitLocked(c *Conn, to admitState) []pending {
+// admitRunning ends its count and returns the grant of the waiter admitted
+// in its place, if any; entering it counts again at once.
+func (m *Manager) setAdmitLocked(c *Conn, to admitState) pending {
 	from := c.admit
 	c.admit = to
 	switch {
@@ -213,7 +225,7 @@ func (m *Manager) setAdmitLocked(c *Conn, to admitState) []pending {
 		m.active++
 		c.tenant.active++
 	}
-	return nil
+	return pending{}
 }
 
 // removeWaiter deletes ws[i], keeping the order, and clears the freed cell.

@@ -869,7 +869,10 @@ func (m *Manager) Release(c *Conn) {
 	// handoff is the one waiter that gets c or its slot: the common case
 	// under load, kept out of a slice so that it allocates nothing.
 	var handoff pending
-	admits := m.setAdmitLocked(c, admitNone)
+	var admit pending
+	if c.admit != admitNone {
+		admit = m.setAdmitLocked(c, admitNone)
+	}
 	if m.closed || tp.removed || m.expired(c) || c.epoch != tp.epoch ||
 		tp.open > tp.tenant.Policy.PoolSize || m.open > m.limit {
 		c.out = false
@@ -894,10 +897,8 @@ func (m *Manager) Release(c *Conn) {
 		doomed.close()
 	}
 	sendAll(grants)
-	if handoff.w != nil {
-		handoff.w.ch <- handoff.g
-	}
-	sendAll(admits)
+	handoff.send()
+	admit.send()
 }
 
 // takerLocked returns the tenant, other than tp, that should get the slot
@@ -996,13 +997,13 @@ func (m *Manager) Discard(c *Conn) {
 		return
 	}
 	c.out = false
-	admits := m.setAdmitLocked(c, admitNone)
+	admit := m.setAdmitLocked(c, admitNone)
 	m.dropLocked(c)
 	grants := m.dispatchLocked()
 	m.mu.Unlock()
 	c.close()
 	sendAll(grants)
-	sendAll(admits)
+	admit.send()
 }
 
 func (m *Manager) dropLocked(c *Conn) *Conn {
@@ -1013,6 +1014,13 @@ func (m *Manager) dropLocked(c *Conn) *Conn {
 type pending struct {
 	w *waiter
 	g grant
+}
+
+// send delivers p's grant, if p has a waiter.
+func (p pending) send() {
+	if p.w != nil {
+		p.w.ch <- p.g
+	}
 }
 
 func sendAll(ps []pending) {
