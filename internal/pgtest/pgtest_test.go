@@ -40,8 +40,28 @@ func connect(t *testing.T, dsn string) (*pgx.Conn, error) {
 	return conn, err
 }
 
+// dropTenants removes what CreateTenant made for each name, so that the
+// tests that create tenants can run again (go test -count=2).
+func dropTenants(t *testing.T, names ...string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for _, n := range names {
+			for _, sql := range []string{
+				"DROP DATABASE IF EXISTS tenant_" + n + " WITH (FORCE)",
+				"DROP ROLE IF EXISTS " + n + "_user",
+			} {
+				if err := cluster.Exec(ctx, "postgres", sql); err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+			}
+		}
+	})
+}
+
 func TestTenants(t *testing.T) {
 	c := cluster
+	dropTenants(t, "acme", "globex", "initech")
 	acme, err := c.CreateTenant(ctx(t), "acme")
 	if err != nil {
 		t.Fatal(err)
