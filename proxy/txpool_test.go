@@ -96,7 +96,7 @@ func TestDatabaseSQLPreparedStatementsAcrossTransactions(t *testing.T) {
 	defer db.Close()
 	db.SetMaxOpenConns(6)
 	ctx := testCtx(t, 60*time.Second)
-	if _, err := db.ExecContext(ctx, "create table if not exists app_data.dsql (id int primary key, v text)"); err != nil {
+	if _, err := db.ExecContext(ctx, "drop table if exists app_data.dsql; create table app_data.dsql (id int primary key, v text)"); err != nil {
 		t.Fatal(err)
 	}
 	ins, err := db.PrepareContext(ctx, "insert into app_data.dsql (id, v) values ($1, $2)")
@@ -400,7 +400,7 @@ func TestCopyThroughTheRouter(t *testing.T) {
 	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1}))
 	c := r.connect(t, "umbrella")
 	ctx := testCtx(t, 60*time.Second)
-	mustExec(t, c, "create table if not exists app_data.copyt (id int primary key, v text)")
+	mustExec(t, c, "drop table if exists app_data.copyt; create table app_data.copyt (id int primary key, v text)")
 	rows := make([][]any, 5000)
 	for i := range rows {
 		rows[i] = []any{i, fmt.Sprint("row", i)}
