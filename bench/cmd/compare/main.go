@@ -42,7 +42,7 @@ func main() {
 	flag.StringVar(&o.LoadgenBin, "loadgen", "", "loadgen binary (default: build ./bench/cmd/loadgen)")
 	flag.StringVar(&o.OutDir, "out", "bench/results", "directory for the report")
 	flag.StringVar(&o.Name, "name", "", "report base name (default <date>-<host>, with -quick appended for quick runs)")
-	flag.StringVar(&targets, "targets", "direct,pgbouncer,pgbridge", "targets in the order each round runs them (gorelay: a byte relay in Go, the floor of a proxy built like pgbridge)")
+	flag.StringVar(&targets, "targets", "direct,pgbouncer,pgbridge", "targets in the order each round runs them (gorelay: a byte relay in Go with a goroutine per connection, the floor of a proxy built like pgbridge; gorelay-epoll: the same relay on one epoll loop, built like PgBouncer)")
 	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenario names to run, a trailing * matches a prefix (default: all)")
 	flag.IntVar(&o.Tenants, "tenants", 4, "Bridge tenants")
 	flag.IntVar(&o.PoolSize, "pool-size", 20, "backend pool size per tenant, both proxies")

@@ -16,6 +16,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to accept clients on")
 	backend := flag.String("backend", "127.0.0.1:5432", "PostgreSQL address to relay each client to")
+	mode := flag.String("loop", "goroutines", "goroutines (two per client, like pgbridge) or epoll (one thread, like PgBouncer)")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -25,11 +26,27 @@ func main() {
 	fmt.Println("gorelay: listening on", ln.Addr())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	go func() {
-		<-sig
-		ln.Close()
-	}()
-	serve(ln, *backend)
+	switch *mode {
+	case "goroutines":
+		go func() {
+			<-sig
+			ln.Close()
+		}()
+		serve(ln, *backend)
+	case "epoll":
+		stop := make(chan struct{})
+		go func() {
+			<-sig
+			close(stop)
+		}()
+		if err := serveLoop(ln, *backend, stop); err != nil {
+			fmt.Fprintln(os.Stderr, "gorelay:", err)
+			os.Exit(1)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "gorelay: -loop %q: want goroutines or epoll\n", *mode)
+		os.Exit(2)
+	}
 	// Clients still connected are cut off: the harness stops the relay
 	// between runs, when nobody is connected.
 }

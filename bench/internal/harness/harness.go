@@ -40,7 +40,7 @@ type Options struct {
 	OutDir      string // where the report goes (bench/results)
 	Name        string // report base name; "" = <date>-<host>[-quick]
 
-	Targets   []string // subset and order of direct, pgbouncer, pgbridge, gorelay
+	Targets   []string // subset and order of knownTargets
 	Scenarios []string // names (or name prefixes) of the scenarios to run; empty = all
 
 	Tenants      int
@@ -147,14 +147,17 @@ func (e *env) logf(format string, args ...any) {
 	fmt.Fprintf(e.opts.Log, "[%6.1fs] %s\n", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
+// knownTargets are the targets a run may name.
+var knownTargets = []string{report.Direct, report.PgBouncer, report.Pgbridge, report.GoRelay, report.GoRelayEpoll}
+
 // Run sets up the test bed, runs the scenarios and returns the report. When
 // ctx ends or the time limit passes, it stops, cleans up and returns what
 // was measured so far, with Interrupted saying why.
 func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	opts.Defaults()
 	for _, t := range opts.Targets {
-		if t != report.Direct && t != report.PgBouncer && t != report.Pgbridge && t != report.GoRelay {
-			return nil, fmt.Errorf("unknown target %q (direct, pgbouncer, pgbridge, gorelay)", t)
+		if !slices.Contains(knownTargets, t) {
+			return nil, fmt.Errorf("unknown target %q (%s)", t, strings.Join(knownTargets, ", "))
 		}
 	}
 	e := &env{opts: opts, start: time.Now(), verifiers: map[string]string{}}
@@ -294,7 +297,7 @@ func (e *env) setup(ctx context.Context) (cleanup func(), err error) {
 		pkg  string
 	}
 	bins := []binary{{&e.pgbridgeBin, "./cmd/pgbridge"}, {&e.loadgenBin, "./bench/cmd/loadgen"}}
-	if slices.Contains(e.opts.Targets, report.GoRelay) {
+	if slices.Contains(e.opts.Targets, report.GoRelay) || slices.Contains(e.opts.Targets, report.GoRelayEpoll) {
 		bins = append(bins, binary{&e.gorelayBin, "./bench/cmd/gorelay"})
 	}
 	for _, b := range bins {

@@ -77,8 +77,8 @@ func TestScenarios(t *testing.T) {
 	if s := byName["idle-10000"]; s.notApplicable == nil || s.notApplicable(report.Direct) == "" || s.notApplicable(report.PgBouncer) != "" {
 		t.Error("direct is not n/a at 10,000 idle clients")
 	}
-	if s := byName["idle-1000"]; s.notApplicable(report.Direct) != "" || s.notApplicable(report.GoRelay) == "" {
-		t.Error("direct is n/a at 1,000 idle clients, or the Go relay is not")
+	if s := byName["idle-1000"]; s.notApplicable(report.Direct) != "" || s.notApplicable(report.GoRelay) == "" || s.notApplicable(report.GoRelayEpoll) == "" {
+		t.Error("direct is n/a at 1,000 idle clients, or a Go relay is not")
 	}
 	if c := byName["select-c400-pool20"].meta.Command; !strings.Contains(c, "-c 400 -j 2 -T 20") {
 		t.Errorf("c400 command %q", c)

@@ -157,7 +157,7 @@ func (e *env) scenarios() []scenario {
 		}
 		s.notApplicable = func(t string) string {
 			switch {
-			case t == report.GoRelay:
+			case t == report.GoRelay || t == report.GoRelayEpoll:
 				return "it gives every client a backend of its own: its memory says nothing about holding idle clients"
 			case t == report.Direct && n > o.DirectMaxClients:
 				return fmt.Sprintf("PostgreSQL runs one process per connection; this run allows %d", o.DirectMaxClients)

@@ -68,8 +68,8 @@ func (e *env) startTarget(ctx context.Context, sc *scenario, name, logTag string
 			t, err = e.startPgbridge(port, logTag, sc.maxActive)
 		case report.PgBouncer:
 			t, err = e.startPgbouncer(port, logTag, sc.bouncerSession)
-		case report.GoRelay:
-			t, err = e.startGoRelay(port, logTag)
+		case report.GoRelay, report.GoRelayEpoll:
+			t, err = e.startGoRelay(name, port, logTag)
 		default:
 			return nil, fmt.Errorf("unknown target %q", name)
 		}
@@ -249,17 +249,22 @@ func (e *env) startPgbouncer(port int, logTag string, session bool) (*target, er
 	return t, nil
 }
 
-// startGoRelay starts bench/cmd/gorelay in front of PostgreSQL: clients
-// log in as the tenants' roles, as direct ones do.
-func (e *env) startGoRelay(port int, logTag string) (*target, error) {
-	t := &target{name: report.GoRelay, port: port}
+// startGoRelay starts bench/cmd/gorelay in front of PostgreSQL, with the
+// loop that target name asks for: clients log in as the tenants' roles, as
+// direct ones do.
+func (e *env) startGoRelay(name string, port int, logTag string) (*target, error) {
+	t := &target{name: name, port: port}
+	loop := "goroutines"
+	if name == report.GoRelayEpoll {
+		loop = "epoll"
+	}
 	for _, l := range e.directTarget().logins {
 		l.Port = port
 		t.logins = append(t.logins, l)
 	}
 	cmd := exec.Command(e.gorelayBin, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"-backend", fmt.Sprintf("127.0.0.1:%d", e.pg.Port))
-	p, err := startProc(report.GoRelay, cmd, filepath.Join(e.dir, "gorelay-"+logTag+".log"))
+		"-backend", fmt.Sprintf("127.0.0.1:%d", e.pg.Port), "-loop", loop)
+	p, err := startProc(name, cmd, filepath.Join(e.dir, name+"-"+logTag+".log"))
 	if err != nil {
 		return nil, err
 	}

@@ -22,8 +22,12 @@ const (
 	PgBouncer = "pgbouncer"
 	Pgbridge  = "pgbridge"
 	// GoRelay is bench/cmd/gorelay: a byte relay in Go, the floor of what
-	// a Go proxy costs (opt-in target).
+	// a Go proxy built like pgbridge (a goroutine per connection) costs
+	// (opt-in target).
 	GoRelay = "gorelay"
+	// GoRelayEpoll is the same relay on one epoll loop, the floor of a Go
+	// proxy built like PgBouncer (opt-in target).
+	GoRelayEpoll = "gorelay-epoll"
 )
 
 // Noisy-neighbour variants.

@@ -337,6 +337,8 @@ func DisplayName(target string) string {
 		return "PgBouncer"
 	case GoRelay:
 		return "Go relay"
+	case GoRelayEpoll:
+		return "Go relay (epoll)"
 	}
 	return target
 }
