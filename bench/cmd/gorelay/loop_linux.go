@@ -143,9 +143,9 @@ func (l *loop) accept(lfd int, sa syscall.Sockaddr) {
 		}
 		c, b := &end{fd: cfd}, &end{fd: bfd}
 		c.peer, b.peer = b, c
+		l.ends[cfd], l.ends[bfd] = c, b
 		for _, e := range []*end{c, b} {
 			_ = syscall.SetsockoptInt(e.fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-			l.ends[e.fd] = e
 			e.interest = syscall.EPOLLIN
 			if err := l.ctl(syscall.EPOLL_CTL_ADD, e.fd, e.interest); err != nil {
 				fmt.Fprintln(os.Stderr, "gorelay:", err)
