@@ -869,10 +869,7 @@ func (m *Manager) Release(c *Conn) {
 	// handoff is the one waiter that gets c or its slot: the common case
 	// under load, kept out of a slice so that it allocates nothing.
 	var handoff pending
-	var admit pending
-	if c.admit != admitNone {
-		admit = m.setAdmitLocked(c, admitNone)
-	}
+	admit := m.setAdmitLocked(c, admitNone)
 	if m.closed || tp.removed || m.expired(c) || c.epoch != tp.epoch ||
 		tp.open > tp.tenant.Policy.PoolSize || m.open > m.limit {
 		c.out = false

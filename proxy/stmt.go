@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -102,15 +103,12 @@ func cstr(s string) []byte { return append([]byte(s), 0) }
 // appendNamedMsg appends a message of type typ whose body is head, the C
 // string name, then tail: a Parse, Bind, Describe or Close that names a
 // statement, appended where it goes (the outgoing batch) without
-// intermediate buffers.
+// intermediate buffers (name is not copied to make its C string).
 func appendNamedMsg(dst []byte, typ byte, head []byte, name string, tail []byte) []byte {
-	n := 4 + len(head) + len(name) + 1 + len(tail)
-	dst = append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	dst = append(dst, head...)
-	dst = append(dst, name...)
-	dst = append(dst, 0)
-	return append(dst, tail...)
+	return appendMsg(dst, typ, head, unsafe.Slice(unsafe.StringData(name), len(name)), nul, tail)
 }
+
+var nul = []byte{0}
 
 // splitCString returns the C string at the start of b (without its NUL,
 // sharing b's memory) and the rest.
