@@ -16,7 +16,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to accept clients on")
 	backend := flag.String("backend", "127.0.0.1:5432", "PostgreSQL address to relay each client to")
-	mode := flag.String("loop", "goroutines", "goroutines (two per client, like pgbridge) or epoll (one thread, like PgBouncer)")
+	mode := flag.String("loop", "goroutines", "goroutines (two per client: the goroutine model pgbridge uses) or epoll (one thread on an epoll set, as PgBouncer)")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
