@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
@@ -90,6 +91,14 @@ func TestLoginRefusals(t *testing.T) {
 		}
 	}
 
+	// The role cannot be chosen at login any more than with SET ROLE.
+	for _, opt := range []string{"options='-c role=" + acme.User + "'", "options='-c Session_Authorization=" + acme.User + "'"} {
+		_, err := connectCfg(t, connConfig(t, r.dsn("acme", opt)))
+		if pe := wantCode(t, err, "42501"); pe.Severity != "FATAL" {
+			t.Errorf("%s: severity %s, want FATAL", opt, pe.Severity)
+		}
+	}
+
 	authErr := func(user, password string) *pgconn.PgError {
 		t.Helper()
 		dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable connect_timeout=10",
@@ -112,6 +121,43 @@ func TestLoginRefusals(t *testing.T) {
 	}
 	// Another tenant's password does not work for acme's login either.
 	authErr(acme.Login, globex.LoginPassword)
+
+	// A malformed SCRAM exchange (here a client-final-message with a nonce
+	// other than the one agreed) is the same protocol error for a known
+	// user and an unknown one.
+	badFinal := func(user string) *pgproto3.ErrorResponse {
+		t.Helper()
+		nc := rawDial(t, r)
+		fe := pgproto3.NewFrontend(bufio.NewReader(nc), nc)
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+			Parameters: map[string]string{"user": user, "database": acme.Database}})
+		fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abcdefghijklmnop")})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("user %s: %v", user, err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.AuthenticationSASLContinue:
+				proof := base64.StdEncoding.EncodeToString(make([]byte, 32))
+				fe.Send(&pgproto3.SASLResponse{Data: []byte("c=biws,r=abcdefghijklmnopWRONG,p=" + proof)})
+				if err := fe.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			case *pgproto3.ErrorResponse:
+				c := *m
+				return &c
+			}
+		}
+	}
+	known, nobody := badFinal(acme.Login), badFinal("nobody_at_all")
+	if known.Code != "08P01" || known.Code != nobody.Code || known.Message != nobody.Message || known.Severity != nobody.Severity {
+		t.Errorf("malformed SCRAM: known user got %s %q, unknown user %s %q", known.Code, known.Message, nobody.Code, nobody.Message)
+	}
 }
 
 // 3. 200 concurrent clients share a pool of 5 backends in transaction mode;
@@ -769,38 +815,12 @@ func TestBadInput(t *testing.T) {
 	})
 
 	t.Run("invalid message type after login", func(t *testing.T) {
-		hc := hijack(t, r)
-		if _, err := hc.Conn.Write([]byte{'z', 0, 0, 0, 4}); err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := receiveUntilClosed(hc, 5*time.Second)
-		if err != nil {
-			t.Fatalf("session not closed: %v", err)
-		}
-		if len(msgs) != 1 {
-			t.Fatalf("want one ErrorResponse, got %v", msgs)
-		}
-		if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "08P01" || e.Severity != "FATAL" {
-			t.Fatalf("want FATAL 08P01, got %#v", msgs[0])
-		}
+		sendWantProtocolFatal(t, hijack(t, r), []byte{'z', 0, 0, 0, 4})
 		stillServes("invalid message type")
 	})
 
 	t.Run("invalid message length after login", func(t *testing.T) {
-		hc := hijack(t, r)
-		if _, err := hc.Conn.Write([]byte{'Q', 0, 0, 0, 2}); err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := receiveUntilClosed(hc, 5*time.Second)
-		if err != nil {
-			t.Fatalf("session not closed: %v", err)
-		}
-		if len(msgs) != 1 {
-			t.Fatalf("want one ErrorResponse, got %v", msgs)
-		}
-		if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "08P01" {
-			t.Fatalf("want 08P01, got %#v", msgs[0])
-		}
+		sendWantProtocolFatal(t, hijack(t, r), []byte{'Q', 0, 0, 0, 2})
 		stillServes("invalid message length")
 	})
 
@@ -872,6 +892,25 @@ func readUntilClosed(nc net.Conn, d time.Duration) ([]pgproto3.BackendMessage, e
 	}
 }
 
+// sendWantProtocolFatal writes raw on hc and wants one FATAL 08P01
+// ErrorResponse back, then the connection closed.
+func sendWantProtocolFatal(t *testing.T, hc *pgconn.HijackedConn, raw []byte) {
+	t.Helper()
+	if _, err := hc.Conn.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := receiveUntilClosed(hc, 5*time.Second)
+	if err != nil {
+		t.Fatalf("session not closed: %v", err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("want one ErrorResponse, got %v", msgs)
+	}
+	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "08P01" || e.Severity != "FATAL" {
+		t.Fatalf("want FATAL 08P01, got %#v", msgs[0])
+	}
+}
+
 func receiveUntilClosed(hc *pgconn.HijackedConn, d time.Duration) ([]pgproto3.BackendMessage, error) {
 	_ = hc.Conn.SetReadDeadline(time.Now().Add(d))
 	var msgs []pgproto3.BackendMessage
@@ -900,7 +939,13 @@ func isTimeoutErr(err error) bool {
 // hijack logs in through r with pgx and takes over the raw connection.
 func hijack(t *testing.T, r *router) *pgconn.HijackedConn {
 	t.Helper()
-	pc, err := pgconn.Connect(testCtx(t, 10*time.Second), r.dsn("acme"))
+	return hijackDSN(t, r.dsn("acme"))
+}
+
+// hijackDSN logs in with pgx at dsn and takes over the raw connection.
+func hijackDSN(t *testing.T, dsn string) *pgconn.HijackedConn {
+	t.Helper()
+	pc, err := pgconn.Connect(testCtx(t, 10*time.Second), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,8 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 // checkPassword runs the SCRAM exchange for user against cred (a mock
 // verifier when the user is not known), behind the failed-login throttle:
 // a (client address, user) pair with many recent failures waits before it
-// may try again, known user or not. Every failure is the same 28P01.
+// may try again, known user or not. Every wrong proof is the same 28P01,
+// every malformed exchange the same 08P01.
 func (ss *session) checkPassword(user string, cred routing.Credential, known bool) error {
 	tkey := throttleKey(ss.nc.RemoteAddr(), user)
 	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
@@ -175,9 +176,17 @@ func (ss *session) checkPassword(user string, cred routing.Credential, known boo
 		v = scram.MockVerifier(user, ss.srv.mockSecret)
 	}
 	if err := ss.authenticate(v); err != nil {
-		if errors.Is(err, scram.ErrAuthFailed) || !known {
+		// The answer must not depend on whether the user exists: a
+		// malformed exchange is the same protocol error for both (as on
+		// PostgreSQL, which also runs a mock exchange), and counts as a
+		// failed attempt like a wrong password.
+		var ce *clientError
+		switch {
+		case errors.Is(err, scram.ErrAuthFailed):
 			ss.srv.throttle.fail(tkey, ss.srv.now())
 			return errAuthFailed(user)
+		case errors.As(err, &ce) && ce.code == "08P01":
+			ss.srv.throttle.fail(tkey, ss.srv.now())
 		}
 		return err
 	}
@@ -212,6 +221,12 @@ func clientParams(p map[string]string) (map[string]string, error) {
 				return nil, errProtocol("invalid startup parameter name %q", k)
 			}
 			want[k] = v
+		}
+	}
+	for k := range want {
+		// Names are case-insensitive, as PostgreSQL reads them.
+		if strings.EqualFold(k, "role") || strings.EqualFold(k, "session_authorization") {
+			return nil, fatal(ReasonProtocol, "42501", "", "the startup parameter %q is not allowed: a tenant's sessions always run as its own role", k)
 		}
 	}
 	return want, nil
