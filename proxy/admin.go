@@ -64,6 +64,10 @@ func (ss *session) serveAdmin() string {
 		case 'X':
 			return "client terminated"
 		case 'Q':
+			if len(f) < 6 || f[len(f)-1] != 0 {
+				ss.writeError(nil, errProtocol("invalid Query message: its text must end with a NUL byte"))
+				return "protocol violation"
+			}
 			out := ss.adminCommand(string(f[5 : len(f)-1]))
 			out = append(out, readyIdle...)
 			if err := ss.writeClient(out); err != nil {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgbridge/pgbridge/proxy"
 )
@@ -243,5 +246,85 @@ func TestAdminReload(t *testing.T) {
 	}
 	if calls.Load() != 2 {
 		t.Errorf("reloader called %d times", calls.Load())
+	}
+}
+
+// A client that stops reading in the middle of a large result leaves the
+// router blocked writing to it. KILL_CLIENT and shutdown must still end it
+// at once rather than wait for that write (they used to wait forever).
+func TestKillClientThatStopsReading(t *testing.T) {
+	r := startRouter(t, cfgMap{"listen": cfgMap{"shutdown_timeout": "300ms"}})
+	adm := r.admin(t)
+	ti := tenants["acme"]
+	stuck := func(name string) net.Conn {
+		hc := hijackDSN(t, r.dsn("acme", "application_name="+name))
+		if tc, ok := hc.Conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(16 << 10) // fill up sooner
+		}
+		hc.Frontend.Send(&pgproto3.Query{String: "select repeat('x', 100000) from generate_series(1, 10000000)"})
+		if err := hc.Frontend.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return hc.Conn // never read
+	}
+	blocked := func(n int64) {
+		t.Helper()
+		eventually(t, 20*time.Second, "backends to block writing to the router", func() bool {
+			return superInt(t, ti.Database, "select count(*) from pg_stat_activity where usename = $1 and wait_event = 'ClientWrite'", ti.User) == n
+		})
+	}
+
+	victim := stuck("victim")
+	blocked(1)
+	row := rowFor(adminRows(t, adm, "SHOW CLIENTS"), "application_name", "victim")
+	if row == nil {
+		t.Fatal("victim not in SHOW CLIENTS")
+	}
+	if _, err := adm.Exec(testCtx(t, 5*time.Second), "KILL_CLIENT "+row["id"]); err != nil {
+		t.Fatalf("KILL_CLIENT of a client that stopped reading: %v", err)
+	}
+	if err := drainUntilClosed(victim, 10*time.Second); err != nil {
+		t.Fatalf("killed session still open: %v", err)
+	}
+	blocked(0) // its backend was dropped, not left writing
+
+	other := stuck("other")
+	blocked(1)
+	start := time.Now()
+	if err := r.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	t.Logf("shutdown with a stuck client took %s", time.Since(start))
+	if err := drainUntilClosed(other, 10*time.Second); err != nil {
+		t.Fatalf("session still open after shutdown: %v", err)
+	}
+}
+
+// drainUntilClosed reads and throws away what nc sends until it is closed.
+func drainUntilClosed(nc net.Conn, d time.Duration) error {
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, nc)
+	if isTimeoutErr(err) {
+		return err
+	}
+	return nil
+}
+
+// A Query message with no text at all (not even its NUL) is a protocol
+// violation, answered as one: on a tenant session with query logging on,
+// and on the admin console (both used to panic on it).
+func TestQueryMessageWithoutText(t *testing.T) {
+	r := startRouter(t, cfgMap{"log": cfgMap{"queries": true}})
+	for _, tc := range []struct{ name, dsn string }{
+		{"tenant", r.dsn("acme")},
+		{"admin", r.adminDSN()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sendWantProtocolFatal(t, hijackDSN(t, tc.dsn), []byte{'Q', 0, 0, 0, 4})
+		})
+	}
+	conn := r.connect(t, "acme")
+	if n := queryInt(t, conn, "select 1"); n != 1 {
+		t.Fatal(n)
 	}
 }

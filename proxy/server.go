@@ -221,10 +221,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
 	}
+	admins := make([]*session, 0, len(s.admins))
 	for ss := range s.admins {
-		ss.kill(errShutdown())
+		admins = append(admins, ss)
 	}
 	s.mu.Unlock()
+	for _, ss := range admins {
+		ss.kill(errShutdown())
+	}
 	// Idle sessions end now; busy ones end at their next boundary.
 	for _, ss := range sessions {
 		ss.drain(errShutdown())
@@ -237,10 +241,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
+	sessions = sessions[:0]
 	for ss := range s.sessions {
-		ss.kill(errShutdown())
+		sessions = append(sessions, ss)
 	}
 	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.kill(errShutdown()) // outside s.mu: a kill may wait up to a second on its client
+	}
 	<-done
 }
 

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"golang.org/x/time/rate"
@@ -117,9 +118,13 @@ type session struct {
 	expect     []expectation // Parses and Closes in flight
 	segSent    uint64        // sync points (Query, Sync, FunctionCall) written
 	segRecv    uint64        // ReadyForQuery messages received
-	wantParams map[string]string
-	paramsKey  string
-	paramsKeys []string
+	// ignoredSyncs counts Syncs sent that the backend ignores because they
+	// reached it in copy-in mode (a COPY FROM STDIN run by Execute).
+	ignoredSyncs int
+	beWoken      bool // kill set a read deadline on be
+	wantParams   map[string]string
+	paramsKey    string
+	paramsKeys   []string
 }
 
 func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
@@ -366,6 +371,10 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'X':
 			terminate = true
 		case 'Q':
+			if total < 6 || ss.crd.Bytes()[pos+total-1] != 0 {
+				// PostgreSQL would end the backend's session over it.
+				return "protocol violation", true, errProtocol("invalid Query message: its text must end with a NUL byte")
+			}
 			syncs++
 			boundary = true
 			// Plain queries go out untouched; only statements with
@@ -556,6 +565,9 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 
 // logQuery logs the SQL of a Query or Parse message (log.queries: true).
 func (ss *session) logQuery(frame []byte) {
+	if len(frame) < 6 {
+		return // malformed: refused after this
+	}
 	body := frame[5 : len(frame)-1]
 	name := ""
 	if frame[0] == 'P' {
@@ -652,11 +664,20 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	swallow := 0
 	if bs.paramsKey != ss.paramsKey {
 		// The backend carries another client's parameters (or none): give
-		// it this client's, and hide the answer from the client.
-		pre = appendMsg(nil, 'Q', cstr(paramsSQL(bs.params, ss.wantParams, ss.paramsKeys)))
+		// it this client's. A set the tenant's backends have taken before
+		// goes out in front of the batch, its answer hidden from the
+		// client. A new one gets a round trip of its own first: if the
+		// server refuses a value (PostgreSQL would have refused the login),
+		// the batch must not run with the previous client's settings.
+		sql := paramsSQL(bs.params, ss.wantParams, ss.paramsKeys)
+		if ts.paramsKnown(ss.paramsKey) {
+			pre = appendMsg(nil, 'Q', cstr(sql))
+			swallow = 1
+		} else if err := ss.applyParams(be, sql); err != nil {
+			return nil, nil, err
+		}
 		bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
 		bs.unnamed = 0
-		swallow = 1
 	}
 	ss.mu.Lock()
 	if ss.closing {
@@ -671,6 +692,8 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.expect = ss.expect[:0]
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
+	ss.ignoredSyncs = 0
+	ss.beWoken = false
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
 	if ss.tracking && ss.pinned == "" {
@@ -687,6 +710,35 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	go ss.pump(be, rd, done, swallow)
 	return be, pre, nil
 }
+
+// applyParams sets the client's startup parameters on be with sql and
+// waits for the answer. A value the server refuses ends the session with
+// the server's error as FATAL (the backend, whose implicit transaction
+// rolled back, goes back to the pool as it was); a failed backend is
+// discarded.
+func (ss *session) applyParams(be *pool.Conn, sql string) error {
+	ctx, cancel := context.WithTimeout(ss.ctx, paramsTimeout)
+	defer cancel()
+	err := be.Exec(ctx, sql)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		ss.ts.setParamsKnown(ss.paramsKey, true)
+		return nil
+	case errors.As(err, &pe):
+		ss.srv.pool.Release(be)
+		ss.log.Info("backend refused the client's startup parameters", zap.String("sqlstate", pe.Code), zap.String("error", pe.Message))
+		fe := *pe
+		fe.Severity, fe.SeverityUnlocalized = "FATAL", "FATAL"
+		return &fe
+	default:
+		ss.srv.pool.Discard(be)
+		return errBackendDown(err)
+	}
+}
+
+// paramsTimeout bounds applyParams.
+const paramsTimeout = 15 * time.Second
 
 // answerRefusal replies to a batch the router could not run (no backend
 // attached): an ErrorResponse, then ReadyForQuery for each request it
@@ -815,6 +867,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 	defer func() { *swallowp = swallow }()
 	obuf := (*obufp)[:0] // used only when a batch has messages to drop
 	defer func() { *obufp = obuf[:0] }()
+	bound := false // a BindComplete since the last ReadyForQuery: an Execute is running
 	for {
 		if err := rd.Fill(0); err != nil {
 			ss.pumpReadFailed(be, err)
@@ -853,6 +906,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			drop := swallow > 0
 			switch typ {
 			case 'Z':
+				bound = false
 				if total != 6 {
 					ss.pumpReadFailed(be, errors.New("malformed ReadyForQuery from backend"))
 					return relayDone
@@ -871,8 +925,21 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if !owned {
 					return relayDone // the client loop took the backend
 				}
+			case '2':
+				bound = true
 			case 'G', 'W':
 				copyIn = true
+				if bound {
+					// COPY FROM STDIN run by Execute. PostgreSQL ignores
+					// every Sync it reads in copy-in mode, so the Sync that
+					// ended the client's batch will get no ReadyForQuery:
+					// only the one after CopyDone or CopyFail does.
+					ss.mu.Lock()
+					if ss.segSent > ss.segRecv {
+						ss.ignoredSyncs = 1
+					}
+					ss.mu.Unlock()
+				}
 			case '1', '3':
 				if !drop && ss.tracking {
 					ss.mu.Lock()
@@ -881,7 +948,17 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				}
 			case 'E':
 				if swallow > 0 {
-					ss.log.Warn("backend refused the client's startup parameters; they are not applied")
+					// Parameters the tenant's backends took before were
+					// refused now (a role lost a grant, say): the request
+					// behind them runs without them. Drop the backend,
+					// whose settings are not what the books say, and end
+					// the session at its next boundary.
+					var er pgproto3.ErrorResponse
+					_ = er.Decode(rd.Bytes()[pos+5 : pos+total])
+					ss.log.Warn("backend refused the client's startup parameters", zap.String("sqlstate", er.Code), zap.String("error", er.Message))
+					bs.discard = true
+					ss.ts.setParamsKnown(ss.paramsKey, false)
+					ss.drain(fatal(ReasonBackendDown, er.Code, "", "the server refused this session's startup parameters: %s", er.Message))
 					break
 				}
 				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
@@ -988,6 +1065,13 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	if ss.pending > 0 {
 		ss.pending--
 	}
+	if ss.ignoredSyncs > 0 {
+		// The first ReadyForQuery after a COPY run by Execute: it also
+		// stands for the Sync the backend ignored in copy-in mode.
+		ss.segRecv += uint64(ss.ignoredSyncs)
+		ss.pending = max(ss.pending-ss.ignoredSyncs, 0)
+		ss.ignoredSyncs = 0
+	}
 	ss.txStatus = status
 	now := ss.srv.now()
 	st := &ss.ts.stats
@@ -1005,6 +1089,12 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	idle = answered && status == 'I'
 	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
+		if ss.beWoken {
+			// kill set a deadline to wake the client loop, which read this
+			// ReadyForQuery first: the next client must not inherit it.
+			_ = be.SetReadDeadline(time.Time{})
+			ss.beWoken = false
+		}
 		return true, true, true, true
 	}
 	return false, true, idle, answered
@@ -1163,10 +1253,19 @@ func (ss *session) kill(err error) {
 	if ss.be != nil && ss.pumpDone == nil {
 		// The client loop may be waiting for the backend's answer: wake it.
 		_ = ss.be.SetReadDeadline(time.Now())
+		ss.beWoken = true
 	}
 	ss.mu.Unlock()
 	ss.cancel()
-	ss.writeError(nil, err)
+	if ss.wmu.TryLock() {
+		_ = ss.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = ss.nc.Write(encodeError(nil, err))
+		ss.wmu.Unlock()
+	}
+	// Otherwise a write is under way, perhaps stuck on a client that stopped
+	// reading; waiting for it could take forever, and an error spliced
+	// into the middle of a message would be garbage anyway. Closing the
+	// socket ends that write.
 	ss.srv.parker.wake(ss) // a parked session wakes to see the connection closed
 	_ = ss.nc.Close()
 }

@@ -69,6 +69,10 @@ func stateOf(v any) *backendState {
 	return &backendState{stmts: make(map[string]*backendStmt)}
 }
 
+// paramsUnknown is a backendState.paramsKey that matches no client: the
+// parameters in params may or may not still be set.
+const paramsUnknown = "\x00unknown"
+
 // forget drops everything the backend's session had (after DISCARD ALL).
 func (bs *backendState) forget() {
 	clear(bs.stmts)
@@ -368,10 +372,20 @@ func (ss *session) useStmtLocked(bs *backendState, stmt string) (pre []byte, bsN
 }
 
 // ensureUnnamedLocked re-creates the client's unnamed statement on a
-// backend whose unnamed statement is not the client's.
+// backend whose unnamed statement is not the client's. A client that never
+// made one must not use another client's: that is closed instead, so the
+// backend reports it missing, as PostgreSQL would.
 func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
-	if bs.unnamed == ss.id || ss.unnamedDef == "" {
+	if bs.unnamed == ss.id {
 		return nil
+	}
+	if ss.unnamedDef == "" {
+		if bs.unnamed == 0 {
+			return nil
+		}
+		bs.unnamed = 0
+		ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
+		return appendMsg(nil, 'C', []byte{'S', 0})
 	}
 	bs.unnamed = ss.id
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
@@ -419,8 +433,12 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	}
 	if eff&sqllex.EffectDiscardAll != 0 {
 		// DISCARD ALL drops every prepared statement and parameter of the
-		// backend session, and the client's statements with them.
+		// backend session, and the client's statements with them. It can
+		// still fail (inside a transaction block): the parameters set
+		// before are then reset again by the next client of the backend.
+		params := bs.params
 		bs.forget()
+		bs.paramsKey, bs.params = paramsUnknown, params
 		clear(ss.stmts)
 	}
 	if eff&sqllex.EffectDeallocate == 0 || !ss.tracking {
@@ -433,8 +451,8 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 		return "", nil, false
 	}
 	name := stmts[0].Name
-	if name == "" { // DEALLOCATE ALL
-		bs.forget()
+	if name == "" { // DEALLOCATE ALL: named statements only, not parameters
+		clear(bs.stmts)
 		clear(ss.stmts)
 		return "", nil, false
 	}
@@ -442,12 +460,25 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 		return "", nil, false // an SQL-level PREPARE of a pinned session
 	}
 	// The client's protocol-level statement: deallocate its backend copy,
-	// preparing it first if this backend lacks it, so that the command
-	// succeeds with the tag the client expects.
-	pre, bsName, _ := ss.ensureLocked(bs, name)
-	delete(bs.stmts, ss.stmts[name].def)
+	// so that the command succeeds with the tag the client expects.
+	def := ss.stmts[name].def
 	delete(ss.stmts, name)
-	return "DEALLOCATE " + quoteIdent(bsName), pre, true
+	if st, ok := bs.stmts[def]; ok {
+		delete(bs.stmts, def)
+		return "DEALLOCATE " + quoteIdent(st.name), nil, true
+	}
+	// This backend lacks it: prepare a stand-in first under a fresh name.
+	// Not the client's text, which may no longer parse (a dropped table)
+	// and would then make the backend skip this Query, waiting for a Sync
+	// that never comes. In a failed transaction even the stand-in's Parse
+	// would fail that way; there the DEALLOCATE itself fails (25P02), as
+	// it would on PostgreSQL.
+	bsName := newBackendName()
+	if ss.txStatus == 'E' {
+		return "DEALLOCATE " + quoteIdent(bsName), nil, true
+	}
+	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
+	return "DEALLOCATE " + quoteIdent(bsName), appendNamedMsg(nil, 'P', nil, bsName, []byte("SELECT\x00\x00\x00")), true
 }
 
 func pinReason(e sqllex.Effect) string {

@@ -32,6 +32,42 @@ type tenantState struct {
 	// gate is non-nil while the tenant is paused (admin PAUSE): new
 	// transactions wait until it is closed by RESUME.
 	gate atomic.Pointer[chan struct{}]
+
+	// paramsOK holds the sets of client startup parameters (session
+	// paramsKey) a backend of the tenant has accepted. A set not in it is
+	// applied in a round trip of its own before the client's first
+	// request goes out (see session.attach). Cleared when it reaches
+	// maxParamSets.
+	paramsMu sync.Mutex
+	paramsOK map[string]struct{}
+}
+
+const maxParamSets = 1024
+
+// paramsKnown reports whether a backend of the tenant has accepted the
+// parameter set key.
+func (ts *tenantState) paramsKnown(key string) bool {
+	if key == "" {
+		return true // nothing to set: at most RESETs of accepted names
+	}
+	ts.paramsMu.Lock()
+	_, ok := ts.paramsOK[key]
+	ts.paramsMu.Unlock()
+	return ok
+}
+
+// setParamsKnown records whether a backend accepted the parameter set key.
+func (ts *tenantState) setParamsKnown(key string, ok bool) {
+	ts.paramsMu.Lock()
+	defer ts.paramsMu.Unlock()
+	if !ok {
+		delete(ts.paramsOK, key)
+		return
+	}
+	if ts.paramsOK == nil || len(ts.paramsOK) >= maxParamSets {
+		ts.paramsOK = make(map[string]struct{})
+	}
+	ts.paramsOK[key] = struct{}{}
 }
 
 func (ts *tenantState) pause() {

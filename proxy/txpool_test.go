@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -676,5 +677,201 @@ func TestClientStatementLimit(t *testing.T) {
 	// The statements within the limit still work.
 	if got := pc.ExecPrepared(ctx, "l9999", nil, nil, nil).Read(); got.Err != nil || string(got.Rows[0][0]) != "1" {
 		t.Fatalf("l9999: %v", got.Err)
+	}
+}
+
+// COPY FROM STDIN run with the extended protocol, as libpq's PQexecParams
+// (psycopg 3, tokio-postgres) sends it: Parse, Bind, Describe, Execute and
+// Sync, then the data, CopyDone (or CopyFail) and another Sync. PostgreSQL
+// ignores the first Sync, which reaches it in copy-in mode, so a single
+// ReadyForQuery answers both: the backend must still go back to the pool
+// at the end, and the session stay usable.
+func TestExtendedProtocolCopyIn(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copyx; create table app_data.copyx (id int)")
+
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	_ = hc.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fe := hc.Frontend
+	// untilReady reads to the next ReadyForQuery (or CopyInResponse when
+	// copyIn), returning the last CommandComplete tag and error code.
+	untilReady := func(copyIn bool) (tag, code string) {
+		t.Helper()
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("receive: %v", err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.CommandComplete:
+				tag = string(m.CommandTag)
+			case *pgproto3.ErrorResponse:
+				code = m.Code
+			case *pgproto3.CopyInResponse:
+				if copyIn {
+					return tag, code
+				}
+				t.Fatal("unexpected CopyInResponse")
+			case *pgproto3.ReadyForQuery:
+				if copyIn {
+					t.Fatalf("ReadyForQuery before CopyInResponse (error %q)", code)
+				}
+				return tag, code
+			}
+		}
+	}
+	copyIn := func(data string, fail bool) (tag, code string) {
+		t.Helper()
+		fe.Send(&pgproto3.Parse{Query: "copy app_data.copyx from stdin"})
+		fe.Send(&pgproto3.Bind{})
+		fe.Send(&pgproto3.Describe{ObjectType: 'P'})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		untilReady(true)
+		fe.Send(&pgproto3.CopyData{Data: []byte(data)})
+		if fail {
+			fe.Send(&pgproto3.CopyFail{Message: "client gave up"})
+		} else {
+			fe.Send(&pgproto3.CopyDone{})
+		}
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return untilReady(false)
+	}
+	if tag, code := copyIn("1\n2\n3\n", false); tag != "COPY 3" || code != "" {
+		t.Fatalf("COPY: tag %q error %q", tag, code)
+	}
+	if _, code := copyIn("4\n", true); code != "57014" {
+		t.Fatalf("COPY ended by CopyFail: error %q, want 57014", code)
+	}
+	if _, code := copyIn("not a number\n", false); code != "22P02" {
+		t.Fatalf("COPY of bad data: error %q, want 22P02", code)
+	}
+	fe.Send(&pgproto3.Query{String: "select 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if tag, code := untilReady(false); tag != "SELECT 1" || code != "" {
+		t.Fatalf("query after the COPYs: tag %q error %q", tag, code)
+	}
+	// The tenant's only backend went back to the pool: another client of
+	// the tenant gets it (it would wait out pool_wait_timeout otherwise).
+	if n := queryInt(t, setup, "select count(*) from app_data.copyx"); n != 3 {
+		t.Fatalf("rows after the COPYs: %d, want 3", n)
+	}
+}
+
+// A simple-protocol DEALLOCATE of a protocol-level statement, on a backend
+// that never prepared it, after its text stopped parsing (its table was
+// dropped): it succeeds as on PostgreSQL instead of leaving the client
+// waiting for an answer that never comes.
+func TestDeallocateOnABackendThatLacksTheStatement(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	ti := tenants["globex"]
+	c := r.connect(t, "globex")
+	ctx := testCtx(t, 30*time.Second)
+	mustExec(t, c, "drop table if exists app_data.dealloc_t; create table app_data.dealloc_t (id int)")
+	pc := c.PgConn()
+	if _, err := pc.Prepare(ctx, "s1", "select count(*) from app_data.dealloc_t", nil); err != nil {
+		t.Fatal(err)
+	}
+	// The backend that holds s1 goes away; the pool dials a new one.
+	superInt(t, ti.Database, "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = $1", ti.User)
+	eventually(t, 10*time.Second, "the tenant's backend to exit", func() bool {
+		return superInt(t, ti.Database, "select count(*) from pg_stat_activity where usename = $1", ti.User) == 0
+	})
+	time.Sleep(300 * time.Millisecond) // past the pool's peek-on-hand-out age
+	mustExec(t, c, "drop table app_data.dealloc_t")
+
+	res, err := pc.Exec(ctx, "deallocate s1").ReadAll()
+	if err != nil {
+		t.Fatalf("DEALLOCATE: %v", err)
+	}
+	if len(res) != 1 || res[0].Err != nil || res[0].CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("DEALLOCATE: %+v", res)
+	}
+	wantCode(t, pc.ExecPrepared(ctx, "s1", nil, nil, nil).Read().Err, "26000")
+	// Inside a failed transaction it fails as PostgreSQL's does.
+	if _, err := pc.Prepare(ctx, "s2", "select 2", nil); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, c, "begin")
+	_, err = c.Exec(ctx, "select 1/0")
+	wantCode(t, err, "22012")
+	_, err = pc.Exec(ctx, "deallocate s2").ReadAll()
+	wantCode(t, err, "25P02")
+	mustExec(t, c, "rollback")
+	if n := queryInt(t, c, "select 1"); n != 1 {
+		t.Fatal(n)
+	}
+}
+
+// A client that never prepared an unnamed statement cannot run the one
+// another client of the tenant left on a shared backend: PostgreSQL
+// reports it missing (26000), as it would without the pool.
+func TestUnnamedStatementOfAnotherClient(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	ctx := testCtx(t, 20*time.Second)
+	a := r.connect(t, "globex").PgConn()
+	if _, err := a.Prepare(ctx, "", "select 42", nil); err != nil {
+		t.Fatal(err)
+	}
+	b := r.connect(t, "globex").PgConn()
+	wantCode(t, b.ExecPrepared(ctx, "", nil, nil, nil).Read().Err, "26000")
+	// The owner still runs its own, re-created where needed.
+	if res := a.ExecPrepared(ctx, "", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "42" {
+		t.Fatalf("owner's unnamed statement: %v %q", res.Err, res.Rows)
+	}
+}
+
+// A startup parameter the server refuses ends the session at its first
+// request, as PostgreSQL would have refused the login, rather than letting
+// it run with the previous client's settings; and neither that nor a
+// DISCARD ALL that fails inside a transaction block leaves one client's
+// settings to the next.
+func TestRefusedStartupParameters(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	ctx := testCtx(t, 30*time.Second)
+	defaultPath := queryString(t, r.connect(t, "acme"), "select current_setting('search_path')")
+
+	b := r.connectMode(t, "acme", pgx.QueryExecModeExec, "options='-c search_path=app_data'")
+	if got := queryString(t, b, "select current_setting('search_path')"); got != "app_data" {
+		t.Fatalf("search_path %q", got)
+	}
+	for i := 0; i < 2; i++ { // the second time from the same tenant too
+		c := r.connectMode(t, "acme", pgx.QueryExecModeExec, "options='-c work_mem=lots'")
+		_, err := c.Exec(ctx, "select 1")
+		if pe := wantCode(t, err, "22023"); pe.Severity != "FATAL" || !strings.Contains(pe.Message, "work_mem") {
+			t.Fatalf("refused parameter: %s %q", pe.Severity, pe.Message)
+		}
+	}
+	d := r.connectMode(t, "acme", pgx.QueryExecModeExec)
+	if got := queryString(t, d, "select current_setting('search_path')"); got != defaultPath {
+		t.Fatalf("after a refused parameter set, the next client sees search_path %q, want %q", got, defaultPath)
+	}
+
+	// DISCARD ALL fails inside a transaction block: the backend keeps e's
+	// setting, and the next client must not inherit it.
+	e := r.connectMode(t, "acme", pgx.QueryExecModeExec, "options='-c search_path=app_data'")
+	mustExec(t, e, "begin")
+	_, err := e.Exec(ctx, "discard all")
+	wantCode(t, err, "25001")
+	mustExec(t, e, "rollback")
+	if got := queryString(t, d, "select current_setting('search_path')"); got != defaultPath {
+		t.Fatalf("after a failed DISCARD ALL, the next client sees search_path %q, want %q", got, defaultPath)
+	}
+	if got := queryString(t, e, "select current_setting('search_path')"); got != "app_data" {
+		t.Fatalf("e's own search_path %q", got)
+	}
+	// DEALLOCATE ALL drops statements, not parameters.
+	mustExec(t, e, "deallocate all")
+	if got := queryString(t, d, "select current_setting('search_path')"); got != defaultPath {
+		t.Fatalf("after DEALLOCATE ALL, the next client sees search_path %q, want %q", got, defaultPath)
 	}
 }
