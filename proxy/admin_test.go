@@ -328,3 +328,24 @@ func TestQueryMessageWithoutText(t *testing.T) {
 		t.Fatal(n)
 	}
 }
+
+// KILL_CLIENT of a session whose statement is running wakes its client
+// loop with a read deadline on the backend: that is the kill, not a lost
+// backend (which would also make the pool re-check every backend).
+func TestKillDuringStatementIsNotABackendLoss(t *testing.T) {
+	r := startRouter(t)
+	adm := r.admin(t)
+	victim := r.connect(t, "acme", "application_name=victim")
+	done := runAsync(victim, "select pg_sleep(5)")
+	waitActive(t, tenants["acme"].User, "select pg_sleep(5)")
+	row := rowFor(adminRows(t, adm, "SHOW CLIENTS"), "application_name", "victim")
+	if row == nil {
+		t.Fatal("victim not in SHOW CLIENTS")
+	}
+	mustExec(t, adm, "KILL_CLIENT "+row["id"])
+	wantCode(t, <-done, "57P01")
+	st := r.srv.TenantStats("acme")
+	if k, l := st.SessionCloses.Get("killed"), st.SessionCloses.Get("backend_lost"); k != 1 || l != 0 {
+		t.Errorf("closes: killed %d, backend_lost %d; want 1 and 0", k, l)
+	}
+}

@@ -1115,6 +1115,7 @@ func (ss *session) afterBoundary() {
 func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
 	ss.mu.Lock()
 	mine := ss.be == be
+	woken := ss.beWoken
 	if mine {
 		ss.be = nil
 	}
@@ -1123,6 +1124,9 @@ func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
 		return
 	}
 	ss.srv.pool.Discard(be)
+	if woken && isTimeout(err) {
+		return // kill's wake-up, not a failure: the session is ending already
+	}
 	ss.srv.suspectBackends() // the cluster may have restarted or failed over
 	ss.ts.stats.SessionCloses.Inc(stats.CloseBackendLost)
 	ss.log.Warn("backend connection lost", zap.Error(err))
@@ -1206,8 +1210,8 @@ func (ss *session) detachAtExit() {
 func (ss *session) cancelRunning() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.be == nil || ss.pending == 0 {
-		return
+	if ss.be == nil || ss.pending == 0 && ss.boundary {
+		return // nothing of the client's can be running
 	}
 	ss.ts.stats.Cancels.Inc(stats.CancelClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -53,7 +53,7 @@ type backendState struct {
 	tick      uint64
 	paramsKey string // canonical form of the client parameters set on it
 	params    []string
-	unnamed   uint64 // id of the session whose unnamed statement the backend holds
+	unnamed   uint64 // id of the session whose unnamed statement the backend holds (0: none; unnamedUnknown)
 	discard   bool   // answered 25006 (read-only): never reuse
 }
 
@@ -68,6 +68,10 @@ func stateOf(v any) *backendState {
 	}
 	return &backendState{stmts: make(map[string]*backendStmt)}
 }
+
+// unnamedUnknown is a backendState.unnamed that matches no session: the
+// backend may hold any client's unnamed statement, or none.
+const unnamedUnknown = ^uint64(0)
 
 // paramsUnknown is a backendState.paramsKey that matches no client: the
 // parameters in params may or may not still be set.
@@ -87,6 +91,7 @@ type expectation struct {
 	seg     uint64
 	def     string // for a Parse: the definition to forget if it never ran
 	name    string // for a client's named Parse: its name, likewise
+	unnamed bool   // a Parse of the unnamed statement
 }
 
 func appendMsg(dst []byte, typ byte, parts ...[]byte) []byte {
@@ -228,8 +233,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				rest = append(cstr(q), 0, 0)
 			}
 			if !track || len(nameC) == 0 {
-				ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent})
-				if track {
+				if track { // (session mode keeps no expectations)
+					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, unnamed: true})
 					// The unnamed statement can outlive a transaction too
 					// (Parse and Describe, Sync, then Bind): remember it
 					// (a driver repeats the same one: copy only a new one).
@@ -388,7 +393,7 @@ func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
 		return appendMsg(nil, 'C', []byte{'S', 0})
 	}
 	bs.unnamed = ss.id
-	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
+	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, unnamed: true})
 	return appendMsg(nil, 'P', []byte{0}, []byte(ss.unnamedDef))
 }
 
@@ -519,6 +524,12 @@ func (ss *session) skipSegmentLocked(bs *backendState) {
 	for _, e := range ss.expect {
 		if e.seg != ss.segRecv {
 			keep = append(keep, e)
+			continue
+		}
+		if e.kind == '1' && e.unnamed {
+			// Skipped: the backend still holds whichever unnamed statement
+			// it had before, not the one the books name.
+			bs.unnamed = unnamedUnknown
 			continue
 		}
 		if e.kind != '1' || e.def == "" {

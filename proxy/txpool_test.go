@@ -875,3 +875,86 @@ func TestRefusedStartupParameters(t *testing.T) {
 		t.Fatalf("after DEALLOCATE ALL, the next client sees search_path %q, want %q", got, defaultPath)
 	}
 }
+
+// receiveUntil reads backend messages from hc until one of type T arrives,
+// returning the rows' first columns and the error codes seen on the way.
+func receiveUntil[T pgproto3.BackendMessage](t *testing.T, hc *pgconn.HijackedConn) (rows, codes []string) {
+	t.Helper()
+	_ = hc.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		m, err := hc.Frontend.Receive()
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			codes = append(codes, m.Code)
+		}
+		if _, ok := m.(T); ok {
+			return rows, codes
+		}
+	}
+}
+
+func sendAll(t *testing.T, hc *pgconn.HijackedConn, msgs ...pgproto3.FrontendMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		hc.Frontend.Send(m)
+	}
+	if err := hc.Frontend.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The router re-creates a client's unnamed statement on a backend that
+// holds another's; when the backend skips that Parse (an earlier error in
+// the same pipeline), the books must not say it holds the client's, or the
+// client's next Bind runs the other client's statement.
+func TestSkippedUnnamedReparse(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	c := hijackDSN(t, r.dsn("globex"))
+	x := hijackDSN(t, r.dsn("globex"))
+	parseUnnamed := func(hc *pgconn.HijackedConn, text string) {
+		t.Helper()
+		sendAll(t, hc, &pgproto3.Parse{Query: "select '" + text + "'"}, &pgproto3.Sync{})
+		if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+			t.Fatalf("parse: %v", codes)
+		}
+	}
+	parseUnnamed(c, "c-own")
+	parseUnnamed(x, "x-secret")
+	// An error at the first Bind: the backend skips the rest up to Sync,
+	// including the Parse the router puts before the Bind of "".
+	sendAll(t, c,
+		&pgproto3.Parse{Name: "n1", Query: "select 1/0"}, &pgproto3.Bind{PreparedStatement: "n1"}, &pgproto3.Execute{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("pipeline errors %v, want [22012]", codes)
+	}
+	sendAll(t, c, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	if len(codes) > 0 || len(rows) != 1 || rows[0] != "c-own" {
+		t.Fatalf("client's unnamed statement returned %v (errors %v), want [c-own]", rows, codes)
+	}
+}
+
+// A CancelRequest reaches a statement sent without Sync (Execute, Flush):
+// it is running although no ReadyForQuery is awaited.
+func TestCancelWithoutSync(t *testing.T) {
+	r := startRouter(t)
+	hc := hijackDSN(t, r.dsn("acme"))
+	start := time.Now()
+	sendAll(t, hc, &pgproto3.Parse{Query: "select pg_sleep(10)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	waitActive(t, tenants["acme"].User, "select pg_sleep(10)")
+	sendCancel(t, r, rawKey{pid: hc.PID, secret: hc.SecretKey})
+	if _, codes := receiveUntil[*pgproto3.ErrorResponse](t, hc); codes[0] != "57014" {
+		t.Fatalf("error %v, want 57014", codes)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("the statement ran %s: the cancel did not reach it", d)
+	}
+	sendAll(t, hc, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+}
