@@ -389,7 +389,12 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
-		case 'E', 'H', 'd':
+		case 'd':
+			// CopyData never ends a request, but it does not start one
+			// either: while a COPY runs, its request is pending, and after
+			// a COPY ended (by an error) the backend ignores it.
+			boundary = true
+		case 'E', 'H':
 			boundary = false
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
@@ -421,9 +426,15 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
-		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
-		if err != nil || be == nil {
+		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, true)
+		if err != nil {
 			return "backend error", true, err
+		}
+		if be == nil { // the COPY has ended: drop the stray data
+			if err := ss.crd.StreamBody(io.Discard, bigCopy); err != nil {
+				return "client read error", true, nil
+			}
+			return "", false, nil
 		}
 		if ss.syncRd != nil {
 			ss.handOver(be) // the backend may answer while the stream goes on
@@ -634,6 +645,13 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.boundary = boundary
 		ss.mu.Unlock()
 		return be, nil, nil
+	}
+	if copyOnly(batch) {
+		// CopyData, CopyDone or CopyFail after the COPY ended (an error
+		// ended it and released the backend): a backend would ignore them,
+		// and no ReadyForQuery would ever release it.
+		ss.mu.Unlock()
+		return nil, nil, nil
 	}
 	ss.waiting = true
 	ss.mu.Unlock()
@@ -1319,6 +1337,21 @@ func syncIndex(batch []byte) int {
 	return -1
 }
 
+// copyOnly reports whether a batch of whole messages holds nothing but COPY
+// data and its end (CopyData, CopyDone, CopyFail). An empty batch (the
+// start of a streamed CopyData) counts.
+func copyOnly(batch []byte) bool {
+	for pos := 0; pos+5 <= len(batch); {
+		switch batch[pos] {
+		case 'd', 'c', 'f':
+		default:
+			return false
+		}
+		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
+	}
+	return true
+}
+
 // countSyncs counts request-ending messages in a batch of whole messages and
 // tells whether the batch ends at a request boundary.
 func countSyncs(batch []byte) (n int, boundary bool) {
@@ -1328,7 +1361,7 @@ func countSyncs(batch []byte) (n int, boundary bool) {
 		case 'Q', 'S', 'F':
 			n++
 			boundary = true
-		case 'c', 'f':
+		case 'c', 'f', 'd':
 			boundary = true
 		default:
 			boundary = false

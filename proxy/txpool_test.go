@@ -958,3 +958,32 @@ func TestCancelWithoutSync(t *testing.T) {
 	sendAll(t, hc, &pgproto3.Sync{})
 	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
 }
+
+// A simple-protocol COPY FROM STDIN that fails on data sent in its own
+// batch: the backend answers ErrorResponse and ReadyForQuery at once, and
+// the CopyDone the client sends after it must not keep (or take) a
+// backend. The tenant's only backend serves the next client at once.
+func TestFailedCopyReleasesTheBackend(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copyf; create table app_data.copyf (id int)")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copyf from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("not a number\n")})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22P02" {
+		t.Fatalf("errors %v, want [22P02]", codes)
+	}
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
+	if n := queryInt(t, setup, "select count(*) from app_data.copyf"); n != 0 {
+		t.Fatalf("rows %d", n)
+	}
+	// The copying client goes on normally.
+	sendAll(t, hc, &pgproto3.Query{String: "select 'after'"})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("after the failed COPY: rows %v errors %v", rows, codes)
+	}
+	if n := queryInt(t, setup, "select 7"); n != 7 {
+		t.Fatal(n)
+	}
+}
