@@ -23,6 +23,7 @@ var (
 	closeReasons  = []string{
 		stats.CloseIdleInTransaction, stats.CloseClientIdle, stats.CloseDrain,
 		stats.CloseTenantRemoved, stats.CloseKilled, stats.CloseBackendLost,
+		stats.CloseStatementTimeout,
 	}
 	pinReasons = []string{
 		stats.PinSet, stats.PinPrepare, stats.PinListen, stats.PinTempTable,

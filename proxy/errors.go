@@ -30,6 +30,7 @@ const (
 	ReasonLoginThrottled    Reason = stats.RejectLoginThrottled
 	ReasonTooLarge          Reason = stats.RejectMessageTooLarge
 	ReasonStatementTimeout  Reason = stats.CancelStatementTimeout
+	ReasonStatementStuck    Reason = stats.CloseStatementTimeout
 	ReasonIdleInTransaction Reason = stats.CloseIdleInTransaction
 	ReasonClientIdle        Reason = stats.CloseClientIdle
 	ReasonShutdown          Reason = stats.CloseDrain
@@ -90,6 +91,14 @@ func errConnectionRate(tenant string, rate float64) *clientError {
 func errLoginThrottled(retry time.Duration) *clientError {
 	return fatal(ReasonLoginThrottled, "53400", "",
 		"too many failed login attempts from this address for this user; retry in %s", retry.Round(time.Second))
+}
+
+// errStatementStuck ends a session whose request outlived
+// max_statement_timeout by cancelGrace after the router's cancel.
+func errStatementStuck(limit time.Duration) *clientError {
+	return &clientError{reason: ReasonStatementStuck, severity: "FATAL", code: "57014",
+		message: fmt.Sprintf("pgbridge: terminating connection: its request ran longer than max_statement_timeout (%s) and did not end when cancelled", limit),
+		hint:    "The statement caught the cancel, or the client held its backend without a Sync; the router enforces the limit whatever the session does."}
 }
 
 func errStatementTimeout(limit time.Duration) *clientError {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Issue 4: every limit is tripped here against the real cluster, with its
@@ -543,4 +545,63 @@ func TestParkedSessionsHoldNoGoroutineAndCanBeEnded(t *testing.T) {
 	if p := r.srv.ParkedSessions(); p != 0 {
 		t.Errorf("%d sessions still parked after shutdown", p)
 	}
+}
+
+// max_statement_timeout holds when the router's cancel does not end the
+// request: a statement that catches the cancel, or a client that holds its
+// backend without a Sync. The session is ended (FATAL 57014) a grace period
+// after the cancel. A cursor fetched in steps without Sync, each step well
+// within the limit, is left alone however long it takes in all.
+func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"max_statement_timeout": "500ms"}))
+	t.Run("statement catches the cancel", func(t *testing.T) {
+		conn := r.connect(t, "acme")
+		start := time.Now()
+		_, err := conn.Exec(testCtx(t, 20*time.Second),
+			"do $$ begin perform pg_sleep(5); exception when query_canceled then perform pg_sleep(8); end $$")
+		if pe := wantCode(t, err, "57014"); pe.Severity != "FATAL" {
+			t.Fatalf("severity %s, want FATAL (%s)", pe.Severity, pe.Message)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("ended after %s", took)
+		}
+	})
+	t.Run("no Sync", func(t *testing.T) {
+		hc := hijackDSN(t, r.dsn("acme"))
+		sendAll(t, hc, &pgproto3.Query{String: "begin"})
+		receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		sendAll(t, hc, &pgproto3.Flush{})
+		msgs, err := receiveUntilClosed(hc, 10*time.Second)
+		if err != nil {
+			t.Fatalf("session not ended: %v", err)
+		}
+		if len(msgs) != 1 {
+			t.Fatalf("want one ErrorResponse, got %v", msgs)
+		}
+		if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "57014" || e.Severity != "FATAL" {
+			t.Fatalf("want FATAL 57014, got %#v", msgs[0])
+		}
+	})
+	if n := r.counter("acme", "close", "statement_timeout"); n != 2 {
+		t.Errorf("statement_timeout closes = %d, want 2", n)
+	}
+	t.Run("cursor fetched in steps", func(t *testing.T) {
+		hc := hijackDSN(t, r.dsn("acme"))
+		sendAll(t, hc, &pgproto3.Query{String: "begin"})
+		receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		sendAll(t, hc, &pgproto3.Parse{Query: "select g from generate_series(1, 10) g"}, &pgproto3.Bind{})
+		for i := 1; i <= 10; i++ { // 3 s in all
+			sendAll(t, hc, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Flush{})
+			rows, codes := receiveUntil[*pgproto3.PortalSuspended](t, hc)
+			if len(codes) > 0 || len(rows) != 1 || rows[0] != strconv.Itoa(i) {
+				t.Fatalf("fetch %d: rows %v errors %v", i, rows, codes)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		sendAll(t, hc, &pgproto3.Sync{}, &pgproto3.Query{String: "commit"})
+		receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+			t.Fatalf("commit: %v", codes)
+		}
+	})
 }

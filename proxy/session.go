@@ -637,9 +637,14 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.mu.Lock()
 	be = ss.be
 	if be != nil {
-		if ss.pending == 0 && ss.boundary {
+		if ss.pending == 0 {
+			// A new request: its time runs from now, also after one that
+			// ended without Sync (Execute, Flush: a cursor fetched in
+			// steps).
 			ss.busySince = ss.srv.now()
-			ss.srv.pool.Busy(be) // the next request of an open transaction
+			if ss.boundary {
+				ss.srv.pool.Busy(be) // the next request of an open transaction
+			}
 		}
 		ss.pending += syncs
 		ss.boundary = boundary
@@ -1025,15 +1030,28 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		}
 		if release {
 			leftover := rd.Buffered() - pos
-			if leftover == 0 && !bs.discard {
-				ss.srv.pool.Release(be)
-			} else if leftover == 0 {
-				ss.srv.pool.Discard(be)
-			} else {
-				ss.log.Warn("backend sent data after ReadyForQuery; discarding it")
-				ss.srv.pool.Discard(be)
+			giveBack := func() {
+				if leftover == 0 && !bs.discard {
+					ss.srv.pool.Release(be)
+				} else if leftover == 0 {
+					ss.srv.pool.Discard(be)
+				} else {
+					ss.log.Warn("backend sent data after ReadyForQuery; discarding it")
+					ss.srv.pool.Discard(be)
+				}
+			}
+			// The client loop relaying itself (sync) forwards nothing
+			// until this returns, so the backend goes back before the
+			// answer is written. A pump answers first: once the backend
+			// is back, the client loop may attach the client's next
+			// request and write its answer ahead of this one.
+			if sync {
+				giveBack()
 			}
 			err := ss.writeClient(out)
+			if !sync {
+				giveBack()
+			}
 			rd.Discard(rd.Buffered())
 			if err != nil {
 				ss.clientWriteFailed()

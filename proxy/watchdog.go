@@ -120,10 +120,20 @@ func (ss *session) watch(now time.Time) (parking bool) {
 	busy := ss.be != nil && (ss.pending > 0 || !ss.boundary)
 	switch {
 	case busy:
-		if lim := pol.MaxStatementTimeout; lim > 0 && ss.routerCancel == 0 && now.Sub(ss.busySince) >= lim {
+		lim := pol.MaxStatementTimeout
+		switch age := now.Sub(ss.busySince); {
+		case lim <= 0:
+		case ss.routerCancel == 0 && age >= lim:
 			ss.routerCancel = lim
 			ss.ts.stats.Cancels.Inc(string(ReasonStatementTimeout))
 			go ss.cancelStatement(ss.be, ss.busySince)
+		case ss.routerCancel != 0 && age >= lim+cancelGrace:
+			// The cancel did not end the request: the statement caught it
+			// (an exception handler), or nothing runs and the client holds
+			// its backend without a Sync. End the session; its backend is
+			// discarded with whatever it was doing.
+			ss.guardFired = true
+			go ss.end(errStatementStuck(lim))
 		}
 	case ss.txStatus == 'T' || ss.txStatus == 'E':
 		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
@@ -153,6 +163,10 @@ func (ss *session) watch(now time.Time) (parking bool) {
 	}
 	return false
 }
+
+// cancelGrace is how long a request may go on after the router cancelled
+// it for max_statement_timeout before the session is ended.
+const cancelGrace = 2 * time.Second
 
 // parkAfter is how long a session must be idle before it gives its read
 // buffer back.

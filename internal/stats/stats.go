@@ -34,6 +34,7 @@ const (
 	CloseTenantRemoved     = "tenant_removed"
 	CloseKilled            = "killed"
 	CloseBackendLost       = "backend_lost"
+	CloseStatementTimeout  = "statement_timeout"
 
 	// pgbridge_pins_total{reason}: what pinned a transaction-mode session
 	// to its backend.
