@@ -212,17 +212,37 @@ func decode(data []byte) (*rawConfig, *problems, error) {
 	if len(ps.list) > 0 {
 		// Keep going with what can be decoded, so that the other problems
 		// of the file are reported in the same run.
-		_ = top.Decode(&raw)
+		if err := noPanic(func() error { return top.Decode(&raw) }); errors.Is(err, errDecodePanic) {
+			ps.add("", 0, "%s", err)
+		}
 		return &raw, ps, nil
 	}
 	// The shape check should have caught everything; the strict decode is
 	// the authority all the same.
 	strict := yaml.NewDecoder(bytes.NewReader(data))
 	strict.KnownFields(true)
-	if err := strict.Decode(&raw); err != nil {
+	if err := noPanic(func() error { return strict.Decode(&raw) }); err != nil {
 		return nil, nil, configErr(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return &raw, ps, nil
+}
+
+// maxServerTimeout is the longest timeout PostgreSQL accepts (INT_MAX ms).
+const maxServerTimeout = (1<<31 - 1) * time.Millisecond
+
+// errDecodePanic marks a YAML decode that panicked.
+var errDecodePanic = errors.New("the YAML decoder failed on this file (a merge key, <<, next to a key that is a list or mapping?)")
+
+// noPanic runs a YAML decode, turning a panic of the decoder (yaml.v3
+// re-raises some, such as a merge into a mapping with a key that cannot be
+// hashed) into an error: a bad file must never stop a running router.
+func noPanic(decode func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errDecodePanic, p)
+		}
+	}()
+	return decode()
 }
 
 func yamlSyntaxErr(err error) error {
@@ -605,7 +625,9 @@ func (l *loader) listen(p kp, r *rawListen, dst *Listen) {
 		}
 	}
 	l.setInt(p.key("max_client_connections"), r.MaxClientConnections, &dst.MaxClientConnections, 0, math.MaxInt)
-	l.setDuration(p.key("login_timeout"), r.LoginTimeout, &dst.LoginTimeout)
+	if l.setDuration(p.key("login_timeout"), r.LoginTimeout, &dst.LoginTimeout) && dst.LoginTimeout == 0 {
+		l.errorf(p.key("login_timeout"), r.LoginTimeout.Line, "must be more than 0 (a login cannot be allowed forever)")
+	}
 	l.setInt(p.key("max_startup_packet"), r.MaxStartupPacket, &dst.MaxStartupPacket, 1, math.MaxInt)
 	l.setDuration(p.key("shutdown_timeout"), r.ShutdownTimeout, &dst.ShutdownTimeout)
 
@@ -721,9 +743,15 @@ func (l *loader) policy(p kp, r *rawPolicy, dst *Policy) policySet {
 	s.minPoolSize = l.setInt(p.key("min_pool_size"), r.MinPoolSize, &dst.MinPoolSize, 0, math.MaxInt)
 	l.setInt(p.key("max_client_connections"), r.MaxClientConnections, &dst.MaxClientConnections, 0, math.MaxInt)
 	l.setDuration(p.key("pool_wait_timeout"), r.PoolWaitTimeout, &dst.PoolWaitTimeout)
-	l.setDuration(p.key("statement_timeout"), r.StatementTimeout, &dst.StatementTimeout)
+	// Both go to PostgreSQL at dial, which takes at most 2^31-1 ms (the
+	// second as twice the value and a second, as a backstop).
+	if l.setDuration(p.key("statement_timeout"), r.StatementTimeout, &dst.StatementTimeout) && dst.StatementTimeout > maxServerTimeout {
+		l.errorf(p.key("statement_timeout"), r.StatementTimeout.Line, "%s is more than PostgreSQL accepts (%s)", dst.StatementTimeout, maxServerTimeout)
+	}
 	l.setDuration(p.key("max_statement_timeout"), r.MaxStatementTimeout, &dst.MaxStatementTimeout)
-	l.setDuration(p.key("idle_in_transaction_timeout"), r.IdleInTransactionTimeout, &dst.IdleInTransactionTimeout)
+	if l.setDuration(p.key("idle_in_transaction_timeout"), r.IdleInTransactionTimeout, &dst.IdleInTransactionTimeout) && dst.IdleInTransactionTimeout > maxServerTimeout/2-time.Second {
+		l.errorf(p.key("idle_in_transaction_timeout"), r.IdleInTransactionTimeout.Line, "%s is too long: the backstop the router gives PostgreSQL (twice it) would be more than PostgreSQL accepts; at most %s", dst.IdleInTransactionTimeout, (maxServerTimeout/2 - time.Second).Truncate(time.Hour))
+	}
 	l.setDuration(p.key("client_idle_timeout"), r.ClientIdleTimeout, &dst.ClientIdleTimeout)
 	l.setRate(p.key("query_rate"), r.QueryRate, &dst.QueryRate)
 	l.setInt(p.key("query_burst"), r.QueryBurst, &dst.QueryBurst, 0, math.MaxInt)

@@ -236,6 +236,12 @@ func TestValidationErrors(t *testing.T) {
 		src  string
 		want []string
 	}{
+		{"login_timeout zero", "listen: {login_timeout: 0s}\nbackend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
+			[]string{"listen.login_timeout: must be more than 0"}},
+		{"statement_timeout beyond PostgreSQL", "backend: {host: db}\ndefaults: {statement_timeout: 600h}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
+			[]string{"defaults.statement_timeout: 600h0m0s is more than PostgreSQL accepts"}},
+		{"idle_in_transaction_timeout beyond PostgreSQL", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    idle_in_transaction_timeout: 300h\n"),
+			[]string{"tenants.acme.idle_in_transaction_timeout: 300h0m0s is too long"}},
 		{"pool_size zero in defaults", "backend: {host: db}\ndefaults: {pool_size: 0}\ntenants:\n" + tenantYAML("acme", "d", "u", ""),
 			[]string{"defaults.pool_size: 0 must be at least 1 (line 2)"}},
 		{"pool_size zero in tenant", "backend: {host: db}\ntenants:\n" + tenantYAML("acme", "d", "u", "    pool_size: 0\n"),
@@ -481,6 +487,17 @@ tenants:
 	}
 	bad := strings.Replace(src, "pool_size: 4", "pool_size: 4\n  pool_sise: 5", 1)
 	wantErr(t, parseErr(t, bad, nil), "defaults.pool_sise: unknown key, did you mean pool_size?", "tenants.acme.pool_sise: unknown key, did you mean pool_size?")
+}
+
+// yaml.v3 panics on a merge key next to a key that is itself a list or a
+// mapping; the file must be refused, not crash the router reloading it.
+func TestMergeWithUnhashableKeyIsAnError(t *testing.T) {
+	src := "backend: {host: db}\ntenants:\n  acme:\n    <<: {pool_size: 5}\n    [database]: d\n"
+	msg := parseErr(t, src, nil)
+	if !strings.Contains(msg, "tenants.acme") {
+		t.Fatalf("error %q, want one naming tenants.acme", msg)
+	}
+	t.Log(msg)
 }
 
 func TestAliasBombIsBounded(t *testing.T) {

@@ -43,6 +43,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
+		if fs.NArg() > 0 {
+			// Serving some other file than the one named would be worse
+			// than not starting.
+			fmt.Fprintf(stderr, "pgbridge serve: unexpected argument %q: name the configuration file with --config FILE\n", fs.Arg(0))
+			return 2
+		}
 		if *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
 			if err != nil {

@@ -78,3 +78,15 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("no args: exit %d", code)
 	}
 }
+
+// serve takes its file from --config only; a bare argument is refused
+// rather than ignored in favour of ./pgbridge.yaml.
+func TestServeRefusesABareArgument(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"serve", "other.yaml"}, nil, &out, &errOut); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(errOut.String(), `"other.yaml"`) || !strings.Contains(errOut.String(), "--config") {
+		t.Errorf("stderr %q", errOut.String())
+	}
+}
