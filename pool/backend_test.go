@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -713,6 +714,54 @@ func TestSuspectDropsReadOnlyConnections(t *testing.T) {
 			return err == nil && n == 0
 		})
 	}
+}
+
+// Validating suspect connections ends with the caller's pool_wait_timeout:
+// a server that stopped answering without closing its connections (here
+// its backends are stopped with SIGSTOP) costs one wait, not a
+// connect_timeout per idle connection.
+func TestSuspectValidationEndsWithThePoolWait(t *testing.T) {
+	ctx := testCtx(t)
+	cfg := pgConfig(cluster, 10, tenantSpec{name: "acme", poolSize: 3, wait: 500 * time.Millisecond})
+	cfg.Backend.ConnectTimeout = 5 * time.Second
+	m := New(cfg, withInterval(time.Hour))
+	defer m.Close()
+	var held []*Conn
+	pids := map[uint32]bool{}
+	for i := 0; i < 3; i++ {
+		c, err := m.Acquire(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		pids[c.PID] = true
+	}
+	for _, c := range held {
+		m.Release(c)
+	}
+	for pid := range pids {
+		if err := syscall.Kill(int(pid), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Kill(int(pid), syscall.SIGCONT) })
+	}
+	m.Suspect()
+	start := time.Now()
+	c, err := m.Acquire(ctx, "acme")
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		if pids[c.PID] {
+			t.Errorf("handed out stopped backend %d", c.PID)
+		}
+		m.Release(c)
+	case !errors.Is(err, ErrWaitTimeout):
+		t.Fatal(err)
+	}
+	if took > 4*time.Second {
+		t.Fatalf("Acquire took %s with pool_wait_timeout 500ms (connect_timeout 5s)", took)
+	}
+	t.Logf("Acquire: %v after %s", err, took)
 }
 
 func setReadOnly(t *testing.T, on bool) {

@@ -30,6 +30,11 @@ type Conn struct {
 	// proxy's record of statements prepared on it). The pool never reads
 	// it; it lives as long as the connection.
 	State any
+	// RanQuery is set whenever the pool (or Exec) ran a simple-protocol
+	// Query on the connection, which destroys the backend's unnamed
+	// prepared statement: the pool validates suspect connections that
+	// way before handing them out. The connection's user clears it.
+	RanQuery bool
 
 	tenant   *tenantPool
 	frontend *pgproto3.Frontend
@@ -84,6 +89,7 @@ func (c *Conn) simpleQuery(ctx context.Context, sql string) (string, error) {
 		_ = c.Conn.SetDeadline(dl)
 		defer func() { _ = c.Conn.SetDeadline(time.Time{}) }()
 	}
+	c.RanQuery = true
 	c.frontend.Send(&pgproto3.Query{String: sql})
 	if err := c.frontend.Flush(); err != nil {
 		return "", err

@@ -348,7 +348,7 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 		if err != nil {
 			return nil, err
 		}
-		if !m.usable(ctx, c, dialed) {
+		if !m.usable(ctx, c, dialed, deadline) {
 			m.Discard(c)
 			continue
 		}
@@ -471,7 +471,11 @@ const peekAfter = 100 * time.Millisecond
 // usable checks a connection about to be handed out: one idle for peekAfter
 // must not show a closed or talking socket, and one dialed or last validated before
 // the latest Suspect is validated with a round trip.
-func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool) bool {
+// The validation round trip ends by the end of the caller's
+// pool_wait_timeout (waitEnd, zero: none) too, so that a dead server that
+// does not even reset its connections costs one wait, not a connect_timeout
+// per idle connection.
+func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool, waitEnd time.Time) bool {
 	if !dialed && m.now().Sub(c.lastUsed) >= peekAfter && !c.alive() {
 		m.log.Info("discarding a backend connection the server closed",
 			zap.String("tenant", c.Tenant()), zap.Uint32("backend_pid", c.PID))
@@ -488,7 +492,11 @@ func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool) bool {
 	if timeout <= 0 {
 		timeout = validateTimeout
 	}
-	vctx, cancel := context.WithTimeout(ctx, timeout)
+	end := time.Now().Add(timeout)
+	if !waitEnd.IsZero() && waitEnd.Before(end) {
+		end = waitEnd
+	}
+	vctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	ro, err := c.readOnly(vctx)
 	if err != nil || ro {

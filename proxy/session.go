@@ -684,6 +684,10 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	}
 	bs := stateOf(be.State)
 	be.State = bs
+	if be.RanQuery { // the pool validated it with a simple Query
+		be.RanQuery = false
+		bs.unnamed = 0
+	}
 	swallow := 0
 	if bs.paramsKey != ss.paramsKey {
 		// The backend carries another client's parameters (or none): give

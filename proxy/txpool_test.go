@@ -987,3 +987,22 @@ func TestFailedCopyReleasesTheBackend(t *testing.T) {
 		t.Fatal(n)
 	}
 }
+
+// After Suspect (a failover sign) the pool checks each backend with a
+// simple Query before handing it out, which destroys the backend's unnamed
+// statement: a client's Bind of its unnamed statement still works.
+func TestUnnamedStatementSurvivesValidation(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	ctx := testCtx(t, 20*time.Second)
+	a := r.connect(t, "globex").PgConn()
+	if _, err := a.Prepare(ctx, "", "select 42", nil); err != nil {
+		t.Fatal(err)
+	}
+	if res := a.ExecPrepared(ctx, "", nil, nil, nil).Read(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	r.pool.Suspect()
+	if res := a.ExecPrepared(ctx, "", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "42" {
+		t.Fatalf("after validation: %v %q", res.Err, res.Rows)
+	}
+}
