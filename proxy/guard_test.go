@@ -605,3 +605,43 @@ func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
 		}
 	})
 }
+
+// query_rate never refuses part of a request: a Sync that ends a request
+// begun by an earlier batch (here after a Parse error, when the backend
+// skips everything up to a Sync), or a batch carrying COPY data, waits for
+// its token instead. A Query put in their place would be skipped (the
+// client would wait forever) or break the COPY.
+func TestQueryRateNeverRefusesPartOfARequest(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 2, "query_burst": 1, "pool_wait_timeout": "100ms"}))
+	setup := r.connect(t, "acme")
+	mustExec(t, setup, "drop table if exists rate_copy; create table rate_copy (id int)")
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists rate_copy") })
+
+	hc := hijackDSN(t, r.dsn("acme"))
+	time.Sleep(600 * time.Millisecond) // a token for BEGIN
+	sendAll(t, hc, &pgproto3.Query{String: "begin"})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("begin: %v", codes)
+	}
+	sendAll(t, hc, &pgproto3.Parse{Query: "selec 1"}, &pgproto3.Flush{})
+	if _, codes := receiveUntil[*pgproto3.ErrorResponse](t, hc); codes[0] != "42601" {
+		t.Fatalf("parse error %v", codes)
+	}
+	sendAll(t, hc, &pgproto3.Sync{}) // no token left this instant
+	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	sendAll(t, hc, &pgproto3.Query{String: "rollback"}) // ends a transaction: never refused
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("rollback: %v", codes)
+	}
+
+	time.Sleep(600 * time.Millisecond) // a token for the COPY itself
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy rate_copy from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY: errors %v", codes)
+	}
+	if n := superInt(t, tenants["acme"].Database, "select count(*) from rate_copy"); n != 1 {
+		t.Fatalf("rows %d", n)
+	}
+}

@@ -522,12 +522,15 @@ func queryText(frame []byte) string {
 // way PostgreSQL would refuse its first message: by the router when no
 // backend is attached, else by replacing each request with a statement
 // the backend fails (so the transaction state stays the backend's). A
-// batch that does not end a request while a backend is attached waits for
-// its token without a bound: there is no way to refuse part of a request.
-// A nil batch with a nil error means the router answered.
+// batch that does not start a request (it finishes one that an earlier
+// batch began, or carries COPY data) waits for its token without a bound:
+// there is no way to refuse part of a request, and a Query in its place
+// would be skipped by a backend waiting for a Sync after an error, or break
+// a COPY. A nil batch with a nil error means the router answered.
 func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundary, rewrite, query bool) ([]byte, bool, bool, error) {
 	ss.mu.Lock()
 	attached := ss.be != nil
+	midRequest := attached && !ss.boundary || hasCopy(batch)
 	ss.mu.Unlock()
 	n := syncs
 	if !attached {
@@ -545,7 +548,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	}
 	pol := ss.ts.tenant().Policy
 	ctx := ss.ctx
-	bounded := !attached || boundary
+	bounded := !attached || boundary && !midRequest
 	if bounded && pol.PoolWaitTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, pol.PoolWaitTimeout)
@@ -1357,6 +1360,19 @@ func syncIndex(batch []byte) int {
 		pos += n
 	}
 	return -1
+}
+
+// hasCopy reports whether a batch of whole messages holds COPY data or its
+// end (CopyData, CopyDone, CopyFail).
+func hasCopy(batch []byte) bool {
+	for pos := 0; pos+5 <= len(batch); {
+		switch batch[pos] {
+		case 'd', 'c', 'f':
+			return true
+		}
+		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
+	}
+	return false
 }
 
 // copyOnly reports whether a batch of whole messages holds nothing but COPY
