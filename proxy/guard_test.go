@@ -615,7 +615,9 @@ func TestQueryRateNeverRefusesPartOfARequest(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 2, "query_burst": 1, "pool_wait_timeout": "100ms"}))
 	setup := r.connect(t, "acme")
 	mustExec(t, setup, "drop table if exists rate_copy; create table rate_copy (id int)")
-	t.Cleanup(func() { _ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists rate_copy") })
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists rate_copy")
+	})
 
 	hc := hijackDSN(t, r.dsn("acme"))
 	time.Sleep(600 * time.Millisecond) // a token for BEGIN
