@@ -350,6 +350,9 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 		}
 		if !m.usable(ctx, c, dialed, deadline) {
 			m.Discard(c)
+			if !deadline.IsZero() && !time.Now().Before(deadline) {
+				return nil, ErrWaitTimeout // validating the rest would take longer still
+			}
 			continue
 		}
 		if admit {
@@ -492,9 +495,18 @@ func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool, waitEnd time
 	if timeout <= 0 {
 		timeout = validateTimeout
 	}
-	end := time.Now().Add(timeout)
-	if !waitEnd.IsZero() && waitEnd.Before(end) {
-		end = waitEnd
+	now := time.Now()
+	end := now.Add(timeout)
+	if !waitEnd.IsZero() {
+		// Not less than minValidate: a healthy connection handed over at
+		// the end of the wait still gets its round trip.
+		floor := now.Add(minValidate)
+		if waitEnd.After(floor) {
+			floor = waitEnd
+		}
+		if floor.Before(end) {
+			end = floor
+		}
 	}
 	vctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
@@ -510,6 +522,9 @@ func (m *Manager) usable(ctx context.Context, c *Conn, dialed bool, waitEnd time
 	m.mu.Unlock()
 	return true
 }
+
+// minValidate is the least time a suspect connection's validation gets.
+const minValidate = 100 * time.Millisecond
 
 // Suspect marks every backend connection open now (idle, in use or being
 // dialed, all tenants) as needing validation before its next hand-out. Call

@@ -257,10 +257,7 @@ func TestKillClientThatStopsReading(t *testing.T) {
 	adm := r.admin(t)
 	ti := tenants["acme"]
 	stuck := func(name string) net.Conn {
-		hc := hijackDSN(t, r.dsn("acme", "application_name="+name))
-		if tc, ok := hc.Conn.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(16 << 10) // fill up sooner
-		}
+		hc := hijackSlowReader(t, r.dsn("acme", "application_name="+name))
 		hc.Frontend.Send(&pgproto3.Query{String: "select repeat('x', 100000) from generate_series(1, 10000000)"})
 		if err := hc.Frontend.Flush(); err != nil {
 			t.Fatal(err)

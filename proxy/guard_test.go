@@ -647,3 +647,78 @@ func TestQueryRateNeverRefusesPartOfARequest(t *testing.T) {
 		t.Fatalf("rows %d", n)
 	}
 }
+
+// Flush messages do not restart a running statement's time, and an answer
+// that waits on a slow client is not a statement that ignored its cancel.
+func TestMaxStatementTimeoutFlushAndSlowClient(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"max_statement_timeout": "1s"}))
+	t.Run("flushes", func(t *testing.T) {
+		hc := hijackDSN(t, r.dsn("acme"))
+		start := time.Now()
+		sendAll(t, hc, &pgproto3.Parse{Query: "select pg_sleep(6)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		got := make(chan string, 1)
+		go func() { // no t.Fatal off the test goroutine
+			_ = hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for {
+				m, err := hc.Frontend.Receive()
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				if e, ok := m.(*pgproto3.ErrorResponse); ok {
+					got <- e.Code
+					return
+				}
+			}
+		}()
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case code := <-got:
+				if code != "57014" || time.Since(start) > 4*time.Second {
+					t.Fatalf("got %q after %s, want 57014 soon after 1s", code, time.Since(start))
+				}
+				return
+			case <-tick.C:
+				sendAll(t, hc, &pgproto3.Flush{})
+			}
+		}
+	})
+	t.Run("slow client", func(t *testing.T) {
+		hc := hijackSlowReader(t, r.dsn("acme"))
+		sendAll(t, hc, &pgproto3.Query{String: "select repeat('x', 1000) from generate_series(1, 6000)"})
+		time.Sleep(4 * time.Second) // the statement is done long before; its answer waits on us
+		rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		if len(rows) != 6000 {
+			t.Fatalf("%d rows (errors %v), want 6000", len(rows), codes)
+		}
+	})
+	if n := r.counter("acme", "close", "statement_timeout"); n != 0 {
+		t.Errorf("statement_timeout closes = %d, want 0", n)
+	}
+}
+
+// COPY data sent after its COPY failed takes no query token: refusing it
+// would leave the session skipping to a Sync a simple-protocol client never
+// sends.
+func TestQueryRateIgnoresStrayCopyData(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 1, "pool_wait_timeout": "100ms"}))
+	setup := r.connect(t, "acme")
+	mustExec(t, setup, "drop table if exists rate_stray; create table rate_stray (id int)")
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists rate_stray")
+	})
+	hc := hijackDSN(t, r.dsn("acme"))
+	time.Sleep(1100 * time.Millisecond) // a token for the COPY
+	sendAll(t, hc, &pgproto3.Query{String: "copy rate_stray from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
+	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
+	time.Sleep(1100 * time.Millisecond) // a token for the next query
+	sendAll(t, hc, &pgproto3.Query{String: "select 'after'"})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("after the stray COPY data: rows %v errors %v", rows, codes)
+	}
+}

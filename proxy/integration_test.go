@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -945,7 +946,40 @@ func hijack(t *testing.T, r *router) *pgconn.HijackedConn {
 // hijackDSN logs in with pgx at dsn and takes over the raw connection.
 func hijackDSN(t *testing.T, dsn string) *pgconn.HijackedConn {
 	t.Helper()
-	pc, err := pgconn.Connect(testCtx(t, 10*time.Second), dsn)
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hijackConfig(t, cfg)
+}
+
+// hijackSlowReader is hijackDSN for a client whose socket receive buffer
+// is small, set before it connects (shrinking it later makes the kernel
+// drop data it already allowed, and the sender's retransmissions back
+// off for seconds): the router blocks writing to it soon after the client
+// stops reading.
+func hijackSlowReader(t *testing.T, dsn string) *pgconn.HijackedConn {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	cfg.DialFunc = d.DialContext
+	return hijackConfig(t, cfg)
+}
+
+func hijackConfig(t *testing.T, cfg *pgconn.Config) *pgconn.HijackedConn {
+	t.Helper()
+	pc, err := pgconn.ConnectConfig(testCtx(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

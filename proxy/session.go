@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -122,9 +123,16 @@ type session struct {
 	// reached it in copy-in mode (a COPY FROM STDIN run by Execute).
 	ignoredSyncs int
 	beWoken      bool // kill set a read deadline on be
-	wantParams   map[string]string
-	paramsKey    string
-	paramsKeys   []string
+	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
+	// beReads counts the relay's reads from the backend; the watchdog
+	// compares it (progressReads, at progressAt) to see whether a request
+	// it cancelled still makes progress.
+	beReads       atomic.Uint64
+	progressReads uint64
+	progressAt    time.Time
+	wantParams    map[string]string
+	paramsKey     string
+	paramsKeys    []string
 }
 
 func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
@@ -389,12 +397,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
-		case 'd':
-			// CopyData never ends a request, but it does not start one
-			// either: while a COPY runs, its request is pending, and after
-			// a COPY ended (by an error) the backend ignores it.
-			boundary = true
-		case 'E', 'H':
+		case 'E', 'H', 'd':
 			boundary = false
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
@@ -426,7 +429,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
-		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, true)
+		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
 		if err != nil {
 			return "backend error", true, err
 		}
@@ -528,6 +531,9 @@ func queryText(frame []byte) string {
 // would be skipped by a backend waiting for a Sync after an error, or break
 // a COPY. A nil batch with a nil error means the router answered.
 func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundary, rewrite, query bool) ([]byte, bool, bool, error) {
+	if syncs == 0 && copyOnly(batch) {
+		return batch, rewrite, query, nil // COPY data: its COPY took the token
+	}
 	ss.mu.Lock()
 	attached := ss.be != nil
 	midRequest := attached && !ss.boundary || hasCopy(batch)
@@ -639,11 +645,26 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ts.stats.Queries.Add(uint64(syncs))
 	ss.mu.Lock()
 	be = ss.be
+	if be != nil && ss.pending == 0 && !ss.inCopy && copyOnly(batch) {
+		// COPY data or its end after the COPY ended (an error ended it):
+		// the backend would ignore it. Drop it, and give the backend back
+		// if the session is between transactions: the ReadyForQuery that
+		// ended the COPY could not (CopyData had left the session short of
+		// a request boundary), and none will come now.
+		if ss.txStatus == 'I' && ss.tracking && ss.pinned == "" {
+			ss.boundary = true
+			ss.detachIdleLocked(be)
+			return nil, nil, nil
+		}
+		ss.boundary = true
+		ss.mu.Unlock()
+		return nil, nil, nil
+	}
 	if be != nil {
-		if ss.pending == 0 {
-			// A new request: its time runs from now, also after one that
-			// ended without Sync (Execute, Flush: a cursor fetched in
-			// steps).
+		if ss.pending == 0 && (ss.boundary || hasExecute(batch)) {
+			// A new request: its time runs from now. Without Sync, an
+			// Execute starts one too (a cursor fetched in steps: Execute
+			// with a row limit, Flush); a Flush alone does not.
 			ss.busySince = ss.srv.now()
 			if ss.boundary {
 				ss.srv.pool.Busy(be) // the next request of an open transaction
@@ -655,9 +676,9 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		return be, nil, nil
 	}
 	if copyOnly(batch) {
-		// CopyData, CopyDone or CopyFail after the COPY ended (an error
-		// ended it and released the backend): a backend would ignore them,
-		// and no ReadyForQuery would ever release it.
+		// CopyData, CopyDone or CopyFail after the COPY ended and its
+		// backend went back: a backend would ignore them, and no
+		// ReadyForQuery would ever release it.
 		ss.mu.Unlock()
 		return nil, nil, nil
 	}
@@ -687,10 +708,6 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	}
 	bs := stateOf(be.State)
 	be.State = bs
-	if be.RanQuery { // the pool validated it with a simple Query
-		be.RanQuery = false
-		bs.unnamed = 0
-	}
 	swallow := 0
 	if bs.paramsKey != ss.paramsKey {
 		// The backend carries another client's parameters (or none): give
@@ -709,6 +726,10 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
 		bs.unnamed = 0
 	}
+	if be.RanQuery { // a simple Query ran on it (the pool's validation, applyParams)
+		be.RanQuery = false
+		bs.unnamed = 0
+	}
 	ss.mu.Lock()
 	if ss.closing {
 		ss.mu.Unlock()
@@ -724,6 +745,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.segRecv = 0
 	ss.ignoredSyncs = 0
 	ss.beWoken = false
+	ss.inCopy = false
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
 	if ss.tracking && ss.pinned == "" {
@@ -739,6 +761,31 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.mu.Unlock()
 	go ss.pump(be, rd, done, swallow)
 	return be, pre, nil
+}
+
+// detachIdleLocked gives back be, attached to a session between
+// transactions with nothing pending, whose pump (if any) is waiting for
+// backend data that will not come. It is called with mu held and releases
+// it.
+func (ss *session) detachIdleLocked(be *pool.Conn) {
+	ss.be = nil
+	done := ss.pumpDone
+	ss.pumpDone = nil
+	ss.idleSince = ss.srv.now()
+	ss.mu.Unlock()
+	if done != nil {
+		_ = be.SetReadDeadline(time.Now()) // the pump sees it is no longer its backend and ends
+		<-done
+		_ = be.SetReadDeadline(time.Time{})
+	} else if ss.syncRd != nil {
+		backendReaders.Put(ss.syncRd)
+		ss.syncRd = nil
+	}
+	if stateOf(be.State).discard {
+		ss.srv.pool.Discard(be)
+		return
+	}
+	ss.srv.pool.Release(be)
 }
 
 // applyParams sets the client's startup parameters on be with sql and
@@ -903,6 +950,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			ss.pumpReadFailed(be, err)
 			return relayDone
 		}
+		ss.beReads.Add(1)
 		pos, start := 0, 0
 		dropped := false
 		release := false
@@ -959,6 +1007,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				bound = true
 			case 'G', 'W':
 				copyIn = true
+				ss.mu.Lock()
+				ss.inCopy = true
+				ss.mu.Unlock()
 				if bound {
 					// COPY FROM STDIN run by Execute. PostgreSQL ignores
 					// every Sync it reads in copy-in mode, so the Sync that
@@ -1105,6 +1156,7 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		return false, false, false, false
 	}
 	ss.segRecv++
+	ss.inCopy = false
 	if ss.pending > 0 {
 		ss.pending--
 	}
@@ -1362,6 +1414,17 @@ func syncIndex(batch []byte) int {
 	return -1
 }
 
+// hasExecute reports whether a batch of whole messages holds an Execute.
+func hasExecute(batch []byte) bool {
+	for pos := 0; pos+5 <= len(batch); {
+		if batch[pos] == 'E' {
+			return true
+		}
+		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
+	}
+	return false
+}
+
 // hasCopy reports whether a batch of whole messages holds COPY data or its
 // end (CopyData, CopyDone, CopyFail).
 func hasCopy(batch []byte) bool {
@@ -1399,7 +1462,7 @@ func countSyncs(batch []byte) (n int, boundary bool) {
 		case 'Q', 'S', 'F':
 			n++
 			boundary = true
-		case 'c', 'f', 'd':
+		case 'c', 'f':
 			boundary = true
 		default:
 			boundary = false

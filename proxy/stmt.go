@@ -91,7 +91,7 @@ type expectation struct {
 	seg     uint64
 	def     string // for a Parse: the definition to forget if it never ran
 	name    string // for a client's named Parse: its name, likewise
-	unnamed bool   // a Parse of the unnamed statement
+	unnamed bool   // a Parse or Close of the unnamed statement
 }
 
 func appendMsg(dst []byte, typ byte, parts ...[]byte) []byte {
@@ -389,7 +389,7 @@ func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
 			return nil
 		}
 		bs.unnamed = 0
-		ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
+		ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent, unnamed: true})
 		return appendMsg(nil, 'C', []byte{'S', 0})
 	}
 	bs.unnamed = ss.id
@@ -526,9 +526,9 @@ func (ss *session) skipSegmentLocked(bs *backendState) {
 			keep = append(keep, e)
 			continue
 		}
-		if e.kind == '1' && e.unnamed {
-			// Skipped: the backend still holds whichever unnamed statement
-			// it had before, not the one the books name.
+		if e.unnamed {
+			// A Parse or Close of the unnamed statement, skipped: the
+			// backend still holds whichever it had before.
 			bs.unnamed = unnamedUnknown
 			continue
 		}

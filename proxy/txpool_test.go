@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -1005,4 +1006,74 @@ func TestUnnamedStatementSurvivesValidation(t *testing.T) {
 	if res := a.ExecPrepared(ctx, "", nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "42" {
 		t.Fatalf("after validation: %v %q", res.Err, res.Rows)
 	}
+}
+
+// After a COPY failed on its data, a large CopyData the client still
+// streams must go nowhere: never into the backend once it is back in the
+// pool, where another client's messages would land inside it (and its
+// tail would run as their query).
+func TestStrayCopyStreamAfterAFailedCopy(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "3s"}))
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copys; create table app_data.copys (id int)")
+	a := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, a, &pgproto3.Query{String: "copy app_data.copys from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, a)
+	// A bad row, then (before its error comes back) 64 KiB of data ending
+	// in what would be a Query message if a backend read it outside the
+	// CopyData: the router streams it while the backend answers the error.
+	tail := []byte{'Q', 0, 0, 0, 13, 's', 'e', 'l', 'e', 'c', 't', ' ', '2', 0}
+	big := append(bytes.Repeat([]byte("1\n"), 32<<10), tail...)
+	raw, _ := (&pgproto3.CopyData{Data: []byte("bad\n")}).Encode(nil)
+	raw, _ = (&pgproto3.CopyData{Data: big}).Encode(raw)
+	raw, _ = (&pgproto3.CopyDone{}).Encode(raw)
+	half := len(raw) / 2
+	started := make(chan struct{})
+	sent := make(chan error, 1)
+	go func() { // no t.Fatal off the test goroutine
+		_, err := a.Conn.Write(raw[:half])
+		close(started)
+		if err == nil {
+			time.Sleep(300 * time.Millisecond) // the stream waits for the rest
+			_, err = a.Conn.Write(raw[half:])
+		}
+		sent <- err
+	}()
+	<-started
+	for i := 0; i < 5; i++ {
+		if n := queryInt(t, setup, "select 1"); n != 1 {
+			t.Fatalf("another client's select 1 returned %d", n)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 {
+		t.Fatalf("errors %v", codes)
+	}
+	sendAll(t, a, &pgproto3.Query{String: "select 'after'"})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("after the failed COPY: rows %v errors %v", rows, codes)
+	}
+	if n := queryInt(t, setup, "select 3"); n != 3 {
+		t.Fatal(n)
+	}
+}
+
+// The round trip that applies a new parameter set destroys the backend's
+// unnamed statement; the next client with the same set must not find
+// the unnamed statement the previous one left.
+func TestUnnamedStatementAfterParamsRoundTrip(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	ctx := testCtx(t, 20*time.Second)
+	a := r.connectMode(t, "acme", pgx.QueryExecModeExec, "options='-c work_mem=7MB'").PgConn()
+	if _, err := a.Prepare(ctx, "", "select 'a-secret'", nil); err != nil {
+		t.Fatal(err)
+	}
+	b := r.connectMode(t, "acme", pgx.QueryExecModeExec, "options='-c work_mem=7MB'").PgConn()
+	res := b.ExecPrepared(ctx, "", nil, nil, nil).Read()
+	if res.Err == nil {
+		t.Fatalf("b ran a's unnamed statement: %q", res.Rows)
+	}
+	wantCode(t, res.Err, "26000")
 }

@@ -125,15 +125,25 @@ func (ss *session) watch(now time.Time) (parking bool) {
 		case lim <= 0:
 		case ss.routerCancel == 0 && age >= lim:
 			ss.routerCancel = lim
+			ss.progressReads, ss.progressAt = ss.beReads.Load(), now
 			ss.ts.stats.Cancels.Inc(string(ReasonStatementTimeout))
 			go ss.cancelStatement(ss.be, ss.busySince)
-		case ss.routerCancel != 0 && age >= lim+cancelGrace:
-			// The cancel did not end the request: the statement caught it
-			// (an exception handler), or nothing runs and the client holds
-			// its backend without a Sync. End the session; its backend is
-			// discarded with whatever it was doing.
-			ss.guardFired = true
-			go ss.end(errStatementStuck(lim))
+		case ss.routerCancel != 0:
+			if r := ss.beReads.Load(); r != ss.progressReads || !ss.wmu.TryLock() {
+				// The backend is still sending, or the answer waits on
+				// the client to read it: the statement may well be done.
+				ss.progressReads, ss.progressAt = r, now
+				break
+			}
+			ss.wmu.Unlock()
+			if now.Sub(ss.progressAt) >= cancelGrace {
+				// Nothing came back since the cancel: the statement caught
+				// it (an exception handler), or nothing runs and the client
+				// holds its backend without a Sync. End the session; its
+				// backend is discarded with whatever it was doing.
+				ss.guardFired = true
+				go ss.end(errStatementStuck(lim))
+			}
 		}
 	case ss.txStatus == 'T' || ss.txStatus == 'E':
 		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
