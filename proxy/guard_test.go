@@ -722,3 +722,39 @@ func TestQueryRateIgnoresStrayCopyData(t *testing.T) {
 		t.Fatalf("after the stray COPY data: rows %v errors %v", rows, codes)
 	}
 }
+
+// A COPY that failed on its data leaves the session between requests: a
+// client that then goes quiet is not running a statement, and its next
+// query's time starts with it, not with the COPY.
+func TestMaxStatementTimeoutAfterAFailedCopy(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"max_statement_timeout": "2s"}))
+	setup := r.connect(t, "acme")
+	mustExec(t, setup, "drop table if exists copy_quiet; create table copy_quiet (id int)")
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists copy_quiet")
+	})
+	hc := hijackDSN(t, r.dsn("acme"))
+	sendAll(t, hc, &pgproto3.Query{String: "copy copy_quiet from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	time.Sleep(1500 * time.Millisecond)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22P02" {
+		t.Fatalf("errors %v", codes)
+	}
+	sendAll(t, hc, &pgproto3.Query{String: "select pg_sleep(1)"}) // 2.5 s after the COPY began
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("query after the failed COPY: errors %v", codes)
+	}
+	sendAll(t, hc, &pgproto3.Query{String: "copy copy_quiet from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
+	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	time.Sleep(4 * time.Second) // quiet: not a statement past its limit
+	sendAll(t, hc, &pgproto3.Query{String: "select 'still here'"})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
+		t.Fatalf("after a quiet spell: rows %v errors %v", rows, codes)
+	}
+	if n := r.counter("acme", "close", "statement_timeout"); n != 0 {
+		t.Errorf("statement_timeout closes = %d, want 0", n)
+	}
+}

@@ -124,6 +124,7 @@ type session struct {
 	ignoredSyncs int
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
+	copyEnded    bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -645,7 +646,10 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ts.stats.Queries.Add(uint64(syncs))
 	ss.mu.Lock()
 	be = ss.be
-	if be != nil && ss.pending == 0 && !ss.inCopy && copyOnly(batch) {
+	if be != nil && !copyOnly(batch) {
+		ss.copyEnded = false
+	}
+	if be != nil && ss.pending == 0 && ss.copyEnded && copyOnly(batch) {
 		// COPY data or its end after the COPY ended (an error ended it):
 		// the backend would ignore it. Drop it, and give the backend back
 		// if the session is between transactions: the ReadyForQuery that
@@ -661,7 +665,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		return nil, nil, nil
 	}
 	if be != nil {
-		if ss.pending == 0 && (ss.boundary || hasExecute(batch)) {
+		if ss.pending == 0 && (ss.boundary || syncs > 0 || hasExecute(batch)) {
 			// A new request: its time runs from now. Without Sync, an
 			// Execute starts one too (a cursor fetched in steps: Execute
 			// with a row limit, Flush); a Flush alone does not.
@@ -746,6 +750,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.ignoredSyncs = 0
 	ss.beWoken = false
 	ss.inCopy = false
+	ss.copyEnded = false
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
 	if ss.tracking && ss.pinned == "" {
@@ -977,6 +982,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 						ss.pumpStreamFailed(be, err)
 						return relayDone
 					}
+					ss.beReads.Add(1)
 					pos = -1
 				}
 				break
@@ -1156,6 +1162,7 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		return false, false, false, false
 	}
 	ss.segRecv++
+	copyEnded := ss.inCopy
 	ss.inCopy = false
 	if ss.pending > 0 {
 		ss.pending--
@@ -1179,6 +1186,18 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.busySince = now // the next request's turn
 	} else {
 		ss.idleSince = now
+	}
+	if copyEnded && ss.pending == 0 && !ss.boundary {
+		// A COPY ended (by an error) while its client may still be
+		// sending data, which kept the session short of a boundary. It is
+		// between requests now; the backend stays attached all the same
+		// (the client loop may be writing to it) until the client's next
+		// message: more copy data is then dropped and the backend given
+		// back (attach), anything else runs on it.
+		ss.boundary = true
+		ss.copyEnded = true
+		ss.idleSince = now
+		return false, true, status == 'I', true
 	}
 	answered = ss.pending == 0 && ss.boundary
 	idle = answered && status == 'I'

@@ -1077,3 +1077,43 @@ func TestUnnamedStatementAfterParamsRoundTrip(t *testing.T) {
 	}
 	wantCode(t, res.Err, "26000")
 }
+
+// COPY data a client sends before CopyInResponse (Execute and Flush, then
+// the data at once) reaches the COPY: only data after a COPY ended is
+// dropped.
+func TestCopyDataBeforeCopyInResponse(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 2}))
+	ti := tenants["umbrella"]
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copy_early; create table app_data.copy_early (id int)")
+	ctx := testCtx(t, 30*time.Second)
+	locker, err := pgx.Connect(ctx, cluster.SuperDSN(ti.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.Background())
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "lock table app_data.copy_early in access exclusive mode"); err != nil {
+		t.Fatal(err)
+	}
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.copy_early from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	time.Sleep(200 * time.Millisecond) // the COPY waits for the lock
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")})
+	time.Sleep(200 * time.Millisecond)
+	sendAll(t, hc, &pgproto3.CopyDone{})
+	time.Sleep(200 * time.Millisecond)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sendAll(t, hc, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY: errors %v", codes)
+	}
+	if n := queryInt(t, setup, "select count(*) from app_data.copy_early"); n != 1 {
+		t.Fatalf("rows %d, want 1", n)
+	}
+}
