@@ -124,6 +124,7 @@ type session struct {
 	ignoredSyncs int
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
+	copyClean    bool // inCopy, and the client sent only copy messages since
 	copyEnded    bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
@@ -647,7 +648,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.mu.Lock()
 	be = ss.be
 	if be != nil && !copyOnly(batch) {
-		ss.copyEnded = false
+		ss.copyEnded, ss.copyClean = false, false
 	}
 	if be != nil && ss.pending == 0 && ss.copyEnded && copyOnly(batch) {
 		// COPY data or its end after the COPY ended (an error ended it):
@@ -665,7 +666,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		return nil, nil, nil
 	}
 	if be != nil {
-		if ss.pending == 0 && (ss.boundary || syncs > 0 || hasExecute(batch)) {
+		if ss.pending == 0 && (ss.boundary || hasExecute(batch)) {
 			// A new request: its time runs from now. Without Sync, an
 			// Execute starts one too (a cursor fetched in steps: Execute
 			// with a row limit, Flush); a Flush alone does not.
@@ -749,8 +750,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.segRecv = 0
 	ss.ignoredSyncs = 0
 	ss.beWoken = false
-	ss.inCopy = false
-	ss.copyEnded = false
+	ss.inCopy, ss.copyClean, ss.copyEnded = false, false, false
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
 	if ss.tracking && ss.pinned == "" {
@@ -1014,7 +1014,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
-				ss.inCopy = true
+				ss.inCopy, ss.copyClean, ss.copyEnded = true, true, false
 				ss.mu.Unlock()
 				if bound {
 					// COPY FROM STDIN run by Execute. PostgreSQL ignores
@@ -1162,8 +1162,8 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		return false, false, false, false
 	}
 	ss.segRecv++
-	copyEnded := ss.inCopy
-	ss.inCopy = false
+	copyEnded := ss.inCopy && ss.copyClean // only copy messages were sent since CopyInResponse
+	ss.inCopy, ss.copyClean = false, false
 	if ss.pending > 0 {
 		ss.pending--
 	}

@@ -1117,3 +1117,31 @@ func TestCopyDataBeforeCopyInResponse(t *testing.T) {
 		t.Fatalf("rows %d, want 1", n)
 	}
 }
+
+// A COPY ended by CopyDone with the next COPY (Execute, Flush) in the same
+// write: the session is mid-request after the first COPY's ReadyForQuery,
+// and the second COPY's data goes to it.
+func TestCopyAfterCopyPipelined(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copy_a, app_data.copy_b; create table app_data.copy_a (id int); create table app_data.copy_b (id int)")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copy_a from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
+		&pgproto3.Parse{Query: "copy app_data.copy_b from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY a: %v", codes)
+	}
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	time.Sleep(100 * time.Millisecond)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("2\n")})
+	time.Sleep(100 * time.Millisecond)
+	sendAll(t, hc, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY b: %v", codes)
+	}
+	if n := queryInt(t, setup, "select (select count(*) from app_data.copy_a) * 10 + (select count(*) from app_data.copy_b)"); n != 11 {
+		t.Fatalf("rows %d, want 11", n)
+	}
+}
