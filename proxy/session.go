@@ -124,8 +124,12 @@ type session struct {
 	ignoredSyncs int
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
-	copyClean    bool // inCopy, and the client sent only copy messages since
-	copyEnded    bool // a COPY ended short of a boundary; only copy messages came since
+	// tailClean: nothing but COPY data was sent after the last sync point
+	// (Query, Sync, FunctionCall); batchDirty is the client loop's note
+	// for the batch it is about to attach (forwardClient).
+	tailClean  bool
+	batchDirty bool
+	copyEnded  bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -352,6 +356,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	logQueries := ss.srv.logQueries.Load()
 	pos, syncs := 0, 0
 	boundary := false
+	dirty := false // a message other than COPY data after the batch's last sync point
 	terminate := false
 	rewrite := false
 	query := false
@@ -387,6 +392,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 			syncs++
 			boundary = true
+			dirty = false
 			// Plain queries go out untouched; only statements with
 			// session-level effects need the rewrite pass.
 			rewrite = rewrite || sqllex.Effects(queryText(ss.crd.Bytes()[pos:pos+total])) != sqllex.EffectNone
@@ -394,12 +400,17 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'S', 'F':
 			syncs++
 			boundary = true
+			dirty = false
 		case 'c', 'f':
 			boundary = true
 		case 'P', 'B', 'D', 'C':
 			boundary = false
+			dirty = true
 			rewrite = rewrite || typ == 'P' || ss.tracking
-		case 'E', 'H', 'd':
+		case 'E', 'H':
+			boundary = false
+			dirty = true
+		case 'd':
 			boundary = false
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
@@ -421,6 +432,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	}
 	if pos > 0 {
 		ss.ts.stats.BytesIn.Add(uint64(pos))
+		ss.batchDirty = dirty
 		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite, query); err != nil {
 			return "backend error", true, err
 		}
@@ -431,6 +443,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
+		ss.batchDirty = false
 		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
 		if err != nil {
 			return "backend error", true, err
@@ -646,9 +659,14 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ts := ss.ts
 	ts.stats.Queries.Add(uint64(syncs))
 	ss.mu.Lock()
+	if syncs > 0 {
+		ss.tailClean = !ss.batchDirty
+	} else if ss.batchDirty {
+		ss.tailClean = false
+	}
 	be = ss.be
 	if be != nil && !copyOnly(batch) {
-		ss.copyEnded, ss.copyClean = false, false
+		ss.copyEnded = false
 	}
 	if be != nil && ss.pending == 0 && ss.copyEnded && copyOnly(batch) {
 		// COPY data or its end after the COPY ended (an error ended it):
@@ -750,7 +768,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.segRecv = 0
 	ss.ignoredSyncs = 0
 	ss.beWoken = false
-	ss.inCopy, ss.copyClean, ss.copyEnded = false, false, false
+	ss.inCopy, ss.copyEnded = false, false
 	rd := backendReaders.Get().(*wire.Reader)
 	rd.Reset(be)
 	if ss.tracking && ss.pinned == "" {
@@ -776,15 +794,23 @@ func (ss *session) detachIdleLocked(be *pool.Conn) {
 	ss.be = nil
 	done := ss.pumpDone
 	ss.pumpDone = nil
+	ss.copyEnded = false
 	ss.idleSince = ss.srv.now()
 	ss.mu.Unlock()
+	if done == nil && ss.syncRd != nil {
+		backendReaders.Put(ss.syncRd)
+		ss.syncRd = nil
+	}
+	ss.giveBackIdle(be, done)
+}
+
+// giveBackIdle stops the pump of be (done, if not nil), which the session
+// no longer holds, and gives be back to the pool.
+func (ss *session) giveBackIdle(be *pool.Conn, done chan struct{}) {
 	if done != nil {
 		_ = be.SetReadDeadline(time.Now()) // the pump sees it is no longer its backend and ends
 		<-done
 		_ = be.SetReadDeadline(time.Time{})
-	} else if ss.syncRd != nil {
-		backendReaders.Put(ss.syncRd)
-		ss.syncRd = nil
 	}
 	if stateOf(be.State).discard {
 		ss.srv.pool.Discard(be)
@@ -1014,7 +1040,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
-				ss.inCopy, ss.copyClean, ss.copyEnded = true, true, false
+				ss.inCopy, ss.copyEnded = true, false
 				ss.mu.Unlock()
 				if bound {
 					// COPY FROM STDIN run by Execute. PostgreSQL ignores
@@ -1162,8 +1188,8 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		return false, false, false, false
 	}
 	ss.segRecv++
-	copyEnded := ss.inCopy && ss.copyClean // only copy messages were sent since CopyInResponse
-	ss.inCopy, ss.copyClean = false, false
+	copyEnded := ss.inCopy && ss.tailClean // nothing but copy messages follows the last sync point
+	ss.inCopy = false
 	if ss.pending > 0 {
 		ss.pending--
 	}

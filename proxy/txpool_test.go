@@ -1145,3 +1145,66 @@ func TestCopyAfterCopyPipelined(t *testing.T) {
 		t.Fatalf("rows %d, want 11", n)
 	}
 }
+
+// The same with everything sent before the first CopyInResponse (the next
+// COPY waits for a lock meanwhile): its data still reaches it.
+func TestCopyAfterCopyAllAtOnce(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
+	ti := tenants["umbrella"]
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copy_c, app_data.copy_d; create table app_data.copy_c (id int); create table app_data.copy_d (id int)")
+	ctx := testCtx(t, 30*time.Second)
+	locker, err := pgx.Connect(ctx, cluster.SuperDSN(ti.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.Background())
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "lock table app_data.copy_d in access exclusive mode"); err != nil {
+		t.Fatal(err)
+	}
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copy_c from stdin"}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
+		&pgproto3.Parse{Query: "copy app_data.copy_d from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY c: %v", codes)
+	}
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("2\n")})
+	time.Sleep(300 * time.Millisecond)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY d: %v", codes)
+	}
+	if n := queryInt(t, setup, "select (select count(*) from app_data.copy_c) * 10 + (select count(*) from app_data.copy_d)"); n != 11 {
+		t.Fatalf("rows %d, want 11", n)
+	}
+}
+
+// A client that goes quiet after its COPY failed on its data does not keep
+// the backend: another client of the tenant gets it.
+func TestQuietAfterAFailedCopy(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, "drop table if exists app_data.copy_q; create table app_data.copy_q (id int)")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copy_q from stdin"})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 {
+		t.Fatalf("errors %v", codes)
+	}
+	if n := queryInt(t, setup, "select 5"); n != 5 { // while hc is quiet
+		t.Fatal(n)
+	}
+	sendAll(t, hc, &pgproto3.CopyDone{}, &pgproto3.Query{String: "select 'after'"})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
+		t.Fatalf("after: rows %v errors %v", rows, codes)
+	}
+}

@@ -158,6 +158,15 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			ss.srv.pool.Idle(ss.be)
 		}
 	default:
+		if ss.copyEnded && ss.inFill && ss.be != nil && ss.pumpDone != nil && ss.pending == 0 &&
+			ss.txStatus == 'I' && ss.tracking && ss.pinned == "" {
+			// A COPY failed on its data and the client went quiet: the
+			// client loop waits for the client, so nothing is being
+			// written to the backend; give it back.
+			be, done := ss.be, ss.pumpDone
+			ss.be, ss.pumpDone, ss.copyEnded = nil, nil, false
+			go ss.giveBackIdle(be, done)
+		}
 		if lim := pol.ClientIdleTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
 			ss.guardFired = true
 			go ss.end(errClientIdle(lim))
