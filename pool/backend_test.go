@@ -654,19 +654,7 @@ func TestSuspectDropsReadOnlyConnections(t *testing.T) {
 	ctx := testCtx(t)
 	m := New(pgConfig(cluster, 10, tenantSpec{name: "acme", poolSize: 3}), withInterval(time.Hour))
 	defer m.Close()
-	var held []*Conn
-	pids := map[uint32]bool{}
-	for i := 0; i < 3; i++ {
-		c, err := m.Acquire(ctx, "acme")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		pids[c.PID] = true
-	}
-	for _, c := range held {
-		m.Release(c)
-	}
+	pids := idleConns(t, m, "acme", 3)
 
 	// On a healthy server validation keeps the connection.
 	m.Suspect()
@@ -726,19 +714,7 @@ func TestSuspectValidationEndsWithThePoolWait(t *testing.T) {
 	cfg.Backend.ConnectTimeout = 5 * time.Second
 	m := New(cfg, withInterval(time.Hour))
 	defer m.Close()
-	var held []*Conn
-	pids := map[uint32]bool{}
-	for i := 0; i < 3; i++ {
-		c, err := m.Acquire(ctx, "acme")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		pids[c.PID] = true
-	}
-	for _, c := range held {
-		m.Release(c)
-	}
+	pids := idleConns(t, m, "acme", 3)
 	for pid := range pids {
 		if err := syscall.Kill(int(pid), syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -762,6 +738,26 @@ func TestSuspectValidationEndsWithThePoolWait(t *testing.T) {
 		t.Fatalf("Acquire took %s with pool_wait_timeout 500ms (connect_timeout 5s)", took)
 	}
 	t.Logf("Acquire: %v after %s", err, took)
+}
+
+// idleConns opens n connections of tenant and puts them back idle,
+// returning their backend PIDs.
+func idleConns(t *testing.T, m *Manager, tenant string, n int) map[uint32]bool {
+	t.Helper()
+	var held []*Conn
+	pids := map[uint32]bool{}
+	for range n {
+		c, err := m.Acquire(testCtx(t), tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		pids[c.PID] = true
+	}
+	for _, c := range held {
+		m.Release(c)
+	}
+	return pids
 }
 
 func setReadOnly(t *testing.T, on bool) {

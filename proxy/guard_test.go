@@ -559,8 +559,8 @@ func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
 		start := time.Now()
 		_, err := conn.Exec(testCtx(t, 20*time.Second),
 			"do $$ begin perform pg_sleep(5); exception when query_canceled then perform pg_sleep(8); end $$")
-		if pe := wantCode(t, err, "57014"); pe.Severity != "FATAL" {
-			t.Fatalf("severity %s, want FATAL (%s)", pe.Severity, pe.Message)
+		if pe := wantCode(t, err, "57014"); pe.Severity != "FATAL" || !strings.Contains(pe.Message, "max_statement_timeout (500ms)") {
+			t.Fatalf("%s %q, want FATAL naming the limit", pe.Severity, pe.Message)
 		}
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("ended after %s", took)
@@ -568,27 +568,16 @@ func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
 	})
 	t.Run("no Sync", func(t *testing.T) {
 		hc := hijackDSN(t, r.dsn("acme"))
-		sendAll(t, hc, &pgproto3.Query{String: "begin"})
-		receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		simpleQuery(t, hc, "begin")
 		sendAll(t, hc, &pgproto3.Flush{})
-		msgs, err := receiveUntilClosed(hc, 10*time.Second)
-		if err != nil {
-			t.Fatalf("session not ended: %v", err)
-		}
-		if len(msgs) != 1 {
-			t.Fatalf("want one ErrorResponse, got %v", msgs)
-		}
-		if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "57014" || e.Severity != "FATAL" {
-			t.Fatalf("want FATAL 57014, got %#v", msgs[0])
-		}
+		wantFatalClose(t, hc, "57014")
 	})
 	if n := r.counter("acme", "close", "statement_timeout"); n != 2 {
 		t.Errorf("statement_timeout closes = %d, want 2", n)
 	}
 	t.Run("cursor fetched in steps", func(t *testing.T) {
 		hc := hijackDSN(t, r.dsn("acme"))
-		sendAll(t, hc, &pgproto3.Query{String: "begin"})
-		receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		simpleQuery(t, hc, "begin")
 		sendAll(t, hc, &pgproto3.Parse{Query: "select g from generate_series(1, 10) g"}, &pgproto3.Bind{})
 		for i := 1; i <= 10; i++ { // 3 s in all
 			sendAll(t, hc, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Flush{})
@@ -614,15 +603,11 @@ func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
 func TestQueryRateNeverRefusesPartOfARequest(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 2, "query_burst": 1, "pool_wait_timeout": "100ms"}))
 	setup := r.connect(t, "acme")
-	mustExec(t, setup, "drop table if exists rate_copy; create table rate_copy (id int)")
-	t.Cleanup(func() {
-		_ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists rate_copy")
-	})
+	scratchTable(t, setup, "acme", "rate_copy", "id int")
 
 	hc := hijackDSN(t, r.dsn("acme"))
 	time.Sleep(600 * time.Millisecond) // a token for BEGIN
-	sendAll(t, hc, &pgproto3.Query{String: "begin"})
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+	if _, codes := simpleQuery(t, hc, "begin"); len(codes) > 0 {
 		t.Fatalf("begin: %v", codes)
 	}
 	sendAll(t, hc, &pgproto3.Parse{Query: "selec 1"}, &pgproto3.Flush{})
@@ -631,8 +616,8 @@ func TestQueryRateNeverRefusesPartOfARequest(t *testing.T) {
 	}
 	sendAll(t, hc, &pgproto3.Sync{}) // no token left this instant
 	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
-	sendAll(t, hc, &pgproto3.Query{String: "rollback"}) // ends a transaction: never refused
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+	// ROLLBACK ends a transaction: never refused.
+	if _, codes := simpleQuery(t, hc, "rollback"); len(codes) > 0 {
 		t.Fatalf("rollback: %v", codes)
 	}
 
@@ -705,20 +690,15 @@ func TestMaxStatementTimeoutFlushAndSlowClient(t *testing.T) {
 func TestQueryRateIgnoresStrayCopyData(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 1, "pool_wait_timeout": "100ms"}))
 	setup := r.connect(t, "acme")
-	mustExec(t, setup, "drop table if exists rate_stray; create table rate_stray (id int)")
-	t.Cleanup(func() {
-		_ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists rate_stray")
-	})
+	scratchTable(t, setup, "acme", "rate_stray", "id int")
 	hc := hijackDSN(t, r.dsn("acme"))
 	time.Sleep(1100 * time.Millisecond) // a token for the COPY
-	sendAll(t, hc, &pgproto3.Query{String: "copy rate_stray from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startCopy(t, hc, "copy rate_stray from stdin")
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
 	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
 	time.Sleep(1100 * time.Millisecond) // a token for the next query
-	sendAll(t, hc, &pgproto3.Query{String: "select 'after'"})
-	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
 		t.Fatalf("after the stray COPY data: rows %v errors %v", rows, codes)
 	}
 }
@@ -729,29 +709,23 @@ func TestQueryRateIgnoresStrayCopyData(t *testing.T) {
 func TestMaxStatementTimeoutAfterAFailedCopy(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"max_statement_timeout": "2s"}))
 	setup := r.connect(t, "acme")
-	mustExec(t, setup, "drop table if exists copy_quiet; create table copy_quiet (id int)")
-	t.Cleanup(func() {
-		_ = cluster.Exec(context.Background(), tenants["acme"].Database, "drop table if exists copy_quiet")
-	})
+	scratchTable(t, setup, "acme", "copy_quiet", "id int")
 	hc := hijackDSN(t, r.dsn("acme"))
-	sendAll(t, hc, &pgproto3.Query{String: "copy copy_quiet from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startCopy(t, hc, "copy copy_quiet from stdin")
 	time.Sleep(1500 * time.Millisecond)
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22P02" {
 		t.Fatalf("errors %v", codes)
 	}
-	sendAll(t, hc, &pgproto3.Query{String: "select pg_sleep(1)"}) // 2.5 s after the COPY began
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+	// 2.5 s after the COPY began: its time is its own.
+	if _, codes := simpleQuery(t, hc, "select pg_sleep(1)"); len(codes) > 0 {
 		t.Fatalf("query after the failed COPY: errors %v", codes)
 	}
-	sendAll(t, hc, &pgproto3.Query{String: "copy copy_quiet from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startCopy(t, hc, "copy copy_quiet from stdin")
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
 	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
 	time.Sleep(4 * time.Second) // quiet: not a statement past its limit
-	sendAll(t, hc, &pgproto3.Query{String: "select 'still here'"})
-	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
+	if rows, codes := simpleQuery(t, hc, "select 'still here'"); len(codes) > 0 || len(rows) != 1 {
 		t.Fatalf("after a quiet spell: rows %v errors %v", rows, codes)
 	}
 	if n := r.counter("acme", "close", "statement_timeout"); n != 0 {

@@ -900,15 +900,22 @@ func sendWantProtocolFatal(t *testing.T, hc *pgconn.HijackedConn, raw []byte) {
 	if _, err := hc.Conn.Write(raw); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := receiveUntilClosed(hc, 5*time.Second)
+	wantFatalClose(t, hc, "08P01")
+}
+
+// wantFatalClose wants one FATAL ErrorResponse with code on hc, then the
+// connection closed, within 10 s.
+func wantFatalClose(t *testing.T, hc *pgconn.HijackedConn, code string) {
+	t.Helper()
+	msgs, err := receiveUntilClosed(hc, 10*time.Second)
 	if err != nil {
 		t.Fatalf("session not closed: %v", err)
 	}
 	if len(msgs) != 1 {
 		t.Fatalf("want one ErrorResponse, got %v", msgs)
 	}
-	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "08P01" || e.Severity != "FATAL" {
-		t.Fatalf("want FATAL 08P01, got %#v", msgs[0])
+	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != code || e.Severity != "FATAL" {
+		t.Fatalf("want FATAL %s, got %#v", code, msgs[0])
 	}
 }
 

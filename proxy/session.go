@@ -125,11 +125,11 @@ type session struct {
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
 	// tailClean: nothing but COPY data was sent after the last sync point
-	// (Query, Sync, FunctionCall); batchDirty is the client loop's note
-	// for the batch it is about to attach (forwardClient).
-	tailClean  bool
-	batchDirty bool
-	copyEnded  bool // a COPY ended short of a boundary; only copy messages came since
+	// (Query, Sync, FunctionCall). batch describes the batch the client
+	// loop is about to attach (forwardClient).
+	tailClean bool
+	batch     batchFlags
+	copyEnded bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -356,7 +356,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	logQueries := ss.srv.logQueries.Load()
 	pos, syncs := 0, 0
 	boundary := false
-	dirty := false // a message other than COPY data after the batch's last sync point
+	var flags batchFlags
 	terminate := false
 	rewrite := false
 	query := false
@@ -392,7 +392,6 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 			syncs++
 			boundary = true
-			dirty = false
 			// Plain queries go out untouched; only statements with
 			// session-level effects need the rewrite pass.
 			rewrite = rewrite || sqllex.Effects(queryText(ss.crd.Bytes()[pos:pos+total])) != sqllex.EffectNone
@@ -400,17 +399,12 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'S', 'F':
 			syncs++
 			boundary = true
-			dirty = false
 		case 'c', 'f':
 			boundary = true
 		case 'P', 'B', 'D', 'C':
 			boundary = false
-			dirty = true
 			rewrite = rewrite || typ == 'P' || ss.tracking
-		case 'E', 'H':
-			boundary = false
-			dirty = true
-		case 'd':
+		case 'E', 'H', 'd':
 			boundary = false
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
@@ -418,6 +412,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		if terminate {
 			break
 		}
+		flags = flags.add(typ)
 		pos += total
 	}
 	if pos == 0 && !terminate && bigCopy == 0 {
@@ -432,7 +427,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	}
 	if pos > 0 {
 		ss.ts.stats.BytesIn.Add(uint64(pos))
-		ss.batchDirty = dirty
+		ss.batch = flags
 		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite, query); err != nil {
 			return "backend error", true, err
 		}
@@ -443,7 +438,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
-		ss.batchDirty = false
+		ss.batch = batchCopy
 		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
 		if err != nil {
 			return "backend error", true, err
@@ -485,6 +480,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		}
 		batch = batch[i:]
 		syncs, boundary = countSyncs(batch)
+		ss.batch = classify(batch)
 		if len(batch) == 0 {
 			return nil
 		}
@@ -546,12 +542,12 @@ func queryText(frame []byte) string {
 // would be skipped by a backend waiting for a Sync after an error, or break
 // a COPY. A nil batch with a nil error means the router answered.
 func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundary, rewrite, query bool) ([]byte, bool, bool, error) {
-	if syncs == 0 && copyOnly(batch) {
+	if ss.batch&batchOther == 0 {
 		return batch, rewrite, query, nil // COPY data: its COPY took the token
 	}
 	ss.mu.Lock()
 	attached := ss.be != nil
-	midRequest := attached && !ss.boundary || hasCopy(batch)
+	midRequest := attached && !ss.boundary || ss.batch&batchCopy != 0
 	ss.mu.Unlock()
 	n := syncs
 	if !attached {
@@ -595,6 +591,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	for range syncs {
 		out = append(out, q...)
 	}
+	ss.batch = batchOther
 	return out, false, true, nil
 }
 
@@ -658,17 +655,18 @@ func (ss *session) setWaiting(w bool) {
 func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn, pre []byte, err error) {
 	ts := ss.ts
 	ts.stats.Queries.Add(uint64(syncs))
+	copyOnly := ss.batch&batchOther == 0
 	ss.mu.Lock()
 	if syncs > 0 {
-		ss.tailClean = !ss.batchDirty
-	} else if ss.batchDirty {
+		ss.tailClean = ss.batch&batchDirty == 0
+	} else if ss.batch&batchDirty != 0 {
 		ss.tailClean = false
 	}
 	be = ss.be
-	if be != nil && !copyOnly(batch) {
+	if be != nil && !copyOnly {
 		ss.copyEnded = false
 	}
-	if be != nil && ss.pending == 0 && ss.copyEnded && copyOnly(batch) {
+	if be != nil && ss.pending == 0 && ss.copyEnded && copyOnly {
 		// COPY data or its end after the COPY ended (an error ended it):
 		// the backend would ignore it. Drop it, and give the backend back
 		// if the session is between transactions: the ReadyForQuery that
@@ -684,7 +682,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		return nil, nil, nil
 	}
 	if be != nil {
-		if ss.pending == 0 && (ss.boundary || hasExecute(batch)) {
+		if ss.pending == 0 && (ss.boundary || ss.batch&batchExecute != 0) {
 			// A new request: its time runs from now. Without Sync, an
 			// Execute starts one too (a cursor fetched in steps: Execute
 			// with a row limit, Flush); a Flush alone does not.
@@ -698,7 +696,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return be, nil, nil
 	}
-	if copyOnly(batch) {
+	if copyOnly {
 		// CopyData, CopyDone or CopyFail after the COPY ended and its
 		// backend went back: a backend would ignore them, and no
 		// ReadyForQuery would ever release it.
@@ -1459,43 +1457,38 @@ func syncIndex(batch []byte) int {
 	return -1
 }
 
-// hasExecute reports whether a batch of whole messages holds an Execute.
-func hasExecute(batch []byte) bool {
-	for pos := 0; pos+5 <= len(batch); {
-		if batch[pos] == 'E' {
-			return true
-		}
-		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
+// batchFlags describe a batch of client messages. forwardClient sets them
+// (session.batch) as it reads the headers, so that nothing downstream scans
+// the batch again.
+type batchFlags uint8
+
+const (
+	batchCopy    batchFlags = 1 << iota // CopyData, CopyDone or CopyFail
+	batchOther                          // any other message
+	batchExecute                        // an Execute
+	batchDirty                          // a message other than COPY data after the batch's last sync point
+)
+
+// add accounts for one more message, of type typ.
+func (f batchFlags) add(typ byte) batchFlags {
+	switch typ {
+	case 'd', 'c', 'f':
+		return f | batchCopy
+	case 'Q', 'S', 'F':
+		return f&^batchDirty | batchOther
+	case 'E':
+		return f | batchOther | batchExecute | batchDirty
 	}
-	return false
+	return f | batchOther | batchDirty
 }
 
-// hasCopy reports whether a batch of whole messages holds COPY data or its
-// end (CopyData, CopyDone, CopyFail).
-func hasCopy(batch []byte) bool {
+// classify describes a batch of whole messages (for a batch the router cut).
+func classify(batch []byte) (f batchFlags) {
 	for pos := 0; pos+5 <= len(batch); {
-		switch batch[pos] {
-		case 'd', 'c', 'f':
-			return true
-		}
+		f = f.add(batch[pos])
 		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
 	}
-	return false
-}
-
-// copyOnly reports whether a batch of whole messages holds nothing but COPY
-// data and its end (CopyData, CopyDone, CopyFail). An empty batch (the
-// start of a streamed CopyData) counts.
-func copyOnly(batch []byte) bool {
-	for pos := 0; pos+5 <= len(batch); {
-		switch batch[pos] {
-		case 'd', 'c', 'f':
-		default:
-			return false
-		}
-		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
-	}
-	return true
+	return f
 }
 
 // countSyncs counts request-ending messages in a batch of whole messages and

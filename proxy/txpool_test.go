@@ -969,8 +969,7 @@ func TestFailedCopyReleasesTheBackend(t *testing.T) {
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copyf; create table app_data.copyf (id int)")
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copyf from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startCopy(t, hc, "copy app_data.copyf from stdin")
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("not a number\n")})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22P02" {
 		t.Fatalf("errors %v, want [22P02]", codes)
@@ -980,8 +979,7 @@ func TestFailedCopyReleasesTheBackend(t *testing.T) {
 		t.Fatalf("rows %d", n)
 	}
 	// The copying client goes on normally.
-	sendAll(t, hc, &pgproto3.Query{String: "select 'after'"})
-	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
 		t.Fatalf("after the failed COPY: rows %v errors %v", rows, codes)
 	}
 	if n := queryInt(t, setup, "select 7"); n != 7 {
@@ -1017,8 +1015,7 @@ func TestStrayCopyStreamAfterAFailedCopy(t *testing.T) {
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copys; create table app_data.copys (id int)")
 	a := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, a, &pgproto3.Query{String: "copy app_data.copys from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, a)
+	startCopy(t, a, "copy app_data.copys from stdin")
 	// A bad row, then (before its error comes back) 64 KiB of data ending
 	// in what would be a Query message if a backend read it outside the
 	// CopyData: the router streams it while the backend answers the error.
@@ -1051,8 +1048,7 @@ func TestStrayCopyStreamAfterAFailedCopy(t *testing.T) {
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 {
 		t.Fatalf("errors %v", codes)
 	}
-	sendAll(t, a, &pgproto3.Query{String: "select 'after'"})
-	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+	if rows, codes := simpleQuery(t, a, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
 		t.Fatalf("after the failed COPY: rows %v errors %v", rows, codes)
 	}
 	if n := queryInt(t, setup, "select 3"); n != 3 {
@@ -1083,22 +1079,9 @@ func TestUnnamedStatementAfterParamsRoundTrip(t *testing.T) {
 // dropped.
 func TestCopyDataBeforeCopyInResponse(t *testing.T) {
 	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 2}))
-	ti := tenants["umbrella"]
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copy_early; create table app_data.copy_early (id int)")
-	ctx := testCtx(t, 30*time.Second)
-	locker, err := pgx.Connect(ctx, cluster.SuperDSN(ti.Database))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close(context.Background())
-	tx, err := locker.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "lock table app_data.copy_early in access exclusive mode"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockTable(t, tenants["umbrella"].Database, "app_data.copy_early")
 	hc := hijackDSN(t, r.dsn("umbrella"))
 	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.copy_early from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
 	time.Sleep(200 * time.Millisecond) // the COPY waits for the lock
@@ -1106,9 +1089,7 @@ func TestCopyDataBeforeCopyInResponse(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	sendAll(t, hc, &pgproto3.CopyDone{})
 	time.Sleep(200 * time.Millisecond)
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	sendAll(t, hc, &pgproto3.Sync{})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
 		t.Fatalf("COPY: errors %v", codes)
@@ -1126,8 +1107,7 @@ func TestCopyAfterCopyPipelined(t *testing.T) {
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copy_a, app_data.copy_b; create table app_data.copy_a (id int); create table app_data.copy_b (id int)")
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copy_a from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startCopy(t, hc, "copy app_data.copy_a from stdin")
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
 		&pgproto3.Parse{Query: "copy app_data.copy_b from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
@@ -1150,22 +1130,9 @@ func TestCopyAfterCopyPipelined(t *testing.T) {
 // COPY waits for a lock meanwhile): its data still reaches it.
 func TestCopyAfterCopyAllAtOnce(t *testing.T) {
 	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
-	ti := tenants["umbrella"]
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copy_c, app_data.copy_d; create table app_data.copy_c (id int); create table app_data.copy_d (id int)")
-	ctx := testCtx(t, 30*time.Second)
-	locker, err := pgx.Connect(ctx, cluster.SuperDSN(ti.Database))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close(context.Background())
-	tx, err := locker.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "lock table app_data.copy_d in access exclusive mode"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockTable(t, tenants["umbrella"].Database, "app_data.copy_d")
 	hc := hijackDSN(t, r.dsn("umbrella"))
 	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copy_c from stdin"}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
 		&pgproto3.Parse{Query: "copy app_data.copy_d from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
@@ -1174,9 +1141,7 @@ func TestCopyAfterCopyAllAtOnce(t *testing.T) {
 	}
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("2\n")})
 	time.Sleep(300 * time.Millisecond)
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	receiveUntil[*pgproto3.CopyInResponse](t, hc)
 	sendAll(t, hc, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
@@ -1194,8 +1159,7 @@ func TestQuietAfterAFailedCopy(t *testing.T) {
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copy_q; create table app_data.copy_q (id int)")
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Query{String: "copy app_data.copy_q from stdin"})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startCopy(t, hc, "copy app_data.copy_q from stdin")
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 {
 		t.Fatalf("errors %v", codes)
@@ -1207,4 +1171,54 @@ func TestQuietAfterAFailedCopy(t *testing.T) {
 	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
 		t.Fatalf("after: rows %v errors %v", rows, codes)
 	}
+}
+
+// simpleQuery sends sql as a simple Query on hc and reads the answer up to
+// ReadyForQuery.
+func simpleQuery(t *testing.T, hc *pgconn.HijackedConn, sql string) (rows, codes []string) {
+	t.Helper()
+	sendAll(t, hc, &pgproto3.Query{String: sql})
+	return receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+}
+
+// startCopy sends a COPY FROM STDIN as a simple Query and waits for the
+// CopyInResponse.
+func startCopy(t *testing.T, hc *pgconn.HijackedConn, sql string) {
+	t.Helper()
+	sendAll(t, hc, &pgproto3.Query{String: sql})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+}
+
+// lockTable holds an ACCESS EXCLUSIVE lock on table (in database) from a
+// superuser connection until the returned function is called.
+func lockTable(t *testing.T, database, table string) (unlock func()) {
+	t.Helper()
+	ctx := testCtx(t, 30*time.Second)
+	c, err := pgx.Connect(ctx, cluster.SuperDSN(database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "lock table "+table+" in access exclusive mode"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// scratchTable creates table (with columns cols) through conn in the
+// tenant's database and drops it when the test ends.
+func scratchTable(t *testing.T, conn *pgx.Conn, tenant, table, cols string) {
+	t.Helper()
+	mustExec(t, conn, "drop table if exists "+table+"; create table "+table+" ("+cols+")")
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), tenants[tenant].Database, "drop table if exists "+table)
+	})
 }
