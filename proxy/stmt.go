@@ -473,17 +473,20 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 		return "DEALLOCATE " + quoteIdent(st.name), nil, true
 	}
 	// This backend lacks it: prepare a stand-in first under a fresh name.
-	// Not the client's text, which may no longer parse (a dropped table)
-	// and would then make the backend skip this Query, waiting for a Sync
-	// that never comes. In a failed transaction even the stand-in's Parse
-	// would fail that way; there the DEALLOCATE itself fails (25P02), as
-	// it would on PostgreSQL.
+	// Its text is empty, the one Parse PostgreSQL accepts even in a failed
+	// transaction, which the last ReadyForQuery does not tell when the
+	// client pipelined this behind other requests. Any Parse that can fail
+	// (the client's text, after a dropped table, say) would make the
+	// backend skip this Query, waiting for a Sync that never comes; in a
+	// failed transaction the DEALLOCATE itself then fails (25P02), as it
+	// would on PostgreSQL (the empty stand-in stays, under a name no one
+	// uses). Known failed, it is left out.
 	bsName := newBackendName()
 	if ss.txStatus == 'E' {
 		return "DEALLOCATE " + quoteIdent(bsName), nil, true
 	}
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
-	return "DEALLOCATE " + quoteIdent(bsName), appendNamedMsg(nil, 'P', nil, bsName, []byte("SELECT\x00\x00\x00")), true
+	return "DEALLOCATE " + quoteIdent(bsName), appendNamedMsg(nil, 'P', nil, bsName, []byte("\x00\x00\x00")), true
 }
 
 func pinReason(e sqllex.Effect) string {

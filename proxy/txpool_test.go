@@ -813,6 +813,37 @@ func TestDeallocateOnABackendThatLacksTheStatement(t *testing.T) {
 	}
 }
 
+// A DEALLOCATE pipelined behind a statement that fails a transaction, on
+// a backend that lacks the statement, fails as PostgreSQL's would (25P02)
+// instead of leaving the client waiting for an answer that never comes.
+func TestDeallocatePipelinedInFailedTransaction(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	ti := tenants["globex"]
+	hc := hijackDSN(t, r.dsn("globex"))
+	sendAll(t, hc, &pgproto3.Parse{Name: "s1", Query: "select 1"}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	// The backend that holds s1 goes away; the pool dials a new one.
+	superInt(t, ti.Database, "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = $1", ti.User)
+	eventually(t, 10*time.Second, "the tenant's backend to exit", func() bool {
+		return superInt(t, ti.Database, "select count(*) from pg_stat_activity where usename = $1", ti.User) == 0
+	})
+	time.Sleep(300 * time.Millisecond) // past the pool's peek-on-hand-out age
+	sendAll(t, hc, &pgproto3.Query{String: "begin"}, &pgproto3.Query{String: "select 1/0"},
+		&pgproto3.Query{String: "deallocate s1"}, &pgproto3.Query{String: "rollback"})
+	var codes []string
+	for range 4 {
+		_, c := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		codes = append(codes, c...)
+	}
+	if len(codes) != 2 || codes[0] != "22012" || codes[1] != "25P02" {
+		t.Fatalf("error codes %v, want [22012 25P02]", codes)
+	}
+	_, c := simpleQuery(t, hc, "select 1")
+	if len(c) != 0 {
+		t.Fatal(c)
+	}
+}
+
 // A client that never prepared an unnamed statement cannot run the one
 // another client of the tenant left on a shared backend: PostgreSQL
 // reports it missing (26000), as it would without the pool.
