@@ -103,10 +103,12 @@ func (r *Reader) Discard(n int) {
 }
 
 // Fill reads at least once from the source, first moving unread bytes to
-// the front of the buffer. If want exceeds the buffer, it grows to want
-// (the caller has checked want against its limit). A buffer grown for a
-// large frame goes back to the configured size once the unread bytes fit
-// in it again and want does not need more.
+// the front of the buffer. If want exceeds the buffer, the buffer grows
+// toward want (the caller has checked want against its limit) as bytes
+// arrive: it doubles, up to want, each time it is full, so that a peer
+// announcing a large frame and sending nothing more costs no memory. A
+// buffer grown for a large frame goes back to the configured size once the
+// unread bytes fit in it again and want does not need more.
 //
 // Fill returns nil when it read at least one byte. A read error that came
 // with data is returned by the next Fill (or StreamBody).
@@ -116,8 +118,8 @@ func (r *Reader) Fill(want int) error {
 		r.r, r.w = 0, n
 	}
 	switch {
-	case want > len(r.buf):
-		nb := make([]byte, want)
+	case want > len(r.buf) && r.w == len(r.buf):
+		nb := make([]byte, min(want, 2*len(r.buf)))
 		copy(nb, r.buf[:r.w])
 		r.buf = nb
 	case len(r.buf) > len(r.base) && want <= len(r.base) && r.w < len(r.base):
