@@ -27,7 +27,7 @@ var (
 	}
 	pinReasons = []string{
 		stats.PinSet, stats.PinPrepare, stats.PinListen, stats.PinTempTable,
-		stats.PinAdvisoryLock, stats.PinHoldCursor, stats.PinLoad,
+		stats.PinAdvisoryLock, stats.PinHoldCursor, stats.PinLoad, stats.PinFunctionCall,
 	}
 	connectResults = []string{stats.ConnectOK, stats.ConnectError}
 )

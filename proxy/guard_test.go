@@ -33,6 +33,8 @@ func (r *router) counter(tenant, kind, reason string) uint64 {
 		return st.Cancels.Get(reason)
 	case "close":
 		return st.SessionCloses.Get(reason)
+	case "pin":
+		return st.Pins.Get(reason)
 	}
 	panic(kind)
 }
@@ -192,6 +194,34 @@ func TestQueryRateLimit(t *testing.T) {
 
 	if r.counter("acme", "reject", "rate_limit") < 1 || r.counter("globex", "reject", "rate_limit") != 0 {
 		t.Errorf("rate_limit rejections acme=%d globex=%d", r.counter("acme", "reject", "rate_limit"), r.counter("globex", "reject", "rate_limit"))
+	}
+}
+
+// A pipeline pays a token for every request in it, however many one
+// write carries: 200 queries in one batch do not pass a 1/s limit.
+func TestQueryRatePipelinePaysPerRequest(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 2, "pool_wait_timeout": "100ms"}))
+	hc := hijackDSN(t, r.dsn("acme"))
+	const n = 200
+	msgs := make([]pgproto3.FrontendMessage, n)
+	for i := range msgs {
+		msgs[i] = &pgproto3.Query{String: "select 1"}
+	}
+	sendAll(t, hc, msgs...)
+	ran, refused := 0, 0
+	for range n {
+		rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+		switch {
+		case len(codes) == 0 && len(rows) == 1:
+			ran++
+		case len(codes) == 1 && codes[0] == "53400":
+			refused++
+		default:
+			t.Fatalf("rows %v, errors %v", rows, codes)
+		}
+	}
+	if ran > 2 || refused < n-2 {
+		t.Fatalf("%d of %d pipelined queries ran, %d refused, under query_rate=1/s, query_burst=2", ran, n, refused)
 	}
 }
 
@@ -637,51 +667,94 @@ func TestQueryRateNeverRefusesPartOfARequest(t *testing.T) {
 // that waits on a slow client is not a statement that ignored its cancel.
 func TestMaxStatementTimeoutFlushAndSlowClient(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"max_statement_timeout": "1s"}))
-	t.Run("flushes", func(t *testing.T) {
-		hc := hijackDSN(t, r.dsn("acme"))
-		start := time.Now()
-		sendAll(t, hc, &pgproto3.Parse{Query: "select pg_sleep(6)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
-		got := make(chan string, 1)
-		go func() { // no t.Fatal off the test goroutine
-			_ = hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			for {
-				m, err := hc.Frontend.Receive()
-				if err != nil {
-					got <- err.Error()
-					return
+	// Neither Flushes nor more Executes (which the backend reads only
+	// once the statement is done) restart the running statement's clock.
+	for name, more := range map[string][]pgproto3.FrontendMessage{
+		"flushes":  {&pgproto3.Flush{}},
+		"executes": {&pgproto3.Execute{}, &pgproto3.Flush{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			hc := hijackDSN(t, r.dsn("acme", "options='-c statement_timeout=0'"))
+			start := time.Now()
+			sendAll(t, hc, &pgproto3.Parse{Query: "select pg_sleep(6)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+			got := make(chan string, 1)
+			go func() { // no t.Fatal off the test goroutine
+				_ = hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for {
+					m, err := hc.Frontend.Receive()
+					if err != nil {
+						got <- err.Error()
+						return
+					}
+					if e, ok := m.(*pgproto3.ErrorResponse); ok {
+						got <- e.Code
+						return
+					}
 				}
-				if e, ok := m.(*pgproto3.ErrorResponse); ok {
-					got <- e.Code
+			}()
+			tick := time.NewTicker(300 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case code := <-got:
+					if code != "57014" || time.Since(start) > 4*time.Second {
+						t.Fatalf("got %q after %s, want 57014 soon after 1s", code, time.Since(start))
+					}
 					return
+				case <-tick.C:
+					sendAll(t, hc, more...)
 				}
 			}
-		}()
-		tick := time.NewTicker(300 * time.Millisecond)
-		defer tick.Stop()
+		})
+	}
+	t.Run("slow client", func(t *testing.T) {
+		// A client still reading its answer makes progress, however long
+		// the whole takes.
+		hc := hijackSlowReader(t, r.dsn("acme"))
+		start := time.Now()
+		sendAll(t, hc, &pgproto3.Query{String: "select repeat('x', 1000) from generate_series(1, 6000)"})
+		_ = hc.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		rows := 0
 		for {
-			select {
-			case code := <-got:
-				if code != "57014" || time.Since(start) > 4*time.Second {
-					t.Fatalf("got %q after %s, want 57014 soon after 1s", code, time.Since(start))
+			m, err := hc.Frontend.Receive()
+			if err != nil {
+				t.Fatalf("after %d rows: %v", rows, err)
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+			if _, ok := m.(*pgproto3.DataRow); ok {
+				if rows++; rows%100 == 0 {
+					time.Sleep(40 * time.Millisecond) // about 2.4 s in all
 				}
-				return
-			case <-tick.C:
-				sendAll(t, hc, &pgproto3.Flush{})
 			}
 		}
-	})
-	t.Run("slow client", func(t *testing.T) {
-		hc := hijackSlowReader(t, r.dsn("acme"))
-		sendAll(t, hc, &pgproto3.Query{String: "select repeat('x', 1000) from generate_series(1, 6000)"})
-		time.Sleep(4 * time.Second) // the statement is done long before; its answer waits on us
-		rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
-		if len(rows) != 6000 {
-			t.Fatalf("%d rows (errors %v), want 6000", len(rows), codes)
+		if rows != 6000 || time.Since(start) < 2*time.Second {
+			t.Fatalf("%d rows in %s, want 6000 in more than 2s", rows, time.Since(start))
 		}
 	})
 	if n := r.counter("acme", "close", "statement_timeout"); n != 0 {
 		t.Errorf("statement_timeout closes = %d, want 0", n)
 	}
+}
+
+// A client that stops reading its answer cannot keep a statement past
+// max_statement_timeout: it would hold its backend, and its slot under
+// backend.max_active_transactions, for as long as it likes, locking other
+// tenants out.
+func TestMaxStatementTimeoutClientStopsReading(t *testing.T) {
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("acme", cfgMap{"max_statement_timeout": "1s"}),
+		tenantOverride("globex", cfgMap{"pool_wait_timeout": "10s"}),
+	)
+	hc := hijackSlowReader(t, r.dsn("acme"))
+	sendAll(t, hc, &pgproto3.Query{String: "select repeat('x', 1000) from generate_series(1, 20000)"})
+	g := r.connect(t, "globex")
+	if _, err := g.Exec(testCtx(t, 15*time.Second), "select 1"); err != nil {
+		t.Fatalf("globex while acme's client does not read: %v", err)
+	}
+	eventually(t, 10*time.Second, "the close", func() bool { return r.counter("acme", "close", "statement_timeout") == 1 })
 }
 
 // COPY data sent after its COPY failed takes no query token: refusing it

@@ -129,7 +129,16 @@ type session struct {
 	// loop is about to attach (forwardClient).
 	tailClean bool
 	batch     batchFlags
-	copyEnded bool // a COPY ended short of a boundary; only copy messages came since
+	// batchExecs counts the batch's Executes after its last sync point (all
+	// of them without one); tailExecs, those the client sent after its
+	// last sync point so far. execsDone counts the Executes the backend
+	// finished since its last ReadyForQuery (execsSettled after an error,
+	// which makes it skip the rest up to the Sync): once every sync point
+	// is answered, an Execute still running is one of the tail's.
+	batchExecs int
+	tailExecs  int
+	execsDone  atomic.Int32
+	copyEnded  bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -357,6 +366,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	pos, syncs := 0, 0
 	boundary := false
 	var flags batchFlags
+	execs := 0 // Executes after the last sync point
 	terminate := false
 	rewrite := false
 	query := false
@@ -392,19 +402,29 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 			syncs++
 			boundary = true
+			execs = 0
 			// Plain queries go out untouched; only statements with
 			// session-level effects need the rewrite pass.
 			rewrite = rewrite || sqllex.Effects(queryText(ss.crd.Bytes()[pos:pos+total])) != sqllex.EffectNone
 			query = true
-		case 'S', 'F':
+		case 'S':
 			syncs++
 			boundary = true
+			execs = 0
+		case 'F':
+			syncs++
+			boundary = true
+			execs = 0
+			rewrite = rewrite || ss.tracking // it pins the session
 		case 'c', 'f':
 			boundary = true
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
-		case 'E', 'H', 'd':
+		case 'E':
+			boundary = false
+			execs++
+		case 'H', 'd':
 			boundary = false
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
@@ -427,7 +447,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	}
 	if pos > 0 {
 		ss.ts.stats.BytesIn.Add(uint64(pos))
-		ss.batch = flags
+		ss.batch, ss.batchExecs = flags, execs
 		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite, query); err != nil {
 			return "backend error", true, err
 		}
@@ -438,7 +458,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
-		ss.batch = batchCopy
+		ss.batch, ss.batchExecs = batchCopy, 0
 		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
 		if err != nil {
 			return "backend error", true, err
@@ -480,7 +500,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		}
 		batch = batch[i:]
 		syncs, boundary = countSyncs(batch)
-		ss.batch = classify(batch)
+		ss.batch, ss.batchExecs = classify(batch)
 		if len(batch) == 0 {
 			return nil
 		}
@@ -522,6 +542,10 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 
 var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
 
+// execsSettled is session.execsDone after an error: every Execute sent
+// since the last sync point is over.
+const execsSettled = 1 << 30
+
 // queryText is the SQL of a whole Query message, without its terminator.
 func queryText(frame []byte) string {
 	if len(frame) < 6 {
@@ -556,8 +580,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	if n == 0 {
 		return batch, rewrite, query, nil
 	}
-	n = min(n, lim.Burst())
-	if lim.AllowN(time.Now(), n) {
+	if n <= lim.Burst() && lim.AllowN(time.Now(), n) {
 		return batch, rewrite, query, nil
 	}
 	if attached && endsTransaction(batch) {
@@ -572,7 +595,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 		defer cancel()
 	}
 	ss.setWaiting(true)
-	err := lim.WaitN(ctx, n)
+	err := waitTokens(ctx, lim, n)
 	ss.setWaiting(false)
 	if err == nil {
 		return batch, rewrite, query, nil
@@ -591,8 +614,31 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	for range syncs {
 		out = append(out, q...)
 	}
-	ss.batch = batchOther
+	ss.batch, ss.batchExecs = batchOther, 0
 	return out, false, true, nil
+}
+
+// waitTokens takes n tokens from lim, a burst at a time (WaitN refuses
+// more than the burst at once), so that a pipeline of many requests in one
+// batch pays for every one of them. It fails as soon as the tokens cannot
+// all come before ctx's deadline; those taken by then stay spent.
+func waitTokens(ctx context.Context, lim *rate.Limiter, n int) error {
+	burst := max(lim.Burst(), 1)
+	if dl, ok := ctx.Deadline(); ok && n > burst {
+		// The wait for all of them, judged up front: tokens come at the
+		// limit's rate once the burst is spent.
+		if r := float64(lim.Limit()); r > 0 && time.Duration(float64(n-burst)/r*float64(time.Second)) > time.Until(dl) {
+			return context.DeadlineExceeded
+		}
+	}
+	for n > 0 {
+		k := min(n, burst)
+		if err := lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // logQuery logs the SQL of a Query or Parse message (log.queries: true).
@@ -682,14 +728,20 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		return nil, nil, nil
 	}
 	if be != nil {
-		if ss.pending == 0 && (ss.boundary || ss.batch&batchExecute != 0) {
+		if ss.pending == 0 && (ss.boundary || ss.batch&batchExecute != 0 && int(ss.execsDone.Load()) >= ss.tailExecs) {
 			// A new request: its time runs from now. Without Sync, an
 			// Execute starts one too (a cursor fetched in steps: Execute
-			// with a row limit, Flush); a Flush alone does not.
+			// with a row limit, Flush), once the backend has finished
+			// the ones sent before; a Flush alone does not.
 			ss.busySince = ss.srv.now()
 			if ss.boundary {
 				ss.srv.pool.Busy(be) // the next request of an open transaction
 			}
+		}
+		if syncs > 0 {
+			ss.tailExecs = ss.batchExecs
+		} else {
+			ss.tailExecs += ss.batchExecs
 		}
 		ss.pending += syncs
 		ss.boundary = boundary
@@ -765,6 +817,8 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
 	ss.ignoredSyncs = 0
+	ss.tailExecs = ss.batchExecs
+	ss.execsDone.Store(0)
 	ss.beWoken = false
 	ss.inCopy, ss.copyEnded = false, false
 	rd := backendReaders.Get().(*wire.Reader)
@@ -847,14 +901,18 @@ func (ss *session) applyParams(be *pool.Conn, sql string) error {
 const paramsTimeout = 15 * time.Second
 
 // answerRefusal replies to a batch the router could not run (no backend
-// attached): an ErrorResponse, then ReadyForQuery for each request it
-// contained. Without a Sync in the batch, later messages are skipped up to
-// the next Sync.
+// attached): an ErrorResponse and a ReadyForQuery for each request it
+// contained, each refused as PostgreSQL would refuse it, so that none of a
+// pipeline looks as if it ran. Without a Sync in the batch, the error
+// alone, and later messages are skipped up to the next Sync.
 func (ss *session) answerRefusal(batch []byte, refusal *clientError) error {
-	out := encodeError(nil, refusal)
 	n, _ := countSyncs(batch)
-	for i := 0; i < n; i++ {
-		out = append(out, readyIdle...)
+	var out []byte
+	for i := 0; i < max(n, 1); i++ {
+		out = encodeError(out, refusal)
+		if n > 0 {
+			out = append(out, readyIdle...)
+		}
 	}
 	if n == 0 {
 		ss.skipToSync = true
@@ -1019,6 +1077,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.pumpReadFailed(be, errors.New("malformed ReadyForQuery from backend"))
 					return relayDone
 				}
+				ss.execsDone.Store(0)
 				if swallow > 0 {
 					swallow--
 					ss.mu.Lock()
@@ -1035,6 +1094,8 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				}
 			case '2':
 				bound = true
+			case 'C', 's', 'I':
+				ss.execsDone.Add(1) // an Execute (or a Query's statement) finished
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
@@ -1072,6 +1133,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.drain(fatal(ReasonBackendDown, er.Code, "", "the server refused this session's startup parameters: %s", er.Message))
 					break
 				}
+				ss.execsDone.Store(execsSettled) // the rest up to the Sync is skipped
 				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
 				if len(code) == 5 {
 					ss.ts.stats.Errors.Inc(code[:2])
@@ -1482,13 +1544,20 @@ func (f batchFlags) add(typ byte) batchFlags {
 	return f | batchOther | batchDirty
 }
 
-// classify describes a batch of whole messages (for a batch the router cut).
-func classify(batch []byte) (f batchFlags) {
+// classify describes a batch of whole messages (for a batch the router
+// cut): its flags and its Executes after its last sync point.
+func classify(batch []byte) (f batchFlags, execs int) {
 	for pos := 0; pos+5 <= len(batch); {
+		switch batch[pos] {
+		case 'E':
+			execs++
+		case 'Q', 'S', 'F':
+			execs = 0
+		}
 		f = f.add(batch[pos])
 		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
 	}
-	return f
+	return f, execs
 }
 
 // countSyncs counts request-ending messages in a batch of whole messages and

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -123,7 +124,7 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	ss.startup = sm
 	ss.tracking = tenant.Policy.PoolMode == routing.PoolTransaction
 	ss.stmts = make(map[string]*clientStmt)
-	want, err := clientParams(sm.params)
+	want, err := clientParams(sm.params, ss.tracking)
 	if err != nil {
 		return false, err
 	}
@@ -199,8 +200,16 @@ func (ss *session) checkPassword(user string, cred routing.Credential, known boo
 
 // clientParams collects the session parameters a client asked for in its
 // startup packet, including "-c name=value" pairs of options. They are
-// applied to whichever backend serves the client.
-func clientParams(p map[string]string) (map[string]string, error) {
+// applied to whichever backend serves the client. pooled: transaction
+// mode, where they stay on the backend between the client's transactions.
+//
+// Refused, besides the role: settings under which the router would read
+// the client's SQL other than the server does (standard_conforming_strings
+// off, a client-only encoding whose multibyte characters may end in a
+// backslash), which could hide a statement from it; and, when pooled, an
+// idle_session_timeout, which would end the shared backend while it waits
+// in the pool for the next client.
+func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 	want := make(map[string]string, len(p))
 	for k, v := range p {
 		switch k {
@@ -225,11 +234,50 @@ func clientParams(p map[string]string) (map[string]string, error) {
 	}
 	for k := range want {
 		// Names are case-insensitive, as PostgreSQL reads them.
-		if strings.EqualFold(k, "role") || strings.EqualFold(k, "session_authorization") {
+		v := want[k]
+		switch strings.ToLower(k) {
+		case "role", "session_authorization":
 			return nil, fatal(ReasonProtocol, "42501", "", "the startup parameter %q is not allowed: a tenant's sessions always run as its own role", k)
+		case "standard_conforming_strings":
+			if !slices.Contains([]string{"on", "true", "yes", "1"}, strings.ToLower(v)) {
+				return nil, fatal(ReasonProtocol, "0A000", "", "the startup parameter %s=%s is not supported: pgbridge reads SQL with standard_conforming_strings on", k, v)
+			}
+		case "client_encoding":
+			if clientOnlyEncoding(v) {
+				return nil, fatal(ReasonProtocol, "0A000", "Use UTF8, the server's encoding, or another encoding PostgreSQL can use on the server.",
+					"the client encoding %q is not supported: pgbridge reads SQL in encodings whose characters never contain a quote or backslash byte", v)
+			}
+		case "idle_session_timeout":
+			if pooled && v != "0" {
+				return nil, fatal(ReasonProtocol, "0A000", "pgbridge closes idle clients itself (client_idle_timeout).",
+					"the startup parameter idle_session_timeout is not supported in transaction pooling mode: the backend is shared between clients")
+			}
 		}
 	}
 	return want, nil
+}
+
+// clientOnlyEncoding reports whether name is one of PostgreSQL's
+// client-only encodings (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030,
+// JOHAB or an alias), whose multibyte characters can contain the bytes of
+// a quote or backslash. Names are compared as PostgreSQL does: letters and
+// digits only, case-insensitive.
+func clientOnlyEncoding(name string) bool {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return -1
+	}, name)
+	switch clean {
+	case "sjis", "shiftjis", "mskanji", "shiftjis2004", "big5", "gbk", "cp936", "win936", "windows936",
+		"uhc", "cp949", "win949", "windows949", "gb18030", "johab":
+		return true
+	}
+	return false
 }
 
 // parseOptions reads the "options" startup parameter: words separated by

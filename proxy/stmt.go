@@ -219,7 +219,13 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				splice(pos, end, pre, appendMsg(nil, 'Q', cstr(q)))
 			}
 			ss.segSent++
-		case 'S', 'F':
+		case 'S':
+			ss.segSent++
+		case 'F':
+			// A function called by the fastpath interface: the router
+			// cannot tell what it does (set_config, an advisory lock, a
+			// large object), so the session keeps its backend.
+			ss.pinLocked(stats.PinFunctionCall)
 			ss.segSent++
 		case 'P':
 			nameC, rest, ok := splitCString(body)
@@ -426,15 +432,8 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	if eff&sqllex.EffectSetRole != 0 {
 		return refusalSQL("42501", "pgbridge: SET ROLE and SET SESSION AUTHORIZATION are not allowed: a tenant's sessions always run as its own role"), nil, true
 	}
-	if eff.Pins() && ss.tracking && ss.pinned == "" {
-		ss.pinned = pinReason(eff)
-		ss.ts.stats.Pins.Inc(ss.pinned)
-		if ss.be != nil {
-			// A pinned session holds its backend between transactions:
-			// it no longer counts against max_active_transactions.
-			ss.srv.pool.Pinned(ss.be)
-		}
-		ss.log.Debug("session pinned to its backend", zap.String("reason", ss.pinned))
+	if eff.Pins() {
+		ss.pinLocked(pinReason(eff))
 	}
 	if eff&sqllex.EffectDiscardAll != 0 {
 		// DISCARD ALL drops every prepared statement and parameter of the
@@ -487,6 +486,22 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	}
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
 	return "DEALLOCATE " + quoteIdent(bsName), appendNamedMsg(nil, 'P', nil, bsName, []byte("\x00\x00\x00")), true
+}
+
+// pinLocked pins a transaction-mode session to its backend for reason,
+// unless it is pinned already.
+func (ss *session) pinLocked(reason string) {
+	if !ss.tracking || ss.pinned != "" {
+		return
+	}
+	ss.pinned = reason
+	ss.ts.stats.Pins.Inc(reason)
+	if ss.be != nil {
+		// A pinned session holds its backend between transactions: it no
+		// longer counts against max_active_transactions.
+		ss.srv.pool.Pinned(ss.be)
+	}
+	ss.log.Debug("session pinned to its backend", zap.String("reason", reason))
 }
 
 func pinReason(e sqllex.Effect) string {

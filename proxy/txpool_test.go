@@ -268,6 +268,79 @@ func TestSetRoleRefused(t *testing.T) {
 	}
 }
 
+// Settings under which the router would read SQL other than the server
+// does are refused at login (the lexer could be shown a harmless SELECT
+// that hides a SET ROLE); set later with SET, they pin the session, and
+// whatever the router could not see stays with it. An idle_session_timeout
+// would end a pooled backend while it waits for the next client.
+func TestStartupSettingsTheRouterCannotFollow(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}),
+		tenantOverride("initech", cfgMap{"pool_mode": "session"}))
+	for _, opt := range []string{"options='-c standard_conforming_strings=off'", "options='-c client_encoding=SJIS'",
+		"client_encoding=big5", "options='-c idle_session_timeout=1'"} {
+		_, err := connectCfg(t, connConfig(t, r.dsn("acme", opt)))
+		if pe := wantCode(t, err, "0A000"); pe.Severity != "FATAL" {
+			t.Errorf("%s: severity %s, want FATAL", opt, pe.Severity)
+		}
+	}
+	for _, opt := range []string{"options='-c standard_conforming_strings=on'", "client_encoding=UTF8", "client_encoding=LATIN1",
+		"options='-c idle_session_timeout=0'"} {
+		c, err := connectCfg(t, connConfig(t, r.dsn("acme", opt)))
+		if err != nil {
+			t.Fatalf("%s: %v", opt, err)
+		}
+		if n := queryInt(t, c, "select 1"); n != 1 {
+			t.Fatal(n)
+		}
+		closeConn(c)
+	}
+	// Session mode: the backend is the client's own until it leaves.
+	c, err := connectCfg(t, connConfig(t, r.dsn("initech", "options='-c idle_session_timeout=60000'")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, c, "show idle_session_timeout"); got != "1min" {
+		t.Fatalf("idle_session_timeout %q", got)
+	}
+
+	a := hijackDSN(t, r.dsn("acme"))
+	for _, q := range []string{"set standard_conforming_strings = off", `select 'a\' , ' ; set work_mem = '77MB'; --'`} {
+		if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
+			t.Fatalf("%s: %v", q, codes)
+		}
+	}
+	a.Conn.Close()
+	b := r.connect(t, "acme") // pool_size 1: the same backend
+	if got := queryString(t, b, "show work_mem"); got == "77MB" {
+		t.Fatalf("another client of the tenant sees work_mem=%s", got)
+	}
+}
+
+// A function called through the fastpath interface (FunctionCall) may
+// leave session state the router cannot see, here set_config: it pins the
+// session, and the backend is reset before the tenant's next client.
+func TestFunctionCallPins(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	oid := uint32(superInt(t, tenants["acme"].Database, "select 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid::bigint"))
+	a := hijackDSN(t, r.dsn("acme"))
+	sendAll(t, a, &pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{[]byte("work_mem"), []byte("77MB"), []byte("false")}})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) > 0 {
+		t.Fatalf("set_config by FunctionCall: %v", codes)
+	}
+	if rows, _ := simpleQuery(t, a, "show work_mem"); len(rows) != 1 || rows[0] != "77MB" {
+		t.Fatalf("a's work_mem %v", rows)
+	}
+	if n := r.counter("acme", "pin", "function_call"); n != 1 {
+		t.Fatalf("function_call pins %d", n)
+	}
+	a.Conn.Close()
+	b := r.connect(t, "acme") // pool_size 1: the same backend, once a has gone
+	if got := queryString(t, b, "show work_mem"); got == "77MB" {
+		t.Fatalf("another client of the tenant sees work_mem=%s", got)
+	}
+}
+
 // Startup parameters are the client's own in every transaction and never
 // reach another client of the same backend.
 func TestStartupParametersFollowTheClient(t *testing.T) {

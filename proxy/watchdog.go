@@ -129,18 +129,19 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			ss.ts.stats.Cancels.Inc(string(ReasonStatementTimeout))
 			go ss.cancelStatement(ss.be, ss.busySince)
 		case ss.routerCancel != 0:
-			if r := ss.beReads.Load(); r != ss.progressReads || !ss.wmu.TryLock() {
-				// The backend is still sending, or the answer waits on
-				// the client to read it: the statement may well be done.
+			if r := ss.beReads.Load(); r != ss.progressReads {
+				// The backend is still sending (the relay reads again
+				// each time the client took the last piece, at most
+				// 32 KiB): the statement may well be done.
 				ss.progressReads, ss.progressAt = r, now
 				break
 			}
-			ss.wmu.Unlock()
 			if now.Sub(ss.progressAt) >= cancelGrace {
 				// Nothing came back since the cancel: the statement caught
-				// it (an exception handler), or nothing runs and the client
-				// holds its backend without a Sync. End the session; its
-				// backend is discarded with whatever it was doing.
+				// it (an exception handler), nothing runs and the client
+				// holds its backend without a Sync, or the client stopped
+				// reading the answer. End the session; its backend is
+				// discarded with whatever it was doing.
 				ss.guardFired = true
 				go ss.end(errStatementStuck(lim))
 			}

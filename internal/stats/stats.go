@@ -45,6 +45,7 @@ const (
 	PinAdvisoryLock = "advisory_lock"
 	PinHoldCursor   = "hold_cursor"
 	PinLoad         = "load"
+	PinFunctionCall = "function_call" // the fastpath FunctionCall message
 
 	// pgbridge_backend_connects_total{result}
 	ConnectOK    = "ok"
