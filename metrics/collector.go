@@ -28,6 +28,7 @@ var (
 	pinReasons = []string{
 		stats.PinSet, stats.PinPrepare, stats.PinListen, stats.PinTempTable,
 		stats.PinAdvisoryLock, stats.PinHoldCursor, stats.PinLoad, stats.PinFunctionCall,
+		stats.PinCopySync,
 	}
 	connectResults = []string{stats.ConnectOK, stats.ConnectError}
 )

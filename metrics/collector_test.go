@@ -205,6 +205,8 @@ pgbridge_pinned_sessions{tenant="globex"} 0
 # TYPE pgbridge_pins_total counter
 pgbridge_pins_total{reason="advisory_lock",tenant="acme"} 0
 pgbridge_pins_total{reason="advisory_lock",tenant="globex"} 0
+pgbridge_pins_total{reason="copy_sync",tenant="acme"} 0
+pgbridge_pins_total{reason="copy_sync",tenant="globex"} 0
 pgbridge_pins_total{reason="function_call",tenant="acme"} 0
 pgbridge_pins_total{reason="function_call",tenant="globex"} 0
 pgbridge_pins_total{reason="hold_cursor",tenant="acme"} 0

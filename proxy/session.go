@@ -119,9 +119,24 @@ type session struct {
 	expect     []expectation // Parses and Closes in flight
 	segSent    uint64        // sync points (Query, Sync, FunctionCall) written
 	segRecv    uint64        // ReadyForQuery messages received
-	// ignoredSyncs counts Syncs sent that the backend ignores because they
-	// reached it in copy-in mode (a COPY FROM STDIN run by Execute).
+	// Syncs the backend ignores in copy-in mode (copysync.go): recs from
+	// recHead are the sync points written and not answered yet; tailExecs
+	// counts the Executes written since the last one, sinceQE that only
+	// copy data, Flush and Sync were written since the last Query or
+	// Execute. ignoredSyncs counts the Syncs the COPY in progress ignores,
+	// copyRunOpen that the client's next Syncs are ignored too, copyErr
+	// that the COPY failed; unsure that the counts may be wrong since.
+	recs         []syncRec
+	recHead      int
+	sinceQE      bool
 	ignoredSyncs int
+	copyRunOpen  bool
+	copyErr      bool
+	copyReadErr  bool // the error shows the backend had read copy messages
+	copyByQuery  bool // the COPY was started by a Query
+	copyLead     int  // of ignoredSyncs, those written before any CopyData
+	runData      bool // CopyData was written since the last Query or Execute
+	unsure       bool
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
 	// tailClean: nothing but COPY data was sent after the last sync point
@@ -129,16 +144,13 @@ type session struct {
 	// loop is about to attach (forwardClient).
 	tailClean bool
 	batch     batchFlags
-	// batchExecs counts the batch's Executes after its last sync point (all
-	// of them without one); tailExecs, those the client sent after its
-	// last sync point so far. execsDone counts the Executes the backend
-	// finished since its last ReadyForQuery (execsSettled after an error,
-	// which makes it skip the rest up to the Sync): once every sync point
-	// is answered, an Execute still running is one of the tail's.
-	batchExecs int
-	tailExecs  int
-	execsDone  atomic.Int32
-	copyEnded  bool // a COPY ended short of a boundary; only copy messages came since
+	// execsDone counts the Executes the backend finished since its last
+	// ReadyForQuery (execsSettled after an error, which makes it skip the
+	// rest up to the Sync): once every sync point is answered, an Execute
+	// still running is one of the tailExecs.
+	tailExecs int
+	execsDone atomic.Int32
+	copyEnded bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -366,7 +378,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	pos, syncs := 0, 0
 	boundary := false
 	var flags batchFlags
-	execs := 0 // Executes after the last sync point
+	execs := ss.tailExecs // Executes written or read since the last sync point
 	terminate := false
 	rewrite := false
 	query := false
@@ -417,15 +429,20 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			execs = 0
 			rewrite = rewrite || ss.tracking // it pins the session
 		case 'c', 'f':
-			boundary = true
+			// The end of a COPY run by a Query; one run by an Execute ends
+			// with the Sync after it.
+			boundary = execs == 0
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
 		case 'E':
 			boundary = false
 			execs++
-		case 'H', 'd':
+		case 'd':
 			boundary = false
+		case 'H':
+			// A Flush changes nothing: not the end of a request, nor the
+			// start of one (PostgreSQL ignores it inside a COPY).
 		default:
 			return "protocol violation", true, errProtocol("invalid frontend message type %d", typ)
 		}
@@ -447,7 +464,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	}
 	if pos > 0 {
 		ss.ts.stats.BytesIn.Add(uint64(pos))
-		ss.batch, ss.batchExecs = flags, execs
+		ss.batch = flags
 		if err := ss.toBackend(ss.crd.Bytes()[:pos], syncs, boundary, rewrite, query); err != nil {
 			return "backend error", true, err
 		}
@@ -458,7 +475,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		return "client terminated", true, nil
 	}
 	if bigCopy > 0 {
-		ss.batch, ss.batchExecs = batchCopy, 0
+		ss.batch = batchCopy
 		be, pre, err := ss.attach(ss.crd.Bytes()[:0], 0, false)
 		if err != nil {
 			return "backend error", true, err
@@ -499,8 +516,8 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 			return err
 		}
 		batch = batch[i:]
-		syncs, boundary = countSyncs(batch)
-		ss.batch, ss.batchExecs = classify(batch)
+		syncs, boundary = countSyncs(batch, ss.tailExecs)
+		ss.batch = classify(batch)
 		if len(batch) == 0 {
 			return nil
 		}
@@ -527,6 +544,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 			bs.unnamed = 0 // a simple Query destroys the unnamed statement
 		}
 	}
+	ss.noteSentLocked(out)
 	ss.mu.Unlock()
 	if len(pre) > 0 {
 		out = append(pre, out...)
@@ -614,7 +632,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	for range syncs {
 		out = append(out, q...)
 	}
-	ss.batch, ss.batchExecs = batchOther, 0
+	ss.batch = batchOther
 	return out, false, true, nil
 }
 
@@ -738,11 +756,6 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 				ss.srv.pool.Busy(be) // the next request of an open transaction
 			}
 		}
-		if syncs > 0 {
-			ss.tailExecs = ss.batchExecs
-		} else {
-			ss.tailExecs += ss.batchExecs
-		}
 		ss.pending += syncs
 		ss.boundary = boundary
 		ss.mu.Unlock()
@@ -816,8 +829,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.expect = ss.expect[:0]
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
-	ss.ignoredSyncs = 0
-	ss.tailExecs = ss.batchExecs
+	ss.resetRecsLocked(swallow)
 	ss.execsDone.Store(0)
 	ss.beWoken = false
 	ss.inCopy, ss.copyEnded = false, false
@@ -906,7 +918,7 @@ const paramsTimeout = 15 * time.Second
 // pipeline looks as if it ran. Without a Sync in the batch, the error
 // alone, and later messages are skipped up to the next Sync.
 func (ss *session) answerRefusal(batch []byte, refusal *clientError) error {
-	n, _ := countSyncs(batch)
+	n, _ := countSyncs(batch, 0)
 	var out []byte
 	for i := 0; i < max(n, 1); i++ {
 		out = encodeError(out, refusal)
@@ -1031,7 +1043,6 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 	defer func() { *swallowp = swallow }()
 	obuf := (*obufp)[:0] // used only when a batch has messages to drop
 	defer func() { *obufp = obuf[:0] }()
-	bound := false // a BindComplete since the last ReadyForQuery: an Execute is running
 	for {
 		if err := rd.Fill(0); err != nil {
 			ss.pumpReadFailed(be, err)
@@ -1072,7 +1083,6 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			drop := swallow > 0
 			switch typ {
 			case 'Z':
-				bound = false
 				if total != 6 {
 					ss.pumpReadFailed(be, errors.New("malformed ReadyForQuery from backend"))
 					return relayDone
@@ -1082,6 +1092,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					swallow--
 					ss.mu.Lock()
 					ss.segRecv++
+					ss.popRecsLocked(1)
 					ss.mu.Unlock()
 					break
 				}
@@ -1092,26 +1103,14 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if !owned {
 					return relayDone // the client loop took the backend
 				}
-			case '2':
-				bound = true
 			case 'C', 's', 'I':
 				ss.execsDone.Add(1) // an Execute (or a Query's statement) finished
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
 				ss.inCopy, ss.copyEnded = true, false
+				ss.copyStartedLocked()
 				ss.mu.Unlock()
-				if bound {
-					// COPY FROM STDIN run by Execute. PostgreSQL ignores
-					// every Sync it reads in copy-in mode, so the Sync that
-					// ended the client's batch will get no ReadyForQuery:
-					// only the one after CopyDone or CopyFail does.
-					ss.mu.Lock()
-					if ss.segSent > ss.segRecv {
-						ss.ignoredSyncs = 1
-					}
-					ss.mu.Unlock()
-				}
 			case '1', '3':
 				if !drop && ss.tracking {
 					ss.mu.Lock()
@@ -1135,6 +1134,11 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				}
 				ss.execsDone.Store(execsSettled) // the rest up to the Sync is skipped
 				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
+				ss.mu.Lock()
+				if ss.inCopy && !ss.copyErr {
+					ss.copyErr, ss.copyReadErr = true, copyReadError(code)
+				}
+				ss.mu.Unlock()
 				if len(code) == 5 {
 					ss.ts.stats.Errors.Inc(code[:2])
 				}
@@ -1248,15 +1252,20 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		return false, false, false, false
 	}
 	ss.segRecv++
+	if ss.inCopy {
+		ss.copyEndedLocked()
+	}
+	ss.popRecsLocked(1)
 	copyEnded := ss.inCopy && ss.tailClean // nothing but copy messages follows the last sync point
 	ss.inCopy = false
 	if ss.pending > 0 {
 		ss.pending--
 	}
 	if ss.ignoredSyncs > 0 {
-		// The first ReadyForQuery after a COPY run by Execute: it also
-		// stands for the Sync the backend ignored in copy-in mode.
+		// The ReadyForQuery that ends a COPY also stands for the Syncs
+		// the backend ignored in copy-in mode (copysync.go).
 		ss.segRecv += uint64(ss.ignoredSyncs)
+		ss.popRecsLocked(ss.ignoredSyncs)
 		ss.pending = max(ss.pending-ss.ignoredSyncs, 0)
 		ss.ignoredSyncs = 0
 	}
@@ -1367,7 +1376,7 @@ func (ss *session) detachAtExit() {
 	ss.closing = true
 	be, done := ss.be, ss.pumpDone
 	ss.be = nil
-	reuse := be != nil && !ss.pumpFailed && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' && !stateOf(be.State).discard
+	reuse := be != nil && !ss.pumpFailed && !ss.unsure && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' && !stateOf(be.State).discard
 	ss.mu.Unlock()
 	if be != nil {
 		if reuse {
@@ -1536,6 +1545,8 @@ func (f batchFlags) add(typ byte) batchFlags {
 	switch typ {
 	case 'd', 'c', 'f':
 		return f | batchCopy
+	case 'H':
+		return f
 	case 'Q', 'S', 'F':
 		return f&^batchDirty | batchOther
 	case 'E':
@@ -1544,33 +1555,32 @@ func (f batchFlags) add(typ byte) batchFlags {
 	return f | batchOther | batchDirty
 }
 
-// classify describes a batch of whole messages (for a batch the router
-// cut): its flags and its Executes after its last sync point.
-func classify(batch []byte) (f batchFlags, execs int) {
+// classify describes a batch of whole messages (for a batch the router cut).
+func classify(batch []byte) (f batchFlags) {
 	for pos := 0; pos+5 <= len(batch); {
-		switch batch[pos] {
-		case 'E':
-			execs++
-		case 'Q', 'S', 'F':
-			execs = 0
-		}
 		f = f.add(batch[pos])
 		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
 	}
-	return f, execs
+	return f
 }
 
 // countSyncs counts request-ending messages in a batch of whole messages and
-// tells whether the batch ends at a request boundary.
-func countSyncs(batch []byte) (n int, boundary bool) {
+// tells whether the batch ends at a request boundary, as forwardClient does;
+// execs is the number of Executes written since the last sync point.
+func countSyncs(batch []byte, execs int) (n int, boundary bool) {
 	for pos := 0; pos+5 <= len(batch); {
 		l := 1 + int(uint32(batch[pos+1])<<24|uint32(batch[pos+2])<<16|uint32(batch[pos+3])<<8|uint32(batch[pos+4]))
 		switch batch[pos] {
 		case 'Q', 'S', 'F':
 			n++
 			boundary = true
+			execs = 0
 		case 'c', 'f':
-			boundary = true
+			boundary = execs == 0
+		case 'H':
+		case 'E':
+			boundary = false
+			execs++
 		default:
 			boundary = false
 		}

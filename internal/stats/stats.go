@@ -46,6 +46,7 @@ const (
 	PinHoldCursor   = "hold_cursor"
 	PinLoad         = "load"
 	PinFunctionCall = "function_call" // the fastpath FunctionCall message
+	PinCopySync     = "copy_sync"     // a COPY failed with Syncs in flight the server may or may not answer
 
 	// pgbridge_backend_connects_total{result}
 	ConnectOK    = "ok"

@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"encoding/binary"
+
+	"github.com/pgbridge/pgbridge/internal/stats"
+)
+
+// Syncs a backend ignores in copy-in mode.
+//
+// PostgreSQL ignores every Sync (and Flush) it reads while a COPY FROM
+// STDIN waits for data: such a Sync gets no ReadyForQuery. libpq sends one
+// right behind the Execute of every extended-protocol statement, COPY or
+// not, and other clients may send them anywhere. The router counts one
+// ReadyForQuery per sync point it wrote (segSent, pending), so it must
+// know which Syncs the backend will skip, or it would wait for answers
+// that never come (the backend never given back) or take the session for
+// idle while answers are still due (the backend given back with them).
+//
+// The backend ignores exactly the Syncs in the run of CopyData, Flush and
+// Sync messages right after the message that started the COPY (a Query,
+// or an Execute); CopyDone, CopyFail or any other message ends the run
+// (anything but copy messages makes the COPY fail). The client loop keeps
+// a record of every sync point it writes (syncRec), popped as they are
+// answered; when the CopyInResponse comes, the relay finds the statement
+// that started the COPY (the segment being answered, and among its
+// Executes the one after those already finished) and counts the Syncs of
+// the run among those written; while the run goes on, the client loop
+// counts the Syncs it adds. The ReadyForQuery that ends the COPY stands
+// for all of them.
+//
+// That holds when the COPY ends by CopyDone or CopyFail. When the backend
+// fails it first, the Syncs it had not read yet are answered in the normal
+// way. The backend reads the Syncs written before any CopyData all at once
+// when it first asks for data, so they were read if the error came from
+// reading: bad data (SQLSTATE class 22 or 23), CopyFail or a cancel
+// (57014), a message out of place (08P01). Otherwise (a statement trigger,
+// say) they were not; for a COPY run by an Execute that shows when the
+// ReadyForQuery comes before the client wrote the Sync it would answer.
+// Any other case (Syncs between CopyData, or a failure the router cannot
+// place) leaves it unable to tell how many answers are due: the session is
+// then pinned to its backend, which is closed when the client leaves
+// rather than reused (stats.PinCopySync), so that whatever the backend
+// sends goes to the client that asked for it, as without the router.
+
+// syncRec describes a sync point the client loop wrote.
+type syncRec uint16
+
+const (
+	recExecs syncRec = 0xff    // Executes in its segment (up to 255)
+	recQuery syncRec = 1 << 8  // a Query (which may start a COPY itself), not a Sync
+	recSync  syncRec = 1 << 9  // a Sync
+	recRun   syncRec = 1 << 10 // only copy data, Flush and Sync since the last Query or Execute
+	recData  syncRec = 1 << 11 // CopyData among them
+)
+
+// noteSentLocked accounts for the messages about to be written to the
+// backend (whole messages, in order): it records their sync points and
+// follows the run of a COPY in progress.
+func (ss *session) noteSentLocked(out []byte) {
+	for pos := 0; pos+5 <= len(out); {
+		typ := out[pos]
+		pos += 1 + int(binary.BigEndian.Uint32(out[pos+1:pos+5]))
+		switch typ {
+		case 'H':
+			// Inside a COPY's run, and harmless outside one.
+		case 'd':
+			ss.runData = true
+		case 'S':
+			rec := recSync | syncRec(min(ss.tailExecs, int(recExecs)))
+			if ss.sinceQE {
+				rec |= recRun
+				if ss.runData {
+					rec |= recData
+				}
+			}
+			ss.recs = append(ss.recs, rec)
+			ss.tailExecs = 0
+			if ss.copyRunOpen {
+				ss.ignoredSyncs++
+				if !ss.runData {
+					ss.copyLead++
+				}
+			}
+		case 'Q', 'F':
+			rec := syncRec(min(ss.tailExecs, int(recExecs)))
+			if typ == 'Q' {
+				rec |= recQuery
+			}
+			ss.recs = append(ss.recs, rec)
+			ss.tailExecs = 0
+			ss.sinceQE, ss.runData = typ == 'Q', false
+			ss.copyRunOpen = false
+		case 'E':
+			ss.tailExecs++
+			ss.sinceQE, ss.runData = true, false
+			ss.copyRunOpen = false
+		default:
+			ss.sinceQE = false
+			ss.copyRunOpen = false
+		}
+	}
+}
+
+// popRecsLocked forgets the records of n answered (or ignored) sync points.
+func (ss *session) popRecsLocked(n int) {
+	ss.recHead = min(ss.recHead+n, len(ss.recs))
+	if ss.recHead == len(ss.recs) {
+		ss.recs, ss.recHead = ss.recs[:0], 0
+	}
+}
+
+// resetRecsLocked starts the records of a newly attached backend, whose
+// first swallow sync points are the router's own Queries.
+func (ss *session) resetRecsLocked(swallow int) {
+	ss.recs, ss.recHead = ss.recs[:0], 0
+	for range swallow {
+		ss.recs = append(ss.recs, recQuery)
+	}
+	ss.tailExecs, ss.sinceQE, ss.runData = 0, false, false
+	ss.ignoredSyncs, ss.copyLead, ss.copyRunOpen = 0, 0, false
+	ss.copyErr, ss.copyReadErr = false, false
+}
+
+// copyStartedLocked accounts for a CopyInResponse: it counts the Syncs
+// written so far that the backend will ignore, and whether the client is
+// still inside the COPY's run (its next Syncs are ignored too).
+func (ss *session) copyStartedLocked() {
+	recs := ss.recs[ss.recHead:]
+	done := int(ss.execsDone.Load()) // Executes of this segment finished before the COPY
+	ss.ignoredSyncs, ss.copyLead, ss.copyRunOpen = 0, 0, false
+	ss.copyErr, ss.copyReadErr, ss.copyByQuery = false, false, false
+	start := 0 // index in recs of the first sync point that may be in the run
+	switch {
+	case len(recs) == 0:
+		// Started by an Execute the client has not followed with a sync
+		// point yet: by the last one, unless a later Execute ended it.
+		ss.copyRunOpen = ss.sinceQE && done == ss.tailExecs-1
+		return
+	case recs[0]&recQuery != 0 && done >= int(recs[0]&recExecs):
+		start = 1 // started by the Query itself
+		ss.copyByQuery = true
+	case recs[0]&recSync != 0 && done == int(recs[0]&recExecs)-1:
+		// Started by the segment's last Execute.
+	default:
+		return // a later Execute or Query ended it at once
+	}
+	for i := start; i < len(recs); i++ {
+		r := recs[i]
+		if r&recSync == 0 || r&recRun == 0 || i > 0 && r&recExecs != 0 {
+			return
+		}
+		ss.ignoredSyncs++
+		if r&recData == 0 {
+			ss.copyLead++
+		}
+	}
+	// Every sync point written is in the run: it goes on if nothing but
+	// copy messages and Syncs followed them (no other Execute either).
+	ss.copyRunOpen = ss.sinceQE && ss.tailExecs == 0
+}
+
+// copyEndedLocked accounts for the ReadyForQuery that ends a COPY, before
+// its record is popped: it settles how many of the Syncs counted as
+// ignored it stands for (see above).
+func (ss *session) copyEndedLocked() {
+	defer func() { ss.copyRunOpen, ss.copyErr, ss.copyLead = false, false, 0 }()
+	if !ss.copyErr || ss.ignoredSyncs == 0 {
+		return
+	}
+	if !ss.copyByQuery && len(ss.recs)-ss.recHead <= ss.ignoredSyncs {
+		// The answer came before the client wrote the Sync it would
+		// answer: the backend failed before it read any, and answers them
+		// all.
+		ss.ignoredSyncs = 0
+		return
+	}
+	if ss.copyReadErr && ss.ignoredSyncs == ss.copyLead {
+		return // read with the first copy message
+	}
+	ss.unsure = true
+	ss.pinLocked(stats.PinCopySync)
+	ss.log.Info("a COPY failed with Syncs in flight that the server may or may not answer; the session keeps its backend, which is closed when it leaves")
+}
+
+// copyReadError reports whether an error with SQLSTATE code ending a COPY
+// shows that the backend had read copy messages: bad data, CopyFail (or a
+// cancel), a message out of place.
+func copyReadError(code string) bool {
+	if len(code) != 5 {
+		return false
+	}
+	switch code[:2] {
+	case "22", "23":
+		return true
+	}
+	return code == "57014" || code == "08P01"
+}

@@ -1,0 +1,240 @@
+package proxy_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Syncs around a COPY FROM STDIN, which PostgreSQL ignores in copy-in mode
+// (copysync.go). Every test runs with a pool of one, so that a backend given
+// back too early, or never, shows: the next client of the tenant would get
+// answers meant for another, or wait out pool_wait_timeout.
+
+func copyRouter(t *testing.T, table string) (*router, func() int64) {
+	t.Helper()
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "3s"}))
+	setup := r.connect(t, "umbrella")
+	scratchTable(t, setup, "umbrella", table, "id int")
+	return r, func() int64 { return queryInt(t, r.connect(t, "umbrella"), "select count(*) from "+table) }
+}
+
+// A Sync after the CopyDone is answered: the Query pipelined behind it gets
+// its own answer, on this client, and the backend goes back after it.
+func TestCopyExtendedPipelinedWithQuery(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_pipe")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc,
+		&pgproto3.Parse{Query: "copy app_data.cs_pipe from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "select 'second' from pg_sleep(0.3)"})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY: errors %v", codes)
+	}
+	// Meanwhile another client must not get the backend, nor hc's answer.
+	other := make(chan string, 1)
+	go func() {
+		c, err := connectCfg(t, connConfig(t, r.dsn("umbrella")))
+		if err != nil {
+			other <- err.Error()
+			return
+		}
+		var s string
+		if err := c.QueryRow(testCtx(t, 10*time.Second), "select 'mine'").Scan(&s); err != nil {
+			s = err.Error()
+		}
+		other <- s
+	}()
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	if len(codes) > 0 || len(rows) != 1 || rows[0] != "second" {
+		t.Fatalf("second request: rows %v errors %v", rows, codes)
+	}
+	if got := <-other; got != "mine" {
+		t.Fatalf("the other client got %q", got)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("rows %d, want 1", n)
+	}
+}
+
+// A Sync written after the CopyInResponse, before any data, is ignored.
+func TestCopyExtendedSyncAfterCopyInResponse(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_after")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_after from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.Sync{})
+	time.Sleep(100 * time.Millisecond)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY: errors %v", codes)
+	}
+	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("after the COPY: rows %v errors %v", rows, codes)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("rows %d, want 1", n)
+	}
+}
+
+// The portal was bound in an earlier request of the transaction: its
+// Execute still starts the COPY, and the Sync behind it is ignored.
+func TestCopyPortalBoundEarlier(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_portal")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	if _, codes := simpleQuery(t, hc, "begin"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_portal from stdin"}, &pgproto3.Bind{DestinationPortal: "p"}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	sendAll(t, hc, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if _, codes := simpleQuery(t, hc, "commit"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("rows %d, want 1", n)
+	}
+}
+
+// Rows a client copied with an Execute and never followed with a Sync are
+// not committed when it leaves (the implicit transaction is still open, as
+// PostgreSQL would roll it back), and the backend is not reused with it.
+func TestCopyExtendedWithoutSyncThenDisconnect(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_nosync")
+	for _, end := range []pgproto3.FrontendMessage{&pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "no"}} {
+		hc := hijackDSN(t, r.dsn("umbrella"))
+		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_nosync from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, end)
+		time.Sleep(200 * time.Millisecond) // the COPY is over; no Sync follows
+		hc.Conn.Close()
+		if n := count(); n != 0 {
+			t.Fatalf("%T: %d rows committed by a client that never sent Sync", end, n)
+		}
+	}
+}
+
+// A Flush among the data of a COPY that then fails leaves the session
+// between requests: the backend goes back while its client is quiet.
+func TestCopyFailedWithFlushGivesBackTheBackend(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_flush")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	startCopy(t, hc, "copy app_data.cs_flush from stdin")
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.Flush{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 {
+		t.Fatalf("errors %v", codes)
+	}
+	if n := count(); n != 0 { // while hc is quiet
+		t.Fatal(n)
+	}
+}
+
+// A Sync inside a simple-protocol COPY's data is ignored too.
+func TestCopySimpleWithSyncInside(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_simple")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	startCopy(t, hc, "copy app_data.cs_simple from stdin")
+	sendAll(t, hc, &pgproto3.Sync{}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.Flush{}, &pgproto3.CopyDone{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY: errors %v", codes)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("rows %d, want 1", n)
+	}
+	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("after the COPY: rows %v errors %v", rows, codes)
+	}
+}
+
+// libpq's extended COPY (Sync right behind the Execute) into a table whose
+// statement trigger fails it before it reads anything: that Sync is then
+// answered on its own, and nothing is lost or left to the next client.
+func TestCopyExtendedFailedBeforeReading(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_trig")
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, `create or replace function app_data.cs_trig_fail() returns trigger language plpgsql as $$
+		begin raise exception 'no copies today' using errcode = 'P0001'; end $$`)
+	mustExec(t, setup, "create trigger cs_trig before insert on app_data.cs_trig for each statement execute function app_data.cs_trig_fail()")
+	closeConn(setup)
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	_, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	if len(codes) != 1 || codes[0] != "P0001" {
+		t.Fatalf("errors %v, want [P0001]", codes)
+	}
+	// What libpq sends next, not knowing: its data, CopyDone and a Sync,
+	// which the backend, out of the COPY, answers too.
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("after: errors %v", codes)
+	}
+	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("after the COPY: rows %v errors %v", rows, codes)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
+
+// Syncs between CopyData of a COPY that fails on its data: the router
+// cannot tell which the backend read before failing. The session keeps its
+// backend and gets every answer the backend sends, the same messages as
+// without the router, and the backend is closed, not reused, when it
+// leaves.
+func TestCopyUnsureSessionKeepsAndClosesItsBackend(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_unsure")
+	ti := tenants["umbrella"]
+	run := func(dsn string) string {
+		hc := hijackDSN(t, dsn)
+		defer hc.Conn.Close()
+		startCopy(t, hc, "copy app_data.cs_unsure from stdin")
+		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.Sync{}, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.Sync{})
+		time.Sleep(200 * time.Millisecond)
+		sendAll(t, hc, &pgproto3.Query{String: "select 'after'"})
+		var seen []byte
+		_ = hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			m, err := hc.Frontend.Receive()
+			if err != nil {
+				t.Fatalf("after %q: %v", seen, err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.ErrorResponse:
+				seen = append(seen, 'E')
+			case *pgproto3.ReadyForQuery:
+				seen = append(seen, 'Z')
+			case *pgproto3.DataRow:
+				seen = append(seen, 'D')
+				if string(m.Values[0]) != "after" {
+					t.Fatalf("row %q", m.Values[0])
+				}
+			}
+			if len(seen) >= 2 && string(seen[len(seen)-2:]) == "DZ" {
+				return string(seen)
+			}
+		}
+	}
+	direct := run(cluster.DSN(ti.User, ti.Password, ti.Database))
+	routed := run(r.dsn("umbrella"))
+	if routed != direct {
+		t.Fatalf("through the router the client saw %q, directly %q", routed, direct)
+	}
+	if n := r.counter("umbrella", "pin", "copy_sync"); n != 1 {
+		t.Fatalf("copy_sync pins %d", n)
+	}
+	eventually(t, 10*time.Second, "the backend to close", func() bool {
+		return superInt(t, ti.Database, "select count(*) from pg_stat_activity where usename = $1 and backend_type = 'client backend'", ti.User) == 0
+	})
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
