@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,10 @@ type Conn struct {
 	admit   admitState
 	epoch   uint64 // tenant epoch of the settings it was dialed with
 	checked uint64 // Suspect generation it was dialed or last validated under (guarded by Manager.mu)
+	// cancelMu is held from HoldForCancel until the cancel request is
+	// delivered; Release waits for it, so the request cannot land on the
+	// connection's next user.
+	cancelMu sync.Mutex
 }
 
 // Tenant is the name of the tenant this connection belongs to.
@@ -125,11 +130,33 @@ func (c *Conn) simpleQuery(ctx context.Context, sql string) (string, error) {
 	}
 }
 
+// HoldForCancel keeps the connection from going back to the pool (Release
+// waits) and WaitCancel from returning until the returned function is
+// called. The holder of the connection takes it while it knows the work to
+// cancel is still running, then calls Cancel without holding its own
+// locks: a cancel may take seconds (the server unreachable), and the
+// connection's user may finish meanwhile. ok is false, and nothing held,
+// when another cancel is on its way already.
+func (c *Conn) HoldForCancel() (unhold func(), ok bool) {
+	if !c.cancelMu.TryLock() {
+		return nil, false
+	}
+	return c.cancelMu.Unlock, true
+}
+
+// WaitCancel returns once no cancel request is on its way (HoldForCancel):
+// the connection's user calls it before it takes the answer it waited for,
+// so that a cancel meant for that work cannot hit its next.
+func (c *Conn) WaitCancel() {
+	c.cancelMu.Lock()
+	c.cancelMu.Unlock()
+}
+
 // Cancel asks the backend to cancel whatever this connection is running, over
 // a separate connection to the same server address, as libpq does. It returns
-// once the server has taken the request (closed the cancel connection), so a
-// caller that holds the connection meanwhile knows the request cannot land on
-// a later user of the backend.
+// once the server has taken the request (closed the cancel connection): a
+// caller that holds the connection (HoldForCancel) until then knows the
+// request cannot land on a later user of the backend.
 func (c *Conn) Cancel(ctx context.Context) error {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", c.cancelTo)

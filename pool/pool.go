@@ -875,11 +875,13 @@ func retryable(err error) bool {
 }
 
 // Release gives back a connection that is idle (ReadyForQuery 'I' was the
-// last thing it sent and nothing is unread). It is handed to a waiter of its
+// last thing it sent and nothing is unread), once a cancel request being
+// sent for it is delivered (HoldForCancel). It is handed to a waiter of its
 // tenant, kept idle, or closed when the pool must shrink, its settings
 // changed, or another tenant needs the budget more.
 func (m *Manager) Release(c *Conn) {
 	tp := c.tenant
+	c.WaitCancel() // a cancel request on its way must not hit the next user
 	m.mu.Lock()
 	if !c.out {
 		m.mu.Unlock()

@@ -554,6 +554,109 @@ func TestCancelRequest(t *testing.T) {
 	}
 }
 
+// A cancel request the server is slow to take (here: a forwarder in front
+// of PostgreSQL holds the cancel connection until told) holds up nothing
+// but itself: the console lists the clients meanwhile, other clients log in
+// and run, and the cancel still lands once the server takes it.
+func TestSlowCancelHoldsNothingElse(t *testing.T) {
+	fw := startForwarder(t, fmt.Sprintf("%s:%d", cluster.Host, cluster.Port))
+	r := startRouter(t, cfgMap{"backend": cfgMap{"host": "127.0.0.1", "port": fw.port}})
+	a := r.connect(t, "acme")
+	g := r.connect(t, "globex") // its pool is warm: logins need no new backend
+	closeConn(g)
+	key := rawKey{pid: a.PgConn().PID(), secret: a.PgConn().SecretKey()}
+	aDone := runAsync(a, "select pg_sleep(30)")
+	waitActive(t, tenants["acme"].User, "select pg_sleep(30)")
+
+	release := fw.holdNew()
+	t.Cleanup(release)
+	cancelled := make(chan struct{})
+	go func() { sendCancel(t, r, key); close(cancelled) }()
+	eventually(t, 10*time.Second, "the cancel to reach the forwarder", func() bool { return fw.held.Load() > 0 })
+
+	// The cancel gives up after 5 s: the console must answer well before.
+	rows, err := r.admin(t).Query(testCtx(t, 3*time.Second), "SHOW CLIENTS")
+	if err == nil {
+		for rows.Next() {
+		}
+		err = rows.Err()
+	}
+	if err != nil {
+		t.Fatalf("SHOW CLIENTS while a cancel is held: %v", err)
+	}
+	if n := queryInt(t, r.connect(t, "globex"), "select 7"); n != 7 {
+		t.Fatal(n)
+	}
+	release()
+	<-cancelled
+	wantCode(t, <-aDone, "57014")
+	if got := queryInt(t, a, "select 1"); got != 1 {
+		t.Fatal(got)
+	}
+}
+
+// forwarder relays TCP connections to a server; holdNew makes it keep new
+// connections unanswered until the returned function is called.
+type forwarder struct {
+	port int
+	to   string
+	mu   sync.Mutex
+	gate chan struct{} // closed when new connections may go through
+	held atomic.Int32
+}
+
+func startForwarder(t *testing.T, to string) *forwarder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := &forwarder{port: ln.Addr().(*net.TCPAddr).Port, to: to, gate: make(chan struct{})}
+	close(fw.gate)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { fw.serve(c) })
+		}
+	})
+	return fw
+}
+
+func (fw *forwarder) holdNew() (release func()) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	fw.gate = make(chan struct{})
+	return sync.OnceFunc(func() { close(fw.gate) })
+}
+
+func (fw *forwarder) serve(c net.Conn) {
+	defer c.Close()
+	fw.mu.Lock()
+	gate := fw.gate
+	fw.mu.Unlock()
+	select {
+	case <-gate:
+	default:
+		fw.held.Add(1)
+		<-gate
+	}
+	s, err := net.Dial("tcp", fw.to)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(s, c); _ = s.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, s); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
 type rawKey struct {
 	pid    uint32
 	secret []byte

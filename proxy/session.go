@@ -1096,6 +1096,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.mu.Unlock()
 					break
 				}
+				be.WaitCancel() // a cancel on its way is for what ends here
 				var owned, idle, done bool
 				release, owned, idle, done = ss.readyForQuery(be, rd.Bytes()[pos+5])
 				drainNow = drainNow || idle
@@ -1414,18 +1415,28 @@ func (ss *session) detachAtExit() {
 }
 
 // cancelRunning forwards a client's CancelRequest to the backend serving it
-// right now. Holding mu keeps the backend attached until the server has
-// taken the request, so it cannot hit another client's query.
+// right now. The backend is held for the cancel (pool.Conn.HoldForCancel)
+// while mu shows the request still running, so that the cancel cannot hit
+// another client's query (Release waits) nor this client's next one (the
+// relay waits before taking an answer); mu itself is not held while the
+// cancel connects, which can take seconds.
 func (ss *session) cancelRunning() {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.be == nil || ss.pending == 0 && ss.boundary {
+	be := ss.be
+	if be == nil || ss.pending == 0 && ss.boundary {
+		ss.mu.Unlock()
 		return // nothing of the client's can be running
 	}
+	unhold, ok := be.HoldForCancel()
+	ss.mu.Unlock()
+	if !ok {
+		return // a cancel is on its way already
+	}
+	defer unhold()
 	ss.ts.stats.Cancels.Inc(stats.CancelClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := ss.be.Cancel(ctx); err != nil {
+	if err := be.Cancel(ctx); err != nil {
 		ss.log.Info("cancel forward failed", zap.Error(err))
 	}
 }

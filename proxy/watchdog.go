@@ -204,17 +204,24 @@ const admitIdleAfter = 100 * time.Millisecond
 // since, if it is still running on be.
 func (ss *session) cancelStatement(be *pool.Conn, since time.Time) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	if ss.be != be || !ss.busySince.Equal(since) || ss.routerCancel == 0 {
+		ss.mu.Unlock()
 		return
 	}
+	unhold, ok := be.HoldForCancel() // as cancelRunning
+	limit := ss.routerCancel
+	ss.mu.Unlock()
+	if !ok {
+		return
+	}
+	defer unhold()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := be.Cancel(ctx); err != nil {
 		ss.log.Info("statement cancel failed", zap.Error(err))
 		return
 	}
-	ss.log.Info("statement cancelled", zap.String("reason", string(ReasonStatementTimeout)), zap.Duration("max_statement_timeout", ss.routerCancel))
+	ss.log.Info("statement cancelled", zap.String("reason", string(ReasonStatementTimeout)), zap.Duration("max_statement_timeout", limit))
 }
 
 // end closes the session for a guardrail: counted, logged, reported.
