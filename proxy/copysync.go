@@ -33,25 +33,27 @@ import (
 // fails it first, the Syncs it had not read yet are answered in the normal
 // way. The backend reads the Syncs written before any CopyData all at once
 // when it first asks for data, so they were read if the error came from
-// reading: bad data (SQLSTATE class 22 or 23), CopyFail or a cancel
-// (57014), a message out of place (08P01). Otherwise (a statement trigger,
-// say) they were not; for a COPY run by an Execute that shows when the
-// ReadyForQuery comes before the client wrote the Sync it would answer.
-// Any other case (Syncs between CopyData, or a failure the router cannot
-// place) leaves it unable to tell how many answers are due: the session is
-// then pinned to its backend, which is closed when the client leaves
-// rather than reused (stats.PinCopySync), so that whatever the backend
-// sends goes to the client that asked for it, as without the router.
+// reading: bad data (SQLSTATE class 22 or 23), the client's CopyFail
+// (57014, when it sent one), a message out of place (08P01). Otherwise (a
+// statement trigger, a cancel) they may not have been; for a COPY run by
+// an Execute, with no Sync among the data, a ReadyForQuery that comes
+// before the client wrote the Sync it would answer shows they were not.
+// Any other case (Syncs between CopyData, a failure the router cannot
+// place, a segment of more Executes than a record counts) leaves it unable
+// to tell how many answers are due: the session is then pinned to its
+// backend, which is closed when the client leaves rather than reused
+// (stats.PinCopySync), so that whatever the backend sends goes to the
+// client that asked for it, as without the router.
 
 // syncRec describes a sync point the client loop wrote.
-type syncRec uint16
+type syncRec uint32
 
 const (
-	recExecs syncRec = 0xff    // Executes in its segment (up to 255)
-	recQuery syncRec = 1 << 8  // a Query (which may start a COPY itself), not a Sync
-	recSync  syncRec = 1 << 9  // a Sync
-	recRun   syncRec = 1 << 10 // only copy data, Flush and Sync since the last Query or Execute
-	recData  syncRec = 1 << 11 // CopyData among them
+	recExecs syncRec = 1<<24 - 1 // Executes in its segment (recExecs: that many or more)
+	recQuery syncRec = 1 << 24   // a Query (which may start a COPY itself), not a Sync
+	recSync  syncRec = 1 << 25   // a Sync
+	recRun   syncRec = 1 << 26   // only copy data, Flush and Sync since the last Query or Execute
+	recData  syncRec = 1 << 27   // CopyData among them
 )
 
 // noteSentLocked accounts for the messages about to be written to the
@@ -66,6 +68,10 @@ func (ss *session) noteSentLocked(out []byte) {
 			// Inside a COPY's run, and harmless outside one.
 		case 'd':
 			ss.runData = true
+		case 'f':
+			ss.failSent = ss.sinceQE
+			ss.sinceQE = false
+			ss.copyRunOpen = false
 		case 'S':
 			rec := recSync | syncRec(min(ss.tailExecs, int(recExecs)))
 			if ss.sinceQE {
@@ -89,11 +95,11 @@ func (ss *session) noteSentLocked(out []byte) {
 			}
 			ss.recs = append(ss.recs, rec)
 			ss.tailExecs = 0
-			ss.sinceQE, ss.runData = typ == 'Q', false
+			ss.sinceQE, ss.runData, ss.failSent = typ == 'Q', false, false
 			ss.copyRunOpen = false
 		case 'E':
 			ss.tailExecs++
-			ss.sinceQE, ss.runData = true, false
+			ss.sinceQE, ss.runData, ss.failSent = true, false, false
 			ss.copyRunOpen = false
 		default:
 			ss.sinceQE = false
@@ -117,7 +123,7 @@ func (ss *session) resetRecsLocked(swallow int) {
 	for range swallow {
 		ss.recs = append(ss.recs, recQuery)
 	}
-	ss.tailExecs, ss.sinceQE, ss.runData = 0, false, false
+	ss.tailExecs, ss.sinceQE, ss.runData, ss.failSent = 0, false, false, false
 	ss.ignoredSyncs, ss.copyLead, ss.copyRunOpen = 0, 0, false
 	ss.copyErr, ss.copyReadErr = false, false
 }
@@ -136,6 +142,9 @@ func (ss *session) copyStartedLocked() {
 		// Started by an Execute the client has not followed with a sync
 		// point yet: by the last one, unless a later Execute ended it.
 		ss.copyRunOpen = ss.sinceQE && done == ss.tailExecs-1
+		return
+	case recs[0]&recExecs == recExecs:
+		ss.unsureLocked() // too many Executes to tell which started it
 		return
 	case recs[0]&recQuery != 0 && done >= int(recs[0]&recExecs):
 		start = 1 // started by the Query itself
@@ -168,7 +177,7 @@ func (ss *session) copyEndedLocked() {
 	if !ss.copyErr || ss.ignoredSyncs == 0 {
 		return
 	}
-	if !ss.copyByQuery && len(ss.recs)-ss.recHead <= ss.ignoredSyncs {
+	if !ss.copyByQuery && ss.ignoredSyncs == ss.copyLead && len(ss.recs)-ss.recHead <= ss.ignoredSyncs {
 		// The answer came before the client wrote the Sync it would
 		// answer: the backend failed before it read any, and answers them
 		// all.
@@ -178,15 +187,24 @@ func (ss *session) copyEndedLocked() {
 	if ss.copyReadErr && ss.ignoredSyncs == ss.copyLead {
 		return // read with the first copy message
 	}
+	ss.unsureLocked()
+}
+
+// unsureLocked gives up counting the session's answers (see above).
+func (ss *session) unsureLocked() {
+	if ss.unsure {
+		return
+	}
 	ss.unsure = true
 	ss.pinLocked(stats.PinCopySync)
-	ss.log.Info("a COPY failed with Syncs in flight that the server may or may not answer; the session keeps its backend, which is closed when it leaves")
+	ss.log.Info("Syncs in flight around a COPY that the server may or may not answer; the session keeps its backend, which is closed when it leaves")
 }
 
 // copyReadError reports whether an error with SQLSTATE code ending a COPY
-// shows that the backend had read copy messages: bad data, CopyFail (or a
-// cancel), a message out of place.
-func copyReadError(code string) bool {
+// shows that the backend had read copy messages: bad data, the client's
+// CopyFail (failSent: the client wrote one in the COPY's run), a message
+// out of place. A cancel (57014 without CopyFail) may come at any time.
+func copyReadError(code string, failSent bool) bool {
 	if len(code) != 5 {
 		return false
 	}
@@ -194,5 +212,5 @@ func copyReadError(code string) bool {
 	case "22", "23":
 		return true
 	}
-	return code == "57014" || code == "08P01"
+	return code == "57014" && failSent || code == "08P01"
 }

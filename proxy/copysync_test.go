@@ -1,9 +1,12 @@
 package proxy_test
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -192,49 +195,153 @@ func TestCopyExtendedFailedBeforeReading(t *testing.T) {
 // leaves.
 func TestCopyUnsureSessionKeepsAndClosesItsBackend(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_unsure")
-	ti := tenants["umbrella"]
-	run := func(dsn string) string {
-		hc := hijackDSN(t, dsn)
-		defer hc.Conn.Close()
+	var pid string
+	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
+		rows, _ := simpleQuery(t, hc, "select pg_backend_pid()")
+		pid = rows[0]
 		startCopy(t, hc, "copy app_data.cs_unsure from stdin")
 		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.Sync{}, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.Sync{})
-		time.Sleep(200 * time.Millisecond)
+	}, true, nil)
+	if n := r.counter("umbrella", "pin", "copy_sync"); n != 1 {
+		t.Fatalf("copy_sync pins %d", n)
+	}
+	if got := queryString(t, r.connect(t, "umbrella"), "select pg_backend_pid()::text"); got == pid {
+		t.Fatalf("the backend of the unsure session (pid %s) was reused", pid)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
+
+// libpq's extended COPY, a Sync after bad data: the backend answers it
+// (whether it had read it before failing the router cannot tell, so the
+// session keeps its backend).
+func TestCopyExtendedSyncAfterBadData(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_baddata")
+	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
+		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_baddata from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.Sync{})
+		time.Sleep(4 * time.Second) // idle, between transactions (max_statement_timeout is 1s)
+	}, true, cfgMap{"max_statement_timeout": "1s"})
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
+
+// A CopyData too large for the router's buffer (streamed through), then a
+// Sync and CopyDone: the same accounting as for small data (a Sync after
+// data, in a COPY that fails).
+func TestCopyExtendedBigDataThenSync(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_big")
+	big := append([]byte("bad\n"), bytes.Repeat([]byte("1\n"), 10000)...)
+	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
+		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_big from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		sendAll(t, hc, &pgproto3.CopyData{Data: big}, &pgproto3.Sync{}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	}, true, nil)
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
+
+// libpq's extended COPY cancelled (statement_timeout) during a slow
+// statement trigger, before the backend read anything: both Syncs are
+// answered. A cancel may come at any time, so the session keeps its
+// backend.
+func TestCopyExtendedCancelledBeforeReading(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_slow")
+	setup := r.connect(t, "umbrella")
+	mustExec(t, setup, `create or replace function app_data.cs_slow_trig() returns trigger language plpgsql as $$
+		begin perform pg_sleep(3); return null; end $$`)
+	mustExec(t, setup, "create trigger cs_slow before insert on app_data.cs_slow for each statement execute function app_data.cs_slow_trig()")
+	closeConn(setup)
+	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
+		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_slow from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+		time.Sleep(1500 * time.Millisecond)
+	}, true, nil, "options='-c statement_timeout=500'")
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
+
+// A COPY run by the 301st Execute of its segment is found (a record counts
+// up to 2^24-1 Executes, past which the session would keep its backend
+// rather than guess).
+func TestCopyAfterManyExecutes(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_many")
+	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
+		msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "select 1"}}
+		for range 300 {
+			msgs = append(msgs, &pgproto3.Bind{}, &pgproto3.Execute{})
+		}
+		msgs = append(msgs, &pgproto3.Parse{Query: "copy app_data.cs_many from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		sendAll(t, hc, msgs...)
+		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	}, false, nil)
+	if n := count(); n != 2 { // once directly, once through the router
+		t.Fatalf("rows %d, want 2", n)
+	}
+}
+
+// sameAsDirect runs script on a raw connection of umbrella's, directly to
+// PostgreSQL and then through r (with the given tenant overrides applied
+// to a router of its own when not nil, and extra connection settings),
+// sends "select 'after'" and checks that the client sees the same answers
+// both ways, up to that query's. The backend must then serve the tenant's
+// next client (a pool of one) while the first stays connected, unless it
+// keeps its backend (keeps), and once it has left in any case.
+func sameAsDirect(t *testing.T, r *router, script func(hc *pgconn.HijackedConn), keeps bool, overrides cfgMap, extra ...string) {
+	t.Helper()
+	if overrides != nil {
+		overrides["pool_size"], overrides["pool_wait_timeout"] = 1, "3s"
+		r = startRouter(t, tenantOverride("umbrella", overrides))
+	}
+	ti := tenants["umbrella"]
+	next := func() {
+		t.Helper()
+		if got := queryString(t, r.connect(t, "umbrella"), "select 'next'"); got != "next" {
+			t.Fatalf("the tenant's next client got %q", got)
+		}
+	}
+	run := func(dsn string, routed bool) string {
+		hc := hijackDSN(t, dsn)
+		defer hc.Conn.Close()
+		if routed && !keeps {
+			defer next()
+		}
+		script(hc)
 		sendAll(t, hc, &pgproto3.Query{String: "select 'after'"})
 		var seen []byte
 		_ = hc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		for {
 			m, err := hc.Frontend.Receive()
 			if err != nil {
-				t.Fatalf("after %q: %v", seen, err)
+				return string(seen) + " then " + err.Error()
 			}
 			switch m := m.(type) {
 			case *pgproto3.ErrorResponse:
 				seen = append(seen, 'E')
+				if m.Severity == "FATAL" {
+					return string(seen) + " FATAL " + m.Code
+				}
 			case *pgproto3.ReadyForQuery:
 				seen = append(seen, 'Z')
 			case *pgproto3.DataRow:
 				seen = append(seen, 'D')
-				if string(m.Values[0]) != "after" {
-					t.Fatalf("row %q", m.Values[0])
-				}
 			}
 			if len(seen) >= 2 && string(seen[len(seen)-2:]) == "DZ" {
 				return string(seen)
 			}
 		}
 	}
-	direct := run(cluster.DSN(ti.User, ti.Password, ti.Database))
-	routed := run(r.dsn("umbrella"))
+	direct := run(strings.Join(append([]string{cluster.DSN(ti.User, ti.Password, ti.Database)}, extra...), " "), false)
+	routed := run(r.dsn("umbrella", extra...), true)
 	if routed != direct {
 		t.Fatalf("through the router the client saw %q, directly %q", routed, direct)
 	}
-	if n := r.counter("umbrella", "pin", "copy_sync"); n != 1 {
-		t.Fatalf("copy_sync pins %d", n)
-	}
-	eventually(t, 10*time.Second, "the backend to close", func() bool {
-		return superInt(t, ti.Database, "select count(*) from pg_stat_activity where usename = $1 and backend_type = 'client backend'", ti.User) == 0
-	})
-	if n := count(); n != 0 {
-		t.Fatalf("rows %d, want 0", n)
-	}
+	next()
 }

@@ -94,6 +94,18 @@ func TestMaxStatementTimeoutCannotBeSetAway(t *testing.T) {
 	}
 }
 
+// A Flush is no request: a client idle in its transaction that sends one
+// is still idle, and idle_in_transaction_timeout still ends it.
+func TestIdleInTransactionTimeoutAfterAFlush(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "500ms"}))
+	hc := hijackDSN(t, r.dsn("acme"))
+	if _, codes := simpleQuery(t, hc, "begin"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	sendAll(t, hc, &pgproto3.Flush{})
+	wantFatalClose(t, hc, "25P03")
+}
+
 func TestIdleInTransactionTimeoutClosesAndDiscards(t *testing.T) {
 	const table = "guard_iit"
 	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "300ms"}))
@@ -222,6 +234,32 @@ func TestQueryRatePipelinePaysPerRequest(t *testing.T) {
 	}
 	if ran > 2 || refused < n-2 {
 		t.Fatalf("%d of %d pipelined queries ran, %d refused, under query_rate=1/s, query_burst=2", ran, n, refused)
+	}
+}
+
+// A refused batch that ends inside a request (Parse and Bind after a
+// Query, the Sync to come) refuses that request too, and the rest of it is
+// skipped up to its Sync, as PostgreSQL skips after an error.
+func TestQueryRateRefusesAnUnfinishedRequest(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 0.5, "query_burst": 1, "pool_wait_timeout": "100ms"}))
+	hc := hijackDSN(t, r.dsn("acme"))
+	if _, codes := simpleQuery(t, hc, "select 1"); len(codes) > 0 { // the token
+		t.Fatal(codes)
+	}
+	sendAll(t, hc, &pgproto3.Query{String: "select 1"}, &pgproto3.Parse{Query: "select 2"}, &pgproto3.Bind{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "53400" {
+		t.Fatalf("the Query: errors %v", codes)
+	}
+	if _, codes := receiveUntil[*pgproto3.ErrorResponse](t, hc); len(codes) != 1 || codes[0] != "53400" {
+		t.Fatalf("the unfinished request: errors %v", codes)
+	}
+	sendAll(t, hc, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(rows) > 0 || len(codes) > 0 {
+		t.Fatalf("the rest of the refused request ran: rows %v errors %v", rows, codes)
+	}
+	time.Sleep(2100 * time.Millisecond) // a token
+	if rows, codes := simpleQuery(t, hc, "select 3"); len(codes) > 0 || len(rows) != 1 || rows[0] != "3" {
+		t.Fatalf("after: rows %v errors %v", rows, codes)
 	}
 }
 
@@ -599,11 +637,26 @@ func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
 	t.Run("no Sync", func(t *testing.T) {
 		hc := hijackDSN(t, r.dsn("acme"))
 		simpleQuery(t, hc, "begin")
-		sendAll(t, hc, &pgproto3.Flush{})
+		sendAll(t, hc, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		receiveUntil[*pgproto3.CommandComplete](t, hc) // done, but the request is not over
 		wantFatalClose(t, hc, "57014")
 	})
-	if n := r.counter("acme", "close", "statement_timeout"); n != 2 {
-		t.Errorf("statement_timeout closes = %d, want 2", n)
+	t.Run("statement catches the cancel and keeps talking", func(t *testing.T) {
+		conn := r.connect(t, "acme")
+		start := time.Now()
+		_, err := conn.Exec(testCtx(t, 30*time.Second), `do $$ begin perform pg_sleep(5);
+			exception when query_canceled then
+				for i in 1..200 loop raise notice 'still here %', i; perform pg_sleep(0.1); end loop;
+			end $$`)
+		if pe := wantCode(t, err, "57014"); pe.Severity != "FATAL" {
+			t.Fatalf("%s %q, want FATAL", pe.Severity, pe.Message)
+		}
+		if took := time.Since(start); took > 15*time.Second { // 20 s of notices otherwise
+			t.Errorf("ended after %s", took)
+		}
+	})
+	if n := r.counter("acme", "close", "statement_timeout"); n != 3 {
+		t.Errorf("statement_timeout closes = %d, want 3", n)
 	}
 	t.Run("cursor fetched in steps", func(t *testing.T) {
 		hc := hijackDSN(t, r.dsn("acme"))

@@ -136,6 +136,7 @@ type session struct {
 	copyByQuery  bool // the COPY was started by a Query
 	copyLead     int  // of ignoredSyncs, those written before any CopyData
 	runData      bool // CopyData was written since the last Query or Execute
+	failSent     bool // CopyFail was written right in the run after the last Query or Execute
 	unsure       bool
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
@@ -486,6 +487,9 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 			return "", false, nil
 		}
+		ss.mu.Lock()
+		ss.runData = true // as noteSentLocked would for the CopyData
+		ss.mu.Unlock()
 		if ss.syncRd != nil {
 			ss.handOver(be) // the backend may answer while the stream goes on
 		}
@@ -745,6 +749,11 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return nil, nil, nil
 	}
+	if be != nil && ss.batch == 0 {
+		// Only Flush: it ends no request and starts none.
+		ss.mu.Unlock()
+		return be, nil, nil
+	}
 	if be != nil && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' && ss.tracking && ss.pinned != "" {
 		// A pinned session's next transaction is admitted under
 		// backend.max_active_transactions like any other.
@@ -931,21 +940,20 @@ func (ss *session) applyParams(be *pool.Conn, sql string) error {
 // paramsTimeout bounds applyParams.
 const paramsTimeout = 15 * time.Second
 
-// answerRefusal replies to a batch the router could not run (no backend
-// attached): an ErrorResponse and a ReadyForQuery for each request it
-// contained, each refused as PostgreSQL would refuse it, so that none of a
-// pipeline looks as if it ran. Without a Sync in the batch, the error
+// answerRefusal replies to a batch the router could not run: an
+// ErrorResponse and a ReadyForQuery for each request it contained, each
+// refused as PostgreSQL would refuse it, so that none of a pipeline looks
+// as if it ran. A request the batch leaves unfinished gets the error
 // alone, and later messages are skipped up to the next Sync.
 func (ss *session) answerRefusal(batch []byte, refusal *clientError) error {
-	n, _ := countSyncs(batch, 0)
+	n, boundary := countSyncs(batch, 0)
 	var out []byte
-	for i := 0; i < max(n, 1); i++ {
+	for range n {
 		out = encodeError(out, refusal)
-		if n > 0 {
-			out = append(out, readyIdle...)
-		}
+		out = append(out, readyIdle...)
 	}
-	if n == 0 {
+	if !boundary {
+		out = encodeError(out, refusal)
 		ss.skipToSync = true
 	}
 	ss.mu.Lock()
@@ -1156,7 +1164,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
 				ss.mu.Lock()
 				if ss.inCopy && !ss.copyErr {
-					ss.copyErr, ss.copyReadErr = true, copyReadError(code)
+					ss.copyErr, ss.copyReadErr = true, copyReadError(code, ss.failSent)
 				}
 				ss.mu.Unlock()
 				if len(code) == 5 {
@@ -1544,6 +1552,7 @@ type clientWriter struct{ ss *session }
 type clientWriteError struct{ error }
 
 func (w clientWriter) Write(b []byte) (int, error) {
+	w.ss.beReads.Add(1) // a piece of a large frame read from the backend: progress
 	if err := w.ss.writeClient(b); err != nil {
 		return 0, clientWriteError{err}
 	}

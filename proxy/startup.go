@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -239,7 +239,7 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 		case "role", "session_authorization":
 			return nil, fatal(ReasonProtocol, "42501", "", "the startup parameter %q is not allowed: a tenant's sessions always run as its own role", k)
 		case "standard_conforming_strings":
-			if !slices.Contains([]string{"on", "true", "yes", "1"}, strings.ToLower(v)) {
+			if !boolOn(v) {
 				return nil, fatal(ReasonProtocol, "0A000", "", "the startup parameter %s=%s is not supported: pgbridge reads SQL with standard_conforming_strings on", k, v)
 			}
 		case "client_encoding":
@@ -248,7 +248,7 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 					"the client encoding %q is not supported: pgbridge reads SQL in encodings whose characters never contain a quote or backslash byte", v)
 			}
 		case "idle_session_timeout":
-			if pooled && v != "0" {
+			if pooled && !zeroSetting(v) {
 				return nil, fatal(ReasonProtocol, "0A000", "pgbridge closes idle clients itself (client_idle_timeout).",
 					"the startup parameter idle_session_timeout is not supported in transaction pooling mode: the backend is shared between clients")
 			}
@@ -257,11 +257,26 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 	return want, nil
 }
 
+// boolOn reports whether v is a true boolean as PostgreSQL reads one: on,
+// 1, or a prefix of true or yes, in any case.
+func boolOn(v string) bool {
+	v = strings.ToLower(strings.TrimSpace(v))
+	return v == "on" || v == "1" || v != "" && (strings.HasPrefix("true", v) || strings.HasPrefix("yes", v))
+}
+
+// zeroSetting reports whether a time setting's value is zero (0, 0s, 0ms,
+// 0.0 min, ...).
+func zeroSetting(v string) bool {
+	v = strings.TrimRight(strings.TrimSpace(v), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+	f, err := strconv.ParseFloat(v, 64)
+	return err == nil && f == 0
+}
+
 // clientOnlyEncoding reports whether name is one of PostgreSQL's
 // client-only encodings (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030,
-// JOHAB or an alias), whose multibyte characters can contain the bytes of
-// a quote or backslash. Names are compared as PostgreSQL does: letters and
-// digits only, case-insensitive.
+// JOHAB, or an alias such as WIN932), whose multibyte characters can
+// contain the bytes of a quote or backslash. Names are compared as
+// PostgreSQL does: letters and digits only, case-insensitive.
 func clientOnlyEncoding(name string) bool {
 	clean := strings.Map(func(r rune) rune {
 		switch {
@@ -273,8 +288,9 @@ func clientOnlyEncoding(name string) bool {
 		return -1
 	}, name)
 	switch clean {
-	case "sjis", "shiftjis", "mskanji", "shiftjis2004", "big5", "gbk", "cp936", "win936", "windows936",
-		"uhc", "cp949", "win949", "windows949", "gb18030", "johab":
+	case "sjis", "shiftjis", "mskanji", "win932", "windows932", "shiftjis2004",
+		"big5", "win950", "windows950", "gbk", "win936", "windows936", "cp936",
+		"uhc", "win949", "windows949", "cp949", "gb18030", "johab":
 		return true
 	}
 	return false

@@ -277,14 +277,16 @@ func TestStartupSettingsTheRouterCannotFollow(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}),
 		tenantOverride("initech", cfgMap{"pool_mode": "session"}))
 	for _, opt := range []string{"options='-c standard_conforming_strings=off'", "options='-c client_encoding=SJIS'",
-		"client_encoding=big5", "options='-c idle_session_timeout=1'"} {
+		"client_encoding=big5", "client_encoding=WIN932", "client_encoding=windows950",
+		"options='-c idle_session_timeout=1'", "options='-c idle_session_timeout=5s'"} {
 		_, err := connectCfg(t, connConfig(t, r.dsn("acme", opt)))
 		if pe := wantCode(t, err, "0A000"); pe.Severity != "FATAL" {
 			t.Errorf("%s: severity %s, want FATAL", opt, pe.Severity)
 		}
 	}
-	for _, opt := range []string{"options='-c standard_conforming_strings=on'", "client_encoding=UTF8", "client_encoding=LATIN1",
-		"options='-c idle_session_timeout=0'"} {
+	for _, opt := range []string{"options='-c standard_conforming_strings=on'", "options='-c standard_conforming_strings=T'",
+		"client_encoding=UTF8", "client_encoding=LATIN1", "client_encoding=WIN1252",
+		"options='-c idle_session_timeout=0'", "options='-c idle_session_timeout=0ms'"} {
 		c, err := connectCfg(t, connConfig(t, r.dsn("acme", opt)))
 		if err != nil {
 			t.Fatalf("%s: %v", opt, err)

@@ -128,20 +128,28 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			ss.progressReads, ss.progressAt = ss.beReads.Load(), now
 			ss.ts.stats.Cancels.Inc(string(ReasonStatementTimeout))
 			go ss.cancelStatement(ss.be, ss.busySince)
+		case ss.routerCancel != 0 && age >= lim+max(lim, cancelFinish):
+			// Still going long after the cancel, however much it sends: a
+			// statement that catches the cancel and keeps sending notices
+			// (or rows) must not escape the limit either.
+			ss.guardFired = true
+			go ss.end(errStatementStuck(lim))
 		case ss.routerCancel != 0:
-			if r := ss.beReads.Load(); r != ss.progressReads {
-				// The backend is still sending (the relay reads again
-				// each time the client took the last piece, at most
-				// 32 KiB): the statement may well be done.
+			if r := ss.beReads.Load(); r != ss.progressReads || !ss.wmu.TryLock() {
+				// The backend is still sending, or the answer waits on
+				// the client to take it (a slow client is woken only
+				// once much of its socket buffer has drained, seconds
+				// apart; one that stopped reading meets the cap above).
 				ss.progressReads, ss.progressAt = r, now
 				break
 			}
+			ss.wmu.Unlock()
 			if now.Sub(ss.progressAt) >= cancelGrace {
 				// Nothing came back since the cancel: the statement caught
-				// it (an exception handler), nothing runs and the client
-				// holds its backend without a Sync, or the client stopped
-				// reading the answer. End the session; its backend is
-				// discarded with whatever it was doing.
+				// it (an exception handler), or nothing runs and the
+				// client holds its backend without a Sync. End the
+				// session; its backend is discarded with whatever it was
+				// doing.
 				ss.guardFired = true
 				go ss.end(errStatementStuck(lim))
 			}
@@ -187,6 +195,12 @@ func (ss *session) watch(now time.Time) (parking bool) {
 // cancelGrace is how long a request may go on after the router cancelled
 // it for max_statement_timeout before the session is ended.
 const cancelGrace = 2 * time.Second
+
+// cancelFinish is the least time a request gets to finish after the router
+// cancelled it for max_statement_timeout, progress or not (max_statement_
+// timeout itself if longer): time for a client to take an answer that was
+// already on its way.
+const cancelFinish = 5 * time.Second
 
 // parkAfter is how long a session must be idle before it gives its read
 // buffer back.
