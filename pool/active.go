@@ -35,12 +35,9 @@ import (
 // its own round trip) are not reported, or every transaction would pause
 // right after BEGIN and the limit would bound nothing.
 //
-// Session-mode tenants are not counted, nor a login's Probe. A session
-// that pins its backend (session state in transaction mode) holds it
-// between transactions: each of its transactions counts while it runs, and
-// it stops counting at the end of one (EndTransaction); the next waits for
-// admission on the connection the session kept (Readmit), like any other,
-// so that pinning is no way around the limit.
+// Session-mode tenants are not counted, nor a login's Probe, and a
+// session that pins its backend (session state in transaction mode) stops
+// counting (Pinned): they hold their connection between transactions.
 //
 // State lives in Manager and tenantPool under Manager.mu:
 //   - active == sum of tenant active over live and retired pools: the
@@ -56,7 +53,7 @@ import (
 type admitState uint8
 
 const (
-	admitNone    admitState = iota // not admitted: no limit, session mode, Probe, pinned between transactions
+	admitNone    admitState = iota // not admitted: no limit, session mode, Probe, pinned
 	admitRunning                   // admitted and counted in active
 	admitIdle                      // admitted, its client's turn: not counted
 )
@@ -179,27 +176,13 @@ func (m *Manager) admit(ctx context.Context, c *Conn, deadline *time.Time) error
 	return nil
 }
 
-// EndTransaction tells the pool that the transaction on c is over while
-// the caller keeps c for its next one (a pinned session): c stops counting
-// as active, so that an idle pinned client holds back no other
-// transaction, and that next one waits for admission (Readmit).
-func (m *Manager) EndTransaction(c *Conn) {
+// Pinned tells the pool that the caller keeps c past the end of its
+// transaction (a pinned session): c stops counting as active, so that an
+// idle pinned client does not hold back every other transaction.
+func (m *Manager) Pinned(c *Conn) {
 	if c.admit != admitNone {
 		m.setAdmit(c, admitNone)
 	}
-}
-
-// Readmit admits a transaction about to start on c, which its caller kept
-// since its last one (EndTransaction), waiting when the limit is reached
-// up to the tenant's pool_wait_timeout (ErrAdmitTimeout) or until ctx
-// ends. It returns at once when c is admitted already or its tenant is
-// not limited.
-func (m *Manager) Readmit(ctx context.Context, c *Conn) error {
-	if c.admit != admitNone {
-		return nil
-	}
-	var deadline time.Time
-	return m.admit(ctx, c, &deadline)
 }
 
 // Idle tells the pool that c's client has been idle inside its open

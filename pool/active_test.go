@@ -143,8 +143,8 @@ func TestActiveLimitWaitEnds(t *testing.T) {
 	checkInvariants(t, m)
 }
 
-// Session-mode tenants are not counted; a connection kept between
-// transactions stops counting; Discard ends an admission like Release.
+// Session-mode tenants are not counted; a pinned connection stops
+// counting; Discard ends an admission like Release.
 func TestActiveLimitCountsTransactionModeOnly(t *testing.T) {
 	cfg := limited(1, 10, tenantSpec{name: "tx", poolSize: 5}, tenantSpec{name: "sess", poolSize: 5})
 	cfg.Tenants["sess"].Policy.PoolMode = routing.PoolSession
@@ -154,10 +154,10 @@ func TestActiveLimitCountsTransactionModeOnly(t *testing.T) {
 
 	c := acquire(t, m, "tx")
 	wantActive(t, m, 1, map[string]int{"tx": 1})
-	m.EndTransaction(c)
-	m.EndTransaction(c) // idempotent
+	m.Pinned(c)
+	m.Pinned(c) // idempotent
 	wantActive(t, m, 0, map[string]int{"tx": 0})
-	c2 := acquire(t, m, "tx") // admitted: the kept one no longer counts
+	c2 := acquire(t, m, "tx") // admitted: the pinned one no longer counts
 	wantActive(t, m, 1, map[string]int{"tx": 1})
 	m.Release(c) // a pinned connection released counts nothing twice
 	wantActive(t, m, 1, map[string]int{"tx": 1})
@@ -261,42 +261,10 @@ func TestActiveLimitIdleInTransaction(t *testing.T) {
 	}
 	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
 	m.Idle(b2.c)
-	m.EndTransaction(b2.c) // an idle one whose transaction ends: nothing left to count
-	m.Busy(b2.c)           // no longer admitted
+	m.Pinned(b2.c) // an idle one that pins: nothing left to count
+	m.Busy(b2.c)   // no longer admitted
 	wantActive(t, m, 0, map[string]int{"a": 0, "b": 0})
 	m.Release(b2.c)
-	checkInvariants(t, m)
-}
-
-// A connection its caller keeps between transactions (a pinned session)
-// counts while a transaction runs on it; its next transaction waits for
-// admission like any other (Readmit), and fails with ErrAdmitTimeout.
-func TestActiveLimitReadmit(t *testing.T) {
-	m, _ := newManager(t, limited(1, 10,
-		tenantSpec{name: "a", poolSize: 2, wait: 100 * time.Millisecond}, tenantSpec{name: "b", poolSize: 2}))
-	a := acquire(t, m, "a")
-	if err := m.Readmit(context.Background(), a); err != nil { // admitted already
-		t.Fatal(err)
-	}
-	wantActive(t, m, 1, map[string]int{"a": 1})
-	m.EndTransaction(a)
-	wantActive(t, m, 0, map[string]int{"a": 0})
-	b := acquire(t, m, "b") // the limit is free: b runs
-	err := m.Readmit(context.Background(), a)
-	if !errors.Is(err, ErrAdmitTimeout) {
-		t.Fatalf("Readmit at the limit: %v, want ErrAdmitTimeout", err)
-	}
-	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
-	ch := make(chan error, 1)
-	go func() { ch <- m.Readmit(context.Background(), a) }()
-	eventually(t, "a waits", admitWaiting(m, "a", 1))
-	m.Release(b)
-	if err := <-ch; err != nil {
-		t.Fatal(err)
-	}
-	wantActive(t, m, 1, map[string]int{"a": 1, "b": 0})
-	m.Release(a)
-	wantActive(t, m, 0, nil)
 	checkInvariants(t, m)
 }
 

@@ -754,25 +754,6 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return be, nil, nil
 	}
-	if be != nil && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' && ss.tracking && ss.pinned != "" {
-		// A pinned session's next transaction is admitted under
-		// backend.max_active_transactions like any other.
-		ss.waiting = true
-		ss.mu.Unlock()
-		err := ss.srv.pool.Readmit(ss.ctx, be)
-		ss.mu.Lock()
-		ss.waiting = false
-		if err != nil {
-			ss.mu.Unlock()
-			if errors.Is(err, pool.ErrWaitTimeout) {
-				ts.stats.Rejections.Inc(string(ReasonPoolTimeout))
-				ss.log.Info("pool wait timeout", zap.Duration("pool_wait_timeout", ts.tenant().Policy.PoolWaitTimeout))
-				return nil, nil, ss.answerRefusal(batch, ss.poolTimeout(err))
-			}
-			return nil, nil, ss.acquireError(err, false)
-		}
-		be = ss.be // nil if the backend failed meanwhile: a new one is acquired
-	}
 	if be != nil {
 		if ss.pending == 0 && (ss.boundary || ss.batch&batchExecute != 0 && int(ss.execsDone.Load()) >= ss.tailExecs) {
 			// A new request: its time runs from now. Without Sync, an
@@ -1324,11 +1305,6 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	}
 	answered = ss.pending == 0 && ss.boundary
 	idle = answered && status == 'I'
-	if idle && ss.tracking && ss.pinned != "" {
-		// A pinned session keeps its backend: its next transaction waits
-		// for admission on it (attach).
-		ss.srv.pool.EndTransaction(be)
-	}
 	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
 		if ss.beWoken {
