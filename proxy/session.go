@@ -1104,7 +1104,6 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.mu.Unlock()
 					break
 				}
-				be.WaitCancel() // a cancel on its way is for what ends here
 				var owned, idle, done bool
 				release, owned, idle, done = ss.readyForQuery(be, rd.Bytes()[pos+5])
 				drainNow = drainNow || idle
@@ -1112,6 +1111,11 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if !owned {
 					return relayDone // the client loop took the backend
 				}
+				// A cancel taken while this request was still in flight
+				// (up to the ReadyForQuery just counted) lands before its
+				// client has the answer and can send its next request;
+				// none is taken for a session with nothing in flight.
+				be.WaitCancel()
 			case 'C', 's', 'I':
 				ss.execsDone.Add(1) // an Execute (or a Query's statement) finished
 			case 'G', 'W':
