@@ -276,12 +276,18 @@ func TestSetRoleRefused(t *testing.T) {
 func TestStartupSettingsTheRouterCannotFollow(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}),
 		tenantOverride("initech", cfgMap{"pool_mode": "session"}))
-	for _, opt := range []string{"options='-c standard_conforming_strings=off'", "options='-c client_encoding=SJIS'",
-		"client_encoding=big5", "client_encoding=WIN932", "client_encoding=windows950",
-		"options='-c idle_session_timeout=1'", "options='-c idle_session_timeout=5s'"} {
+	for opt, names := range map[string]string{
+		"options='-c standard_conforming_strings=off'": "standard_conforming_strings=off",
+		"options='-c client_encoding=SJIS'":            `client encoding "SJIS"`,
+		"client_encoding=big5":                         `client encoding "big5"`,
+		"client_encoding=WIN932":                       `client encoding "WIN932"`,
+		"client_encoding=windows950":                   `client encoding "windows950"`,
+		"options='-c idle_session_timeout=1'":          "idle_session_timeout",
+		"options='-c idle_session_timeout=5s'":         "idle_session_timeout",
+	} {
 		_, err := connectCfg(t, connConfig(t, r.dsn("acme", opt)))
-		if pe := wantCode(t, err, "0A000"); pe.Severity != "FATAL" {
-			t.Errorf("%s: severity %s, want FATAL", opt, pe.Severity)
+		if pe := wantCode(t, err, "0A000"); pe.Severity != "FATAL" || !strings.Contains(pe.Message, names) {
+			t.Errorf("%s: %s %q, want FATAL naming %s", opt, pe.Severity, pe.Message, names)
 		}
 	}
 	for _, opt := range []string{"options='-c standard_conforming_strings=on'", "options='-c standard_conforming_strings=T'",
@@ -1085,9 +1091,7 @@ func TestFailedCopyReleasesTheBackend(t *testing.T) {
 		t.Fatalf("rows %d", n)
 	}
 	// The copying client goes on normally.
-	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
-		t.Fatalf("after the failed COPY: rows %v errors %v", rows, codes)
-	}
+	wantAfter(t, hc)
 	if n := queryInt(t, setup, "select 7"); n != 7 {
 		t.Fatal(n)
 	}
@@ -1154,9 +1158,7 @@ func TestStrayCopyStreamAfterAFailedCopy(t *testing.T) {
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 {
 		t.Fatalf("errors %v", codes)
 	}
-	if rows, codes := simpleQuery(t, a, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
-		t.Fatalf("after the failed COPY: rows %v errors %v", rows, codes)
-	}
+	wantAfter(t, a)
 	if n := queryInt(t, setup, "select 3"); n != 3 {
 		t.Fatal(n)
 	}
@@ -1285,6 +1287,15 @@ func simpleQuery(t *testing.T, hc *pgconn.HijackedConn, sql string) (rows, codes
 	t.Helper()
 	sendAll(t, hc, &pgproto3.Query{String: sql})
 	return receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+}
+
+// wantAfter checks that the session on hc still answers a query:
+// "select 'after'" gives its one row and no error.
+func wantAfter(t *testing.T, hc *pgconn.HijackedConn) {
+	t.Helper()
+	if rows, codes := simpleQuery(t, hc, "select 'after'"); len(codes) > 0 || len(rows) != 1 || rows[0] != "after" {
+		t.Fatalf("select 'after': rows %v errors %v", rows, codes)
+	}
 }
 
 // startCopy sends a COPY FROM STDIN as a simple Query and waits for the
