@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -35,9 +36,17 @@ import (
 // its own round trip) are not reported, or every transaction would pause
 // right after BEGIN and the limit would bound nothing.
 //
-// Session-mode tenants are not counted, nor a login's Probe, and a
-// session that pins its backend (session state in transaction mode) stops
-// counting (Pinned): they hold their connection between transactions.
+// Session-mode tenants are not counted, nor a login's Probe. A session
+// that pins its backend (session state in transaction mode) holds it
+// between transactions: each of its transactions counts while it runs,
+// the caller ends the count at the transaction's end (Pinned), and the
+// next one is admitted on the connection the session kept (Readmit). That
+// wait is short (the caller's bound), after which the transaction runs
+// counted above the limit: a pinned session may hold session-level locks
+// (advisory locks) that admitted transactions wait on, and an unlock made
+// to wait for them would deadlock until pool_wait_timeout. Pinning is
+// therefore no way around the limit, only a way to exceed it after a wait
+// at every transaction.
 //
 // State lives in Manager and tenantPool under Manager.mu:
 //   - active == sum of tenant active over live and retired pools: the
@@ -53,7 +62,7 @@ import (
 type admitState uint8
 
 const (
-	admitNone    admitState = iota // not admitted: no limit, session mode, Probe, pinned
+	admitNone    admitState = iota // not admitted: no limit, session mode, Probe, pinned between transactions
 	admitRunning                   // admitted and counted in active
 	admitIdle                      // admitted, its client's turn: not counted
 )
@@ -176,13 +185,57 @@ func (m *Manager) admit(ctx context.Context, c *Conn, deadline *time.Time) error
 	return nil
 }
 
-// Pinned tells the pool that the caller keeps c past the end of its
-// transaction (a pinned session): c stops counting as active, so that an
-// idle pinned client does not hold back every other transaction.
+// Pinned tells the pool that the transaction on c is over while the caller
+// keeps c for its next one (a pinned session): c stops counting as active,
+// so that an idle pinned client holds back no other transaction. The next
+// transaction calls Readmit.
 func (m *Manager) Pinned(c *Conn) {
 	if c.admit != admitNone {
 		m.setAdmit(c, admitNone)
 	}
+}
+
+// Readmit admits the transaction about to start on c, which its caller
+// kept since its last one (Pinned). At the limit it waits up to wait (the
+// tenant's pool_wait_timeout if that is shorter) for admission like any
+// other transaction, then counts the transaction all the same, above the
+// limit (see the comment at the top). It fails only when ctx ends or the
+// tenant is removed meanwhile. The caller may lose c to Discard during the
+// wait (its backend broke), never to Release; a discarded c is not
+// counted.
+func (m *Manager) Readmit(ctx context.Context, c *Conn, wait time.Duration) error {
+	tp := c.tenant
+	m.mu.Lock()
+	if c.admit != admitNone || !c.out || !m.limitedLocked(tp) || tp.removed {
+		m.mu.Unlock()
+		return nil
+	}
+	if m.admitLocked(tp) {
+		c.admit = admitRunning
+		m.mu.Unlock()
+		return nil
+	}
+	if pw := tp.tenant.Policy.PoolWaitTimeout; pw > 0 && pw < wait {
+		wait = pw
+	}
+	deadline := time.Now().Add(wait)
+	err := m.waitAdmission(ctx, tp, &deadline) // unlocks mu
+	m.mu.Lock()
+	var leave pending
+	switch {
+	case err == nil && c.out:
+		c.admit = admitRunning
+	case err == nil:
+		leave = m.leaveLocked(tp) // discarded meanwhile: the grant goes on
+	case errors.Is(err, ErrAdmitTimeout):
+		err = nil
+		if c.out {
+			m.setAdmitLocked(c, admitRunning) // above the limit
+		}
+	}
+	m.mu.Unlock()
+	leave.send()
+	return err
 }
 
 // Idle tells the pool that c's client has been idle inside its open

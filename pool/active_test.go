@@ -290,3 +290,77 @@ func TestActiveLimitConnectionBeforeAdmission(t *testing.T) {
 	m.Release(a2.c)
 	checkInvariants(t, m)
 }
+
+// A connection its caller keeps between transactions (a pinned session)
+// stops counting at a transaction's end (Pinned); its next transaction is
+// admitted by Readmit: at once below the limit, after a wait for a freed
+// slot at it, and counted above the limit when the wait runs out. A
+// connection discarded during the wait counts nothing, and the grant goes
+// on to the next waiter.
+func TestActiveLimitReadmit(t *testing.T) {
+	m, _ := newManager(t, limited(1, 10,
+		tenantSpec{name: "a", poolSize: 3}, tenantSpec{name: "b", poolSize: 3}))
+	ctx := context.Background()
+	a := acquire(t, m, "a")
+	if err := m.Readmit(ctx, a, time.Hour); err != nil { // counted already
+		t.Fatal(err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 1})
+	m.Pinned(a)
+	if err := m.Readmit(ctx, a, time.Hour); err != nil { // the limit is free
+		t.Fatal(err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 1})
+	m.Pinned(a)
+
+	// At the limit: a short wait, then counted above it.
+	b := acquire(t, m, "b")
+	if err := m.Readmit(ctx, a, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	wantActive(t, m, 2, map[string]int{"a": 1, "b": 1})
+	m.Pinned(a)
+	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
+
+	// A slot freed during the wait admits it.
+	ch := make(chan error, 1)
+	go func() { ch <- m.Readmit(ctx, a, time.Hour) }()
+	eventually(t, "a waits for admission", admitWaiting(m, "a", 1))
+	m.Release(b)
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 1, "b": 0})
+	m.Pinned(a)
+
+	// The caller's context ends the wait, nothing counted.
+	b = acquire(t, m, "b")
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { ch <- m.Readmit(cctx, a, time.Hour) }()
+	eventually(t, "a waits for admission", admitWaiting(m, "a", 1))
+	cancel()
+	if err := <-ch; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Readmit with its context cancelled: %v", err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 0, "b": 1})
+
+	// Discarded while waiting: its grant goes to the next waiter.
+	go func() { ch <- m.Readmit(ctx, a, time.Hour) }()
+	eventually(t, "a waits for admission", admitWaiting(m, "a", 1))
+	m.Discard(a)
+	next := make(chan result, 1)
+	acquireAsync(ctx, m, "a", next)
+	eventually(t, "a second transaction of a waits", admitWaiting(m, "a", 2))
+	m.Release(b)
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	r := recv(t, next)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	wantActive(t, m, 1, map[string]int{"a": 1, "b": 0})
+	m.Release(r.c)
+	wantActive(t, m, 0, map[string]int{"a": 0, "b": 0})
+	checkInvariants(t, m)
+}

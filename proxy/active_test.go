@@ -6,14 +6,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // backend.max_active_transactions against the real cluster: a running
 // statement holds the only admission; another tenant's query waits for it
 // and runs as soon as it ends, although its transaction stays open (a
 // client's think time inside a transaction does not count); a wait past
-// pool_wait_timeout gets 53300 naming the limit; session-mode tenants and
-// pinned sessions are not held back and do not hold others back.
+// pool_wait_timeout gets 53300 naming the limit; session-mode tenants are
+// not held back and do not hold others back, nor does an idle pinned
+// session (TestMaxActiveTransactionsPinned).
 func TestMaxActiveTransactions(t *testing.T) {
 	r := startRouter(t,
 		cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
@@ -78,16 +80,67 @@ func TestMaxActiveTransactions(t *testing.T) {
 	mustExec(t, a, "select 1")
 	mustExec(t, a, "commit")
 
-	// A pinned session keeps its backend but not the admission.
-	mustExec(t, a, "select pg_advisory_lock(42)")
-	if got := queryString(t, g, "select 'admitted beside a pinned session'"); got != "admitted beside a pinned session" {
-		t.Errorf("query beside a pinned session = %q", got)
-	}
-	mustExec(t, a, "select pg_advisory_unlock(42)")
-	mustExec(t, a, "select 1") // still works, still pinned
 	if active, limit := r.pool.ActiveTransactions(); active != 0 || limit != 1 {
 		t.Errorf("ActiveTransactions() = %d, %d; want 0, 1 with every client idle", active, limit)
 	}
+}
+
+// A pinned session (any SET) keeps its backend between transactions but
+// not the admission: idle, it holds no one back; each of its transactions
+// counts while it runs, so pinning is no way around the limit; at the
+// limit its next transaction waits briefly, then runs above the limit, so
+// that a pinned session holding a lock others wait on can still release it.
+func TestMaxActiveTransactionsPinned(t *testing.T) {
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("acme", cfgMap{"pool_wait_timeout": "10s"}),
+		tenantOverride("globex", cfgMap{"pool_wait_timeout": "10s"}),
+	)
+	a := r.connect(t, "acme")
+	g := r.connect(t, "globex")
+	active := func(n int) func() bool {
+		return func() bool { got, _ := r.pool.ActiveTransactions(); return got == n }
+	}
+	mustExec(t, a, "set application_name = 'pinned'")
+	eventually(t, 5*time.Second, "the pinned session's transaction ends its count", active(0))
+	if got := queryString(t, g, "select 'beside an idle pinned session'"); got != "beside an idle pinned session" {
+		t.Errorf("query beside an idle pinned session = %q", got)
+	}
+
+	// Its statement counts while it runs: globex waits for it.
+	sleeping := runAsync(a, "select pg_sleep(1)")
+	eventually(t, 5*time.Second, "the pinned session's statement counts", active(1))
+	done := runAsync(g, "select 1")
+	eventually(t, 5*time.Second, "globex waits for admission", func() bool { return r.pool.Stats()["globex"].AdmitWaiting == 1 })
+	if err := <-sleeping; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// A session-level lock: the pinned session holds it, another session's
+	// admitted transaction waits on it, and the unlock (at the limit) still
+	// runs. (Advisory locks are per database: the waiter is acme's too.)
+	mustExec(t, a, "select pg_advisory_lock(42)")
+	a2 := r.connect(t, "acme")
+	locked := runAsync(a2, "select pg_advisory_lock(42)")
+	eventually(t, 5*time.Second, "globex's transaction waits on the lock", func() bool {
+		return superInt(t, "postgres", "select count(*) from pg_locks where locktype = 'advisory' and not granted") == 1
+	})
+	if got, _ := r.pool.ActiveTransactions(); got != 1 {
+		t.Fatalf("ActiveTransactions() = %d with the waiting transaction admitted, want 1", got)
+	}
+	t0 := time.Now()
+	mustExec(t, a, "select pg_advisory_unlock(42)")
+	if d := time.Since(t0); d >= 5*time.Second { // pool_wait_timeout is 10s
+		t.Errorf("the unlock took %v: it waited for the transaction it blocks", d)
+	}
+	if err := <-locked; err != nil {
+		t.Fatalf("the lock after the pinned session's unlock: %v", err)
+	}
+	mustExec(t, a2, "select pg_advisory_unlock(42)")
+	eventually(t, 5*time.Second, "every client idle", active(0))
 }
 
 // A driver's BEGIN, sent as its own round trip, admits the transaction for
@@ -128,4 +181,30 @@ func TestMaxActiveTransactionsBeginRoundTrip(t *testing.T) {
 	if got := queryString(t, g, "select 'after the commit'"); got != "after the commit" {
 		t.Errorf("globex after acme's commit: %q", got)
 	}
+}
+
+// A pinned session whose COPY fails on its data while the client is still
+// sending (the ReadyForQuery comes before the client's CopyDone) is idle
+// afterwards and must not go on counting against the limit.
+func TestMaxActiveTransactionsPinnedFailedCopy(t *testing.T) {
+	r := startRouter(t, cfgMap{"backend": cfgMap{"max_active_transactions": 1}})
+	scratchTable(t, r.connect(t, "acme"), "acme", "pinned_copy", "n int")
+	hc := hijackDSN(t, r.dsn("acme"))
+	if _, codes := simpleQuery(t, hc, "set application_name = 'pinned'"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	startCopy(t, hc, "copy pinned_copy from stdin")
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("not a number\n")})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22P02" {
+		t.Fatalf("COPY of bad data: errors %v, want 22P02", codes)
+	}
+	eventually(t, 5*time.Second, "the idle pinned session stops counting", func() bool {
+		n, _ := r.pool.ActiveTransactions()
+		return n == 0
+	})
+	g := r.connect(t, "globex")
+	if got := queryString(t, g, "select 'beside it'"); got != "beside it" {
+		t.Errorf("globex beside the idle pinned session: %q", got)
+	}
+	wantAfter(t, hc)
 }

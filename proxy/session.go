@@ -754,6 +754,26 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return be, nil, nil
 	}
+	if be != nil && ss.pinned != "" && !ss.unsure && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' {
+		// A pinned session's next transaction is admitted under
+		// backend.max_active_transactions on the backend it keeps, after
+		// a bounded wait at most (pool.Readmit).
+		ss.waiting = true
+		ss.mu.Unlock()
+		err := ss.srv.pool.Readmit(ss.ctx, be, pinnedAdmitWait)
+		ss.mu.Lock()
+		ss.waiting = false
+		if err == nil && ss.be != be {
+			err = errBackendLost
+		}
+		if err != nil {
+			ss.mu.Unlock()
+			if err == errBackendLost {
+				return nil, nil, errBackendDown(err)
+			}
+			return nil, nil, ss.acquireError(err, false)
+		}
+	}
 	if be != nil {
 		if ss.pending == 0 && (ss.boundary || ss.batch&batchExecute != 0 && int(ss.execsDone.Load()) >= ss.tailExecs) {
 			// A new request: its time runs from now. Without Sync, an
@@ -1305,10 +1325,16 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.boundary = true
 		ss.copyEnded = true
 		ss.idleSince = now
+		if status == 'I' && ss.pinned != "" {
+			ss.srv.pool.Pinned(be) // its transaction is over (see below)
+		}
 		return false, true, status == 'I', true
 	}
 	answered = ss.pending == 0 && ss.boundary
 	idle = answered && status == 'I'
+	if idle && ss.pinned != "" {
+		ss.srv.pool.Pinned(be) // the transaction is over; the next one is readmitted (attach)
+	}
 	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
 		if ss.beWoken {

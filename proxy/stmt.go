@@ -496,11 +496,6 @@ func (ss *session) pinLocked(reason string) {
 	}
 	ss.pinned = reason
 	ss.ts.stats.Pins.Inc(reason)
-	if ss.be != nil {
-		// A pinned session holds its backend between transactions: it no
-		// longer counts against max_active_transactions.
-		ss.srv.pool.Pinned(ss.be)
-	}
 	ss.log.Debug("session pinned to its backend", zap.String("reason", reason))
 }
 

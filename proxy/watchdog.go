@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 	"time"
 
@@ -213,6 +214,17 @@ const parkAfter = time.Second
 // own round trip or a quick application step between statements, keep the
 // admission, so that the limit does bound the transactions running at once.
 const admitIdleAfter = 100 * time.Millisecond
+
+// pinnedAdmitWait bounds how long a pinned session's transaction waits for
+// admission under max_active_transactions before it runs counted above
+// the limit (pool.Readmit): long enough that a tenant pinning every
+// session gains little by it, short enough that a pinned session holding
+// a lock others wait on delays them by no more.
+const pinnedAdmitWait = 100 * time.Millisecond
+
+// errBackendLost ends a session whose pinned backend broke while its next
+// transaction waited for admission.
+var errBackendLost = errors.New("backend connection lost")
 
 // cancelStatement sends a cancel request for the request that started at
 // since, if it is still running on be.
