@@ -174,6 +174,30 @@ func TestClientIdleTimeout(t *testing.T) {
 	}
 }
 
+// A session waiting for a backend is not idle: client_idle_timeout does
+// not end it during the wait, however long it was idle before.
+func TestClientIdleTimeoutSparesWaiting(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{
+		"client_idle_timeout": "1s", "pool_size": 1, "pool_wait_timeout": "10s"}))
+	holder := r.connect(t, "acme")
+	waiter := r.connect(t, "acme")
+	mustExec(t, holder, "begin")
+	mustExec(t, holder, "select 1")    // holds the tenant's only backend
+	time.Sleep(700 * time.Millisecond) // the waiter idles most of its limit
+	done := runAsync(waiter, "select 1")
+	eventually(t, 5*time.Second, "the query waits for the backend", func() bool {
+		return r.pool.Stats()["acme"].Waiting == 1
+	})
+	time.Sleep(1500 * time.Millisecond) // past client_idle_timeout since its last answer
+	mustExec(t, holder, "commit")
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting query: %v", err)
+	}
+	if n := r.counter("acme", "close", "client_idle"); n != 0 {
+		t.Errorf("acme client_idle closes = %d, want 0", n)
+	}
+}
+
 func TestQueryRateLimit(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 3, "pool_wait_timeout": "100ms"}))
 	conn := r.connect(t, "acme")

@@ -177,7 +177,9 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			ss.be, ss.pumpDone, ss.copyEnded = nil, nil, false
 			go ss.giveBackIdle(be, done)
 		}
-		if lim := pol.ClientIdleTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
+		if lim := pol.ClientIdleTimeout; lim > 0 && !ss.waiting && now.Sub(ss.idleSince) >= lim {
+			// (A session waiting for a backend or admission is not idle;
+			// the wait ends by pool_wait_timeout.)
 			ss.guardFired = true
 			go ss.end(errClientIdle(lim))
 			return
