@@ -29,21 +29,26 @@ import (
 // counts the Syncs it adds. The ReadyForQuery that ends the COPY stands
 // for all of them.
 //
-// That holds when the COPY ends by CopyDone or CopyFail. When the backend
-// fails it first, the Syncs it had not read yet are answered in the normal
-// way. The backend reads the Syncs written before any CopyData all at once
-// when it first asks for data, so they were read if the error came from
-// reading: bad data (SQLSTATE class 22 or 23), the client's CopyFail
-// (57014, when it sent one), a message out of place (08P01). Otherwise (a
-// statement trigger, a cancel) they may not have been; for a COPY run by
-// an Execute, with no Sync among the data, a ReadyForQuery that comes
-// before the client wrote the Sync it would answer shows they were not.
-// Any other case (Syncs between CopyData, a failure the router cannot
-// place, a segment of more Executes than a record counts) leaves it unable
-// to tell how many answers are due: the session is then pinned to its
-// backend, which is closed when the client leaves rather than reused
-// (stats.PinCopySync), so that whatever the backend sends goes to the
-// client that asked for it, as without the router.
+// That holds when the COPY ends by CopyDone. When it ends by an error, the
+// Syncs the backend had not read yet are answered in the normal way, and
+// nothing the router sees tells how far it had read: bad data, the
+// client's CopyFail, a statement trigger or a cancel before the first read
+// all end the COPY with an ErrorResponse, and a trigger may raise any
+// SQLSTATE (a first version took classes 22 and 23, and 57014 after a
+// CopyFail, for proof that the Syncs before the data had been read; a
+// statement trigger raising 22012 made the router give the backend back
+// with an answer still owed, which the tenant's next client received). One
+// case is certain: for a COPY run by an Execute, with no Sync among the
+// data, a ReadyForQuery that comes before the client wrote the Sync it
+// would answer shows that the backend failed before reading any. Every
+// other error with Syncs in the run (and a segment of more Executes than a
+// record counts) leaves the router unable to tell how many answers are
+// due: the session is then pinned to its backend, which is closed when the
+// client leaves rather than reused (stats.PinCopySync), so that whatever
+// the backend sends goes to the client that asked for it, as without the
+// router. A COPY run as a simple Query with no Sync in flight (psql's
+// \copy, pgx's CopyFrom) never meets this; libpq's extended-protocol COPY
+// (PQexecParams) that fails pins its session.
 
 // syncRec describes a sync point the client loop wrote.
 type syncRec uint32
@@ -69,7 +74,6 @@ func (ss *session) noteSentLocked(out []byte) {
 		case 'd':
 			ss.runData = true
 		case 'f':
-			ss.failSent = ss.sinceQE
 			ss.sinceQE = false
 			ss.copyRunOpen = false
 		case 'S':
@@ -95,11 +99,11 @@ func (ss *session) noteSentLocked(out []byte) {
 			}
 			ss.recs = append(ss.recs, rec)
 			ss.tailExecs = 0
-			ss.sinceQE, ss.runData, ss.failSent = typ == 'Q', false, false
+			ss.sinceQE, ss.runData = typ == 'Q', false
 			ss.copyRunOpen = false
 		case 'E':
 			ss.tailExecs++
-			ss.sinceQE, ss.runData, ss.failSent = true, false, false
+			ss.sinceQE, ss.runData = true, false
 			ss.copyRunOpen = false
 		default:
 			ss.sinceQE = false
@@ -123,9 +127,9 @@ func (ss *session) resetRecsLocked(swallow int) {
 	for range swallow {
 		ss.recs = append(ss.recs, recQuery)
 	}
-	ss.tailExecs, ss.sinceQE, ss.runData, ss.failSent = 0, false, false, false
+	ss.tailExecs, ss.sinceQE, ss.runData = 0, false, false
 	ss.ignoredSyncs, ss.copyLead, ss.copyRunOpen = 0, 0, false
-	ss.copyErr, ss.copyReadErr = false, false
+	ss.copyErr = false
 }
 
 // copyStartedLocked accounts for a CopyInResponse: it counts the Syncs
@@ -135,7 +139,7 @@ func (ss *session) copyStartedLocked() {
 	recs := ss.recs[ss.recHead:]
 	done := int(ss.execsDone.Load()) // Executes of this segment finished before the COPY
 	ss.ignoredSyncs, ss.copyLead, ss.copyRunOpen = 0, 0, false
-	ss.copyErr, ss.copyReadErr, ss.copyByQuery = false, false, false
+	ss.copyErr, ss.copyByQuery = false, false
 	start := 0 // index in recs of the first sync point that may be in the run
 	switch {
 	case len(recs) == 0:
@@ -184,9 +188,6 @@ func (ss *session) copyEndedLocked() {
 		ss.ignoredSyncs = 0
 		return
 	}
-	if ss.copyReadErr && ss.ignoredSyncs == ss.copyLead {
-		return // read with the first copy message
-	}
 	ss.unsureLocked()
 }
 
@@ -203,19 +204,4 @@ func (ss *session) unsureLocked() {
 		ss.srv.pool.Pinned(ss.be)
 	}
 	ss.log.Info("Syncs in flight around a COPY that the server may or may not answer; the session keeps its backend, which is closed when it leaves")
-}
-
-// copyReadError reports whether an error with SQLSTATE code ending a COPY
-// shows that the backend had read copy messages: bad data, the client's
-// CopyFail (failSent: the client wrote one in the COPY's run), a message
-// out of place. A cancel (57014 without CopyFail) may come at any time.
-func copyReadError(code string, failSent bool) bool {
-	if len(code) != 5 {
-		return false
-	}
-	switch code[:2] {
-	case "22", "23":
-		return true
-	}
-	return code == "57014" && failSent || code == "08P01"
 }

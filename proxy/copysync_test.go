@@ -339,3 +339,167 @@ func sameAsDirect(t *testing.T, r *router, script func(hc *pgconn.HijackedConn),
 	}
 	next()
 }
+
+// nextClient runs sql on a fresh connection of umbrella's in the
+// background and sends the first column it got (or the error).
+func nextClient(t *testing.T, r *router, sql string) <-chan string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		c, err := connectCfg(t, connConfig(t, r.dsn("umbrella")))
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		var s string
+		if err := c.QueryRow(testCtx(t, 10*time.Second), sql).Scan(&s); err != nil {
+			s = err.Error()
+		}
+		got <- s
+	}()
+	return got
+}
+
+// tryReceiveReady reads from hc up to a ReadyForQuery like receiveUntil,
+// but reports a failed read (a missing answer) instead of failing the test.
+func tryReceiveReady(hc *pgconn.HijackedConn, d time.Duration) (rows, codes []string, err error) {
+	_ = hc.Conn.SetReadDeadline(time.Now().Add(d))
+	for {
+		m, err := hc.Frontend.Receive()
+		if err != nil {
+			return rows, codes, err
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			codes = append(codes, m.Code)
+		case *pgproto3.ReadyForQuery:
+			return rows, codes, nil
+		}
+	}
+}
+
+// failingTrigger gives table a BEFORE STATEMENT trigger running body.
+func failingTrigger(t *testing.T, r *router, table, name, body string) {
+	t.Helper()
+	setup := r.connect(t, "umbrella")
+	defer closeConn(setup)
+	mustExec(t, setup, "create or replace function app_data."+name+"() returns trigger language plpgsql as $$ begin "+body+"; return null; end $$")
+	mustExec(t, setup, "create trigger "+name+" before insert on "+table+" for each statement execute function app_data."+name+"()")
+}
+
+// A statement trigger fails the COPY with a data-class error (22012)
+// before the backend read any copy message: the Sync written behind the
+// Execute is answered, and so is the Query pipelined after the data. The
+// SQLSTATE does not show whether the backend had read anything; taking
+// class 22 for proof that it had, the router once gave the backend back
+// with the Query's answer owed, and the tenant's next client got it.
+func TestCopyTriggerDataErrorBeforeReading(t *testing.T) {
+	r, _ := copyRouter(t, "app_data.cs_trig22")
+	failingTrigger(t, r, "app_data.cs_trig22", "cs_trig22_fail", "perform pg_sleep(0.3); perform 1/0")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig22 from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	// Written while the trigger runs, before the backend reads anything.
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
+		&pgproto3.Query{String: "select 'mine' from pg_sleep(1)"})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("COPY: errors %v, want [22012]", codes)
+	}
+	next := nextClient(t, r, "select 'theirs'")
+	rows, codes, err := tryReceiveReady(hc, 3*time.Second)
+	if len(codes) > 0 || len(rows) != 1 || rows[0] != "mine" {
+		t.Fatalf("the COPY's client got rows %v errors %v (%v)", rows, codes, err)
+	}
+	// The router cannot tell how many answers were due: the session keeps
+	// its backend until it leaves (the next client waits for it).
+	if n := r.counter("umbrella", "pin", "copy_sync"); n != 1 {
+		t.Errorf("copy_sync pins %d, want 1", n)
+	}
+	wantAfter(t, hc)
+	hc.Conn.Close()
+	if got := <-next; got != "theirs" {
+		t.Fatalf("the tenant's next client got %q", got)
+	}
+}
+
+// The same trigger with exactly what libpq sends for PQexecParams of a
+// COPY, then PQputCopyData and PQputCopyEnd: PostgreSQL answers both Syncs
+// (behind the Execute and after CopyDone).
+func TestCopyTriggerDataErrorBeforeReadingLibpq(t *testing.T) {
+	r, count := copyRouter(t, "app_data.cs_trig22l")
+	failingTrigger(t, r, "app_data.cs_trig22l", "cs_trig22l_fail", "perform pg_sleep(0.3); perform 1/0")
+	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
+		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig22l from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+		if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22012" {
+			t.Fatalf("COPY: errors %v, want [22012]", codes)
+		}
+		if rows, codes, err := tryReceiveReady(hc, 3*time.Second); err != nil || len(rows)+len(codes) > 0 {
+			t.Fatalf("second Sync: rows %v errors %v (%v)", rows, codes, err)
+		}
+	}, true, nil)
+	if n := count(); n != 0 {
+		t.Fatalf("rows %d, want 0", n)
+	}
+}
+
+// A cancel lands in a slow statement trigger, before the backend read any
+// copy message, while the client has written CopyFail and a Sync (libpq's
+// PQputCopyEnd with an error message): the 57014 is the cancel's, not the
+// CopyFail's, and both Syncs are answered.
+func TestCopyCancelledInTriggerAfterCopyFail(t *testing.T) {
+	r, _ := copyRouter(t, "app_data.cs_trigcancel")
+	failingTrigger(t, r, "app_data.cs_trigcancel", "cs_trigcancel_slow", "perform pg_sleep(3)")
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trigcancel from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyFail{Message: "changed my mind"}, &pgproto3.Sync{})
+	time.Sleep(200 * time.Millisecond)
+	sendCancel(t, r, rawKey{pid: hc.PID, secret: hc.SecretKey})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "57014" {
+		t.Fatalf("COPY: errors %v, want [57014]", codes)
+	}
+	if rows, codes, err := tryReceiveReady(hc, 3*time.Second); err != nil || len(rows)+len(codes) > 0 {
+		t.Errorf("second Sync: rows %v errors %v (%v)", rows, codes, err)
+	}
+	wantAfter(t, hc)
+	hc.Conn.Close()
+	if got := <-nextClient(t, r, "select 'theirs'"); got != "theirs" {
+		t.Errorf("the tenant's next client got %q", got)
+	}
+}
+
+// A COPY run by an Execute with libpq's Sync behind it fails on its data,
+// with a named Parse pipelined after the data, which the backend skips.
+// The router must not keep the skipped statement in its books of the
+// backend: another client whose statement has the same text would be
+// bound to a statement that does not exist.
+func TestCopySkippedParseAfterIgnoredSync(t *testing.T) {
+	r, _ := copyRouter(t, "app_data.cs_skip")
+	c2 := r.connect(t, "umbrella", "default_query_exec_mode=cache_statement")
+	if got := queryString(t, c2, "select 'cs-x'"); got != "cs-x" {
+		t.Fatal(got)
+	}
+	// Replace the tenant's only backend: c2's statement is now on none.
+	pid := queryInt(t, c2, "select pg_backend_pid()")
+	superInt(t, "postgres", "select pg_terminate_backend($1)::int", pid)
+	time.Sleep(300 * time.Millisecond) // the pool peeks at it and dials anew
+
+	hc := hijackDSN(t, r.dsn("umbrella"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_skip from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.CopyDone{},
+		&pgproto3.Parse{Name: "sx", Query: "select 'cs-x'"}, &pgproto3.Bind{PreparedStatement: "sx"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(rows) != 0 || len(codes) != 1 || codes[0] != "22P02" {
+		t.Fatalf("COPY: rows %v errors %v, want [22P02]", rows, codes)
+	}
+	hc.Conn.Close()
+
+	var got string
+	if err := c2.QueryRow(testCtx(t, 10*time.Second), "select 'cs-x'").Scan(&got); err != nil || got != "cs-x" {
+		t.Fatalf("the other client's prepared statement: %q, %v", got, err)
+	}
+}

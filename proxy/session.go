@@ -132,11 +132,9 @@ type session struct {
 	ignoredSyncs int
 	copyRunOpen  bool
 	copyErr      bool
-	copyReadErr  bool // the error shows the backend had read copy messages
 	copyByQuery  bool // the COPY was started by a Query
 	copyLead     int  // of ignoredSyncs, those written before any CopyData
 	runData      bool // CopyData was written since the last Query or Execute
-	failSent     bool // CopyFail was written right in the run after the last Query or Execute
 	unsure       bool
 	beWoken      bool // kill set a read deadline on be
 	inCopy       bool // the backend sent CopyInResponse and no ReadyForQuery since
@@ -1168,8 +1166,8 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				ss.execsDone.Store(execsSettled) // the rest up to the Sync is skipped
 				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
 				ss.mu.Lock()
-				if ss.inCopy && !ss.copyErr {
-					ss.copyErr, ss.copyReadErr = true, copyReadError(code, ss.failSent)
+				if ss.inCopy {
+					ss.copyErr = true
 				}
 				ss.mu.Unlock()
 				if len(code) == 5 {
