@@ -199,8 +199,8 @@ func (m *Manager) Pinned(c *Conn) {
 // kept since its last one (Pinned). At the limit it waits up to wait (the
 // tenant's pool_wait_timeout if that is shorter) for admission like any
 // other transaction, then counts the transaction all the same, above the
-// limit (see the comment at the top). It fails only when ctx ends or the
-// tenant is removed meanwhile. The caller may lose c to Discard during the
+// limit (see the comment at the top). It fails only when ctx ends, or the
+// tenant is removed or the pool closed meanwhile. The caller may lose c to Discard during the
 // wait (its backend broke), never to Release; a discarded c is not
 // counted.
 func (m *Manager) Readmit(ctx context.Context, c *Conn, wait time.Duration) error {

@@ -208,3 +208,57 @@ func TestMaxActiveTransactionsPinnedFailedCopy(t *testing.T) {
 	}
 	wantAfter(t, hc)
 }
+
+// A pinned session whose COPY fails before the client sent any data (a
+// statement trigger raises after the CopyInResponse) stops counting at the
+// ReadyForQuery; the data and CopyDone the client then sends (as libpq
+// does, before it reads the error) are ignored by the backend, answered by
+// nothing, and must not count it again: its client is idle. Nor may a
+// stray CopyDone of an idle pinned session, nor a lone CopyData make the
+// session look busy.
+func TestMaxActiveTransactionsPinnedStrayCopy(t *testing.T) {
+	r := startRouter(t, cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("acme", cfgMap{"max_statement_timeout": "500ms"}),
+		tenantOverride("globex", cfgMap{"pool_wait_timeout": "1s"}))
+	a := r.connect(t, "acme")
+	scratchTable(t, a, "acme", "pinned_copy_trg", "n int")
+	mustExec(t, a, `create or replace function pinned_copy_refuse() returns trigger language plpgsql as
+		$$ begin raise exception 'no copies here'; end $$`)
+	mustExec(t, a, `create trigger refuse before insert on pinned_copy_trg
+		for each statement execute function pinned_copy_refuse()`)
+	idle := func(what string) {
+		t.Helper()
+		eventually(t, 5*time.Second, "the pinned session stops counting "+what, func() bool {
+			n, _ := r.pool.ActiveTransactions()
+			return n == 0
+		})
+		time.Sleep(300 * time.Millisecond) // the client is idle now
+		if n, _ := r.pool.ActiveTransactions(); n != 0 {
+			t.Fatalf("%s: ActiveTransactions() = %d with the pinned session's client idle, want 0", what, n)
+		}
+	}
+
+	hc := hijackDSN(t, r.dsn("acme"))
+	if _, codes := simpleQuery(t, hc, "set application_name = 'pinned'"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	startCopy(t, hc, "copy pinned_copy_trg from stdin")
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "P0001" {
+		t.Fatalf("COPY under a refusing trigger: errors %v, want P0001", codes)
+	}
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
+	idle("after a COPY failed before its data")
+	sendAll(t, hc, &pgproto3.CopyDone{})
+	idle("after a stray CopyDone")
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")})
+	idle("after a stray CopyData")
+	time.Sleep(time.Second) // past max_statement_timeout: nothing runs, nothing to cancel
+	g := r.connect(t, "globex")
+	if got := queryString(t, g, "select 'beside it'"); got != "beside it" {
+		t.Errorf("globex beside the idle pinned session: %q", got)
+	}
+	wantAfter(t, hc)
+	if n := r.counter("acme", "cancel", "statement_timeout"); n != 0 {
+		t.Errorf("statement_timeout cancels = %d for a session with nothing running", n)
+	}
+}

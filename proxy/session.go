@@ -732,18 +732,18 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	if be != nil && !copyOnly {
 		ss.copyEnded = false
 	}
-	if be != nil && ss.pending == 0 && ss.copyEnded && copyOnly {
-		// COPY data or its end after the COPY ended (an error ended it):
-		// the backend would ignore it. Drop it, and give the backend back
-		// if the session is between transactions: the ReadyForQuery that
-		// ended the COPY could not (CopyData had left the session short of
-		// a request boundary), and none will come now.
-		if ss.txStatus == 'I' && ss.tracking && ss.pinned == "" {
-			ss.boundary = true
+	if be != nil && ss.pending == 0 && ss.boundary && copyOnly {
+		// COPY data or its end while no COPY runs: after a COPY an error
+		// ended (copyEnded), or stray. The backend would ignore it and
+		// answer nothing, so it starts no request: drop it. After a failed
+		// COPY, give the backend back if the session is between
+		// transactions: the ReadyForQuery that ended the COPY could not
+		// (CopyData had left the session short of a request boundary),
+		// and none will come now.
+		if ss.copyEnded && ss.txStatus == 'I' && ss.tracking && ss.pinned == "" {
 			ss.detachIdleLocked(be)
 			return nil, nil, nil
 		}
-		ss.boundary = true
 		ss.mu.Unlock()
 		return nil, nil, nil
 	}
