@@ -262,3 +262,45 @@ func TestMaxActiveTransactionsPinnedStrayCopy(t *testing.T) {
 		t.Errorf("statement_timeout cancels = %d for a session with nothing running", n)
 	}
 }
+
+// A session that made itself unsure (a COPY with Syncs between its data,
+// which fails: the router cannot tell how many answers are due) is pinned
+// like any other, and its transactions count like any other pinned
+// session's: being unsure is no way around the limit either.
+func TestMaxActiveTransactionsUnsureSession(t *testing.T) {
+	r := startRouter(t, cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("globex", cfgMap{"pool_wait_timeout": "10s"}))
+	scratchTable(t, r.connect(t, "acme"), "acme", "unsure_copy", "n int")
+	hc := hijackDSN(t, r.dsn("acme"))
+	startCopy(t, hc, "copy unsure_copy from stdin")
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.Sync{}, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22P02" {
+		t.Fatalf("COPY: errors %v, want 22P02", codes)
+	}
+	receiveUntil[*pgproto3.ReadyForQuery](t, hc) // the Sync read after the error
+	if n := r.counter("acme", "pin", "copy_sync"); n != 1 {
+		t.Fatalf("copy_sync pins %d, want 1", n)
+	}
+	eventually(t, 5*time.Second, "the idle unsure session stops counting", func() bool {
+		n, _ := r.pool.ActiveTransactions()
+		return n == 0
+	})
+	sendAll(t, hc, &pgproto3.Query{String: "select pg_sleep(1)"})
+	eventually(t, 5*time.Second, "its statement counts", func() bool {
+		n, _ := r.pool.ActiveTransactions()
+		return n == 1
+	})
+	g := r.connect(t, "globex")
+	done := runAsync(g, "select 1")
+	eventually(t, 5*time.Second, "globex waits for admission", func() bool { return r.pool.Stats()["globex"].AdmitWaiting == 1 })
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("pg_sleep: errors %v", codes)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "every client idle", func() bool {
+		n, _ := r.pool.ActiveTransactions()
+		return n == 0
+	})
+}

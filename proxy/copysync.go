@@ -198,10 +198,5 @@ func (ss *session) unsureLocked() {
 	}
 	ss.unsure = true
 	ss.pinLocked(stats.PinCopySync)
-	if ss.be != nil {
-		// Where its transactions end can no longer be told: it stops
-		// counting against max_active_transactions for good.
-		ss.srv.pool.Pinned(ss.be)
-	}
 	ss.log.Info("Syncs in flight around a COPY that the server may or may not answer; the session keeps its backend, which is closed when it leaves")
 }

@@ -752,10 +752,12 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return be, nil, nil
 	}
-	if be != nil && ss.pinned != "" && !ss.unsure && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' {
+	if be != nil && ss.pinned != "" && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' {
 		// A pinned session's next transaction is admitted under
 		// backend.max_active_transactions on the backend it keeps, after
-		// a bounded wait at most (pool.Readmit).
+		// a bounded wait at most (pool.Readmit). An unsure one too: its
+		// count of answers errs low (copysync.go), so its count may end
+		// early, never late.
 		ss.waiting = true
 		ss.mu.Unlock()
 		err := ss.srv.pool.Readmit(ss.ctx, be, pinnedAdmitWait)

@@ -767,7 +767,9 @@ func TestClientStatementLimit(t *testing.T) {
 // Sync, then the data, CopyDone (or CopyFail) and another Sync. PostgreSQL
 // ignores the first Sync, which reaches it in copy-in mode, so a single
 // ReadyForQuery answers both: the backend must still go back to the pool
-// at the end, and the session stay usable.
+// at the end, and the session stay usable. A COPY that fails leaves the
+// router unable to tell whether the first Sync was read (copysync.go): the
+// session then keeps its backend until it leaves.
 func TestExtendedProtocolCopyIn(t *testing.T) {
 	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1, "pool_wait_timeout": "2s"}))
 	setup := r.connect(t, "umbrella")
@@ -829,6 +831,11 @@ func TestExtendedProtocolCopyIn(t *testing.T) {
 	if tag, code := copyIn("1\n2\n3\n", false); tag != "COPY 3" || code != "" {
 		t.Fatalf("COPY: tag %q error %q", tag, code)
 	}
+	// The tenant's only backend went back to the pool: another client of
+	// the tenant gets it (it would wait out pool_wait_timeout otherwise).
+	if n := queryInt(t, setup, "select count(*) from app_data.copyx"); n != 3 {
+		t.Fatalf("rows after the COPY: %d, want 3", n)
+	}
 	if _, code := copyIn("4\n", true); code != "57014" {
 		t.Fatalf("COPY ended by CopyFail: error %q, want 57014", code)
 	}
@@ -842,8 +849,10 @@ func TestExtendedProtocolCopyIn(t *testing.T) {
 	if tag, code := untilReady(false); tag != "SELECT 1" || code != "" {
 		t.Fatalf("query after the COPYs: tag %q error %q", tag, code)
 	}
-	// The tenant's only backend went back to the pool: another client of
-	// the tenant gets it (it would wait out pool_wait_timeout otherwise).
+	if n := r.counter("umbrella", "pin", "copy_sync"); n != 1 {
+		t.Errorf("copy_sync pins %d, want 1", n)
+	}
+	hc.Conn.Close() // the backend is closed, and a new one serves the next client
 	if n := queryInt(t, setup, "select count(*) from app_data.copyx"); n != 3 {
 		t.Fatalf("rows after the COPYs: %d, want 3", n)
 	}
