@@ -114,9 +114,12 @@ type session struct {
 	tracking   bool                   // transaction mode: rename statements, pin on session state
 	stmts      map[string]*clientStmt // the client's named statements
 	unnamedDef string                 // the client's unnamed statement (Parse body after the name)
+	unnamedTok uint64                 // and its token (unnamedSeq; 0: none)
 	obuf       []byte
 	pinned     string        // why the session keeps its backend ("" = not pinned)
 	expect     []expectation // Parses and Closes in flight
+	undo       []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
+	undoN      atomic.Int32  // len(undo), read by the relay without mu
 	segSent    uint64        // sync points (Query, Sync, FunctionCall) written
 	segRecv    uint64        // ReadyForQuery messages received
 	// Syncs the backend ignores in copy-in mode (copysync.go): recs from
@@ -544,6 +547,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		ss.segSent += uint64(syncs)
 		if query {
 			bs.unnamed = 0 // a simple Query destroys the unnamed statement
+			ss.unnamedDef, ss.unnamedTok = "", 0
 		}
 	}
 	ss.noteSentLocked(out)
@@ -1121,6 +1125,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.mu.Lock()
 					ss.segRecv++
 					ss.popRecsLocked(1)
+					ss.skipLocked(bs, ss.segRecv)
 					ss.mu.Unlock()
 					break
 				}
@@ -1138,6 +1143,12 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				be.WaitCancel()
 			case 'C', 's', 'I':
 				ss.execsDone.Add(1) // an Execute (or a Query's statement) finished
+				if typ == 'C' && ss.undoN.Load() > 0 {
+					tag, _, _ := splitCString(rd.Bytes()[pos+5 : pos+total])
+					ss.mu.Lock()
+					ss.confirmLocked(string(tag))
+					ss.mu.Unlock()
+				}
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
@@ -1147,7 +1158,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			case '1', '3':
 				if !drop && ss.tracking {
 					ss.mu.Lock()
-					drop = ss.expectLocked(typ)
+					drop = ss.expectLocked(bs, typ)
 					ss.mu.Unlock()
 				}
 			case 'E':
@@ -1301,6 +1312,11 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.popRecsLocked(ss.ignoredSyncs)
 		ss.pending = max(ss.pending-ss.ignoredSyncs, 0)
 		ss.ignoredSyncs = 0
+	}
+	if !ss.unsure {
+		// Parses and Closes of the segments answered that got no answer
+		// were skipped: sent after an error, before the Sync.
+		ss.skipLocked(be.State.(*backendState), ss.segRecv)
 	}
 	ss.txStatus = status
 	now := ss.srv.now()

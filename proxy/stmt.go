@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,7 +27,11 @@ import (
 // Close, so the session keeps one ordered queue of the Parses and Closes in
 // flight and knows for each whether the client is waiting for its answer.
 // After an ErrorResponse the backend skips everything up to the next Sync,
-// so the queue drops the entries of that segment.
+// so the queue drops the entries of that segment: at the error, and again
+// at the segment's ReadyForQuery for those the client sent after the error
+// (a client that reads the error before its Sync). The books change when a
+// Parse or Close is written, and a skipped one is undone (skipLocked); a
+// Parse is unconfirmed until its ParseComplete.
 
 const (
 	// maxClientStatements bounds one client's named statements.
@@ -39,11 +44,25 @@ const (
 
 var stmtSeq atomic.Uint64
 
+// unnamedSeq numbers the unnamed statements clients define (a session's
+// unnamedTok), so that a backend's record names which one it holds: the
+// client's current one, or an older one of the same client.
+var unnamedSeq atomic.Uint64
+
 // clientStmt is a named statement as the client defined it: the body of its
 // Parse after the name (query text, NUL, parameter types), which is also the
 // key under which backends cache it.
 type clientStmt struct {
 	def string
+	// parsed is 1 + the segment of the client's Parse that made it, until
+	// its ParseComplete confirms it (then 0).
+	parsed uint64
+	// over is 1 + the segment of a later Parse of the same name, sent
+	// while this one was unconfirmed under the same backend name (0:
+	// none): it fails (42P05) if this one ran, and defines overDef if
+	// this one was skipped.
+	over    uint64
+	overDef string
 }
 
 // backendState is the proxy's knowledge of one backend connection, stored
@@ -53,13 +72,16 @@ type backendState struct {
 	tick      uint64
 	paramsKey string // canonical form of the client parameters set on it
 	params    []string
-	unnamed   uint64 // id of the session whose unnamed statement the backend holds (0: none; unnamedUnknown)
+	unnamed   uint64 // token of the client unnamed statement the backend holds (0: none; unnamedUnknown)
 	discard   bool   // answered 25006 (read-only): never reuse
 }
 
 type backendStmt struct {
 	name string
 	used uint64
+	// parsed is 1 + the segment of the Parse that prepares it, until its
+	// ParseComplete confirms it (then 0).
+	parsed uint64
 }
 
 func stateOf(v any) *backendState {
@@ -89,9 +111,14 @@ type expectation struct {
 	kind    byte // '1' ParseComplete or '3' CloseComplete
 	swallow bool // added by the router: the client does not expect it
 	seg     uint64
-	def     string // for a Parse: the definition to forget if it never ran
-	name    string // for a client's named Parse: its name, likewise
-	unnamed bool   // a Parse or Close of the unnamed statement
+	// def is, for a Parse, the definition to forget if it never ran (of the
+	// client's unnamed statement too); for a client's Close of its named
+	// statement, the definition to give the name back if it never ran.
+	def     string
+	name    string      // the client's statement name of a named Parse or Close
+	closed  *clientStmt // for a client's Close: its statement, given back if skipped
+	unnamed bool        // a Parse or Close of the unnamed statement
+	tok     uint64      // for the client's Parse or Close of its unnamed statement: its token (of the one closed)
 }
 
 func appendMsg(dst []byte, typ byte, parts ...[]byte) []byte {
@@ -182,7 +209,10 @@ func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
-func newBackendName() string { return "pgbridge_" + strconv.FormatUint(stmtSeq.Add(1), 36) }
+// routerPrefix starts the names of the statements the router prepares.
+const routerPrefix = "pgbridge_"
+
+func newBackendName() string { return routerPrefix + strconv.FormatUint(stmtSeq.Add(1), 36) }
 
 // refusalSQL is a statement that makes the backend itself raise err, so the
 // error arrives in order and aborts a transaction block as PostgreSQL would.
@@ -215,7 +245,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		switch typ {
 		case 'Q':
 			bs.unnamed = 0 // a simple Query destroys the unnamed statement
-			if q, pre, ok := ss.inspectQuery(bs, body[:max(len(body)-1, 0)]); ok {
+			ss.unnamedDef, ss.unnamedTok = "", 0
+			if q, pre, ok := ss.inspectQuery(bs, body[:max(len(body)-1, 0)], true); ok {
 				splice(pos, end, pre, appendMsg(nil, 'Q', cstr(q)))
 			}
 			ss.segSent++
@@ -233,21 +264,21 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				break
 			}
 			query, _, _ := splitCString(rest)
-			q, qpre, changed := ss.inspectQuery(bs, query)
+			q, qpre, changed := ss.inspectQuery(bs, query, false)
 			if changed {
 				// A refused or rewritten statement: prepare the new text.
 				rest = append(cstr(q), 0, 0)
 			}
 			if !track || len(nameC) == 0 {
 				if track { // (session mode keeps no expectations)
-					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, unnamed: true})
 					// The unnamed statement can outlive a transaction too
 					// (Parse and Describe, Sync, then Bind): remember it
 					// (a driver repeats the same one: copy only a new one).
-					if ss.unnamedDef != string(rest) {
-						ss.unnamedDef = string(rest)
+					if ss.unnamedDef != string(rest) || ss.unnamedTok == 0 {
+						ss.unnamedDef, ss.unnamedTok = string(rest), unnamedSeq.Add(1)
 					}
-					bs.unnamed = ss.id
+					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, unnamed: true, def: ss.unnamedDef, tok: ss.unnamedTok})
+					bs.unnamed = ss.unnamedTok
 				}
 				if changed {
 					splice(pos, end, qpre)
@@ -264,8 +295,31 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					break
 				}
 			}
+			if cs, exists := ss.stmts[name]; exists {
+				// The name is taken: PostgreSQL refuses the Parse (42P05)
+				// and the name keeps its statement. Make the backend
+				// refuse it in its place in the pipeline: the statement
+				// under its backend name, then this Parse under that name.
+				if st, ok := bs.stmts[cs.def]; ok && cs.parsed != 0 && cs.parsed-1 != ss.segSent && st.parsed == cs.parsed && cs.over == 0 {
+					// Its Parse is still in flight in an earlier request,
+					// which an error may make the backend skip: this one
+					// goes out under the same backend name without
+					// preparing the first again, so the backend decides
+					// as PostgreSQL would (skipLocked settles the books).
+					cs.over, cs.overDef = ss.segSent+1, string(rest)
+					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: cs.overDef, name: name})
+					splice(pos, end, qpre)
+					out = appendNamedMsg(out, 'P', nil, st.name, rest)
+					break
+				}
+				pre, bsName, _ := ss.ensureLocked(bs, name)
+				ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent})
+				splice(pos, end, qpre, pre)
+				out = appendNamedMsg(out, 'P', nil, bsName, rest)
+				break
+			}
 			def := string(rest)
-			ss.stmts[name] = &clientStmt{def: def}
+			ss.stmts[name] = &clientStmt{def: def, parsed: ss.segSent + 1}
 			var pre []byte
 			bsName := ""
 			if st, ok := bs.stmts[def]; ok {
@@ -275,12 +329,12 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				pre = appendNamedMsg(nil, 'C', []byte{'S'}, bsName, nil)
 				ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
 				bs.tick++
-				st.used = bs.tick
+				st.used, st.parsed = bs.tick, ss.segSent+1
 			} else {
 				pre = ss.evictLocked(bs)
 				bsName = newBackendName()
 				bs.tick++
-				bs.stmts[def] = &backendStmt{name: bsName, used: bs.tick}
+				bs.stmts[def] = &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
 			}
 			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name})
 			splice(pos, end, qpre, pre)
@@ -321,22 +375,33 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if !track {
 				break
 			}
-			ss.expect = append(ss.expect, expectation{kind: '3', seg: ss.segSent})
-			if len(body) < 2 || body[0] != 'S' {
-				break
+			e := expectation{kind: '3', seg: ss.segSent}
+			if len(body) >= 2 && body[0] == 'S' && body[1] == 0 {
+				// The client's unnamed statement: the backend closes
+				// whichever it holds, and the client's is gone (given
+				// back if the backend skips this Close).
+				e.unnamed, e.def, e.tok = true, ss.unnamedDef, ss.unnamedTok
+				bs.unnamed = 0
+				ss.unnamedDef, ss.unnamedTok = "", 0
+			} else if len(body) >= 2 && body[0] == 'S' {
+				if stmtC, _, ok := splitCString(body[1:]); ok && len(stmtC) > 0 {
+					if cs, known := ss.stmts[string(stmtC)]; !known && bytes.HasPrefix(stmtC, []byte(routerPrefix)) {
+						splice(pos, end) // one of the router's own names
+						out = appendNamedMsg(out, 'C', []byte{'S'}, noSuchStatement, nil)
+					} else if known {
+						// Backend statements are shared by every client of
+						// the backend: forget the client's name only (given
+						// back if the backend skips this Close), and let the
+						// backend answer a Close of a name that does not
+						// exist.
+						e.name, e.def, e.closed = string(stmtC), cs.def, cs
+						delete(ss.stmts, e.name)
+						splice(pos, end)
+						out = appendNamedMsg(out, 'C', []byte{'S'}, noSuchStatement, nil)
+					}
+				}
 			}
-			stmtC, _, ok := splitCString(body[1:])
-			if !ok || len(stmtC) == 0 {
-				break
-			}
-			if _, known := ss.stmts[string(stmtC)]; known {
-				// Backend statements are shared by every client of the
-				// backend: forget the client's name only, and let the
-				// backend answer a Close of a name that does not exist.
-				delete(ss.stmts, string(stmtC))
-				splice(pos, end)
-				out = appendNamedMsg(out, 'C', []byte{'S'}, noSuchStatement, nil)
-			}
+			ss.expect = append(ss.expect, e)
 		}
 		pos = end
 	}
@@ -354,6 +419,11 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsName string, ok bool) {
 	cs, known := ss.stmts[stmt]
 	if !known {
+		if strings.HasPrefix(stmt, routerPrefix) {
+			// One of the router's own names, which the backend holds
+			// for other clients: not the client's to use.
+			return nil, noSuchStatement, true
+		}
 		return nil, "", false
 	}
 	bs.tick++
@@ -363,7 +433,7 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 	}
 	pre = ss.evictLocked(bs)
 	bsName = newBackendName()
-	bs.stmts[cs.def] = &backendStmt{name: bsName, used: bs.tick}
+	bs.stmts[cs.def] = &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
 	pre = appendNamedMsg(pre, 'P', nil, bsName, []byte(cs.def))
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def})
 	return pre, bsName, true
@@ -387,7 +457,7 @@ func (ss *session) useStmtLocked(bs *backendState, stmt string) (pre []byte, bsN
 // made one must not use another client's: that is closed instead, so the
 // backend reports it missing, as PostgreSQL would.
 func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
-	if bs.unnamed == ss.id {
+	if ss.unnamedTok != 0 && bs.unnamed == ss.unnamedTok {
 		return nil
 	}
 	if ss.unnamedDef == "" {
@@ -398,7 +468,7 @@ func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
 		ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent, unnamed: true})
 		return appendMsg(nil, 'C', []byte{'S', 0})
 	}
-	bs.unnamed = ss.id
+	bs.unnamed = ss.unnamedTok
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, unnamed: true})
 	return appendMsg(nil, 'P', []byte{0}, []byte(ss.unnamedDef))
 }
@@ -423,8 +493,12 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 // inspectQuery classifies a statement text: it pins the session for
 // statements whose effect outlives the transaction, and returns a
 // replacement text (with messages to send before it) for statements the
-// router refuses or rewrites.
-func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, bool) {
+// router refuses or rewrites. DISCARD ALL and DEALLOCATE change the
+// statement books at once; in a simple Query (simple), where their
+// CommandComplete follows in the same segment, the change is undone if
+// none comes (they can fail: DISCARD ALL inside a transaction block, any
+// of them in a failed transaction, or a statement before them).
+func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string, []byte, bool) {
 	eff := sqllex.Effects(unsafeString(q)) // Effects keeps nothing of q
 	if eff == sqllex.EffectNone {
 		return "", nil, false
@@ -437,9 +511,10 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	}
 	if eff&sqllex.EffectDiscardAll != 0 {
 		// DISCARD ALL drops every prepared statement and parameter of the
-		// backend session, and the client's statements with them. It can
-		// still fail (inside a transaction block): the parameters set
-		// before are then reset again by the next client of the backend.
+		// backend session, and the client's statements with them.
+		if simple {
+			ss.noteUndoLocked(bs, stmtUndo{tag: "DISCARD ALL", whole: true, params: true})
+		}
 		params := bs.params
 		bs.forget()
 		bs.paramsKey, bs.params = paramsUnknown, params
@@ -448,44 +523,145 @@ func (ss *session) inspectQuery(bs *backendState, q []byte) (string, []byte, boo
 	if eff&sqllex.EffectDeallocate == 0 || !ss.tracking {
 		return "", nil, false
 	}
-	stmts := sqllex.Analyze(string(q))
-	if len(stmts) != 1 || stmts[0].Effect&sqllex.EffectDeallocate == 0 {
-		// DEALLOCATE among other statements: the backend sees the
-		// client's names as they are.
+	src := string(q)
+	var b strings.Builder
+	var pre []byte
+	last := 0
+	for _, st := range sqllex.Analyze(src) {
+		if st.Effect&sqllex.EffectDeallocate == 0 {
+			continue
+		}
+		if st.Name == "" { // DEALLOCATE ALL: named statements only, not parameters
+			if simple {
+				ss.noteUndoLocked(bs, stmtUndo{tag: "DEALLOCATE ALL", whole: true})
+			}
+			clear(bs.stmts)
+			clear(ss.stmts)
+			continue
+		}
+		cs, ok := ss.stmts[st.Name]
+		if !ok {
+			continue // an SQL-level PREPARE of a pinned session
+		}
+		// The client's protocol-level statement: deallocate its backend
+		// copy, so that the command succeeds with the tag the client
+		// expects.
+		u := stmtUndo{tag: "DEALLOCATE", name: st.Name, def: cs.def}
+		delete(ss.stmts, st.Name)
+		var bsName string
+		if bst, ok := bs.stmts[cs.def]; ok {
+			bsName, u.bst = bst.name, bst
+			delete(bs.stmts, cs.def)
+		} else {
+			// This backend lacks it: prepare a stand-in first under a
+			// fresh name. Its text is empty, the one Parse PostgreSQL
+			// accepts even in a failed transaction, which the last
+			// ReadyForQuery does not tell when the client pipelined this
+			// behind other requests. Any Parse that can fail (the
+			// client's text, after a dropped table, say) would make the
+			// backend skip this Query, waiting for a Sync that never
+			// comes; in a failed transaction the DEALLOCATE itself then
+			// fails (25P02), as it would on PostgreSQL (the empty
+			// stand-in stays, under a name no one uses). Known failed,
+			// it is left out.
+			bsName = newBackendName()
+			if ss.txStatus != 'E' {
+				ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
+				pre = appendNamedMsg(pre, 'P', nil, bsName, []byte("\x00\x00\x00"))
+			}
+		}
+		if simple {
+			ss.noteUndoLocked(bs, u)
+		}
+		b.WriteString(src[last:st.Start])
+		b.WriteString(" DEALLOCATE ")
+		b.WriteString(quoteIdent(bsName))
+		last = st.End
+	}
+	if last == 0 {
 		return "", nil, false
 	}
-	name := stmts[0].Name
-	if name == "" { // DEALLOCATE ALL: named statements only, not parameters
-		clear(bs.stmts)
-		clear(ss.stmts)
-		return "", nil, false
+	b.WriteString(src[last:])
+	return b.String(), pre, true
+}
+
+// stmtUndo is a change DISCARD ALL or DEALLOCATE made to the statement
+// books when written, kept until its CommandComplete (tag) confirms it,
+// and undone if the segment ends without one.
+type stmtUndo struct {
+	seg    uint64
+	tag    string
+	whole  bool                    // every statement went: stmts and bstmts hold them
+	params bool                    // the backend's parameters too (DISCARD ALL)
+	stmts  map[string]*clientStmt  // client statements before (whole)
+	bstmts map[string]*backendStmt // backend statements before (whole)
+	pkey   string                  // backend parameters before (params)
+	pvals  []string
+	unnamd uint64
+	name   string // DEALLOCATE name: the client's name and definition
+	def    string
+	bst    *backendStmt // and its backend statement, if the backend had it
+}
+
+// noteUndoLocked records u, about to be applied to the books, with what
+// it takes to undo it.
+func (ss *session) noteUndoLocked(bs *backendState, u stmtUndo) {
+	u.seg = ss.segSent
+	if u.whole {
+		u.stmts, u.bstmts = maps.Clone(ss.stmts), maps.Clone(bs.stmts)
 	}
-	if _, ok := ss.stmts[name]; !ok {
-		return "", nil, false // an SQL-level PREPARE of a pinned session
+	if u.params {
+		u.pkey, u.pvals, u.unnamd = bs.paramsKey, bs.params, bs.unnamed
 	}
-	// The client's protocol-level statement: deallocate its backend copy,
-	// so that the command succeeds with the tag the client expects.
-	def := ss.stmts[name].def
-	delete(ss.stmts, name)
-	if st, ok := bs.stmts[def]; ok {
-		delete(bs.stmts, def)
-		return "DEALLOCATE " + quoteIdent(st.name), nil, true
+	ss.undo = append(ss.undo, u)
+	ss.undoN.Store(int32(len(ss.undo)))
+}
+
+// confirmLocked accounts for a CommandComplete with tag while book changes
+// wait for theirs.
+func (ss *session) confirmLocked(tag string) {
+	if len(ss.undo) > 0 && ss.undo[0].tag == tag {
+		ss.undo = ss.undo[1:]
+		ss.undoN.Store(int32(len(ss.undo)))
 	}
-	// This backend lacks it: prepare a stand-in first under a fresh name.
-	// Its text is empty, the one Parse PostgreSQL accepts even in a failed
-	// transaction, which the last ReadyForQuery does not tell when the
-	// client pipelined this behind other requests. Any Parse that can fail
-	// (the client's text, after a dropped table, say) would make the
-	// backend skip this Query, waiting for a Sync that never comes; in a
-	// failed transaction the DEALLOCATE itself then fails (25P02), as it
-	// would on PostgreSQL (the empty stand-in stays, under a name no one
-	// uses). Known failed, it is left out.
-	bsName := newBackendName()
-	if ss.txStatus == 'E' {
-		return "DEALLOCATE " + quoteIdent(bsName), nil, true
+}
+
+// undoLocked undoes the book changes of segments before upTo that got no
+// CommandComplete, latest first; an entry something later redefined keeps
+// its new value.
+func (ss *session) undoLocked(bs *backendState, upTo uint64) {
+	n := 0
+	for n < len(ss.undo) && ss.undo[n].seg < upTo {
+		n++
 	}
-	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
-	return "DEALLOCATE " + quoteIdent(bsName), appendNamedMsg(nil, 'P', nil, bsName, []byte("\x00\x00\x00")), true
+	for i := n - 1; i >= 0; i-- {
+		u := &ss.undo[i]
+		for name, cs := range u.stmts {
+			if _, ok := ss.stmts[name]; !ok {
+				ss.stmts[name] = cs
+			}
+		}
+		for def, st := range u.bstmts {
+			if _, ok := bs.stmts[def]; !ok {
+				bs.stmts[def] = st
+			}
+		}
+		if u.params && bs.paramsKey == paramsUnknown {
+			bs.paramsKey, bs.params, bs.unnamed = u.pkey, u.pvals, u.unnamd
+		}
+		if u.name != "" {
+			if _, ok := ss.stmts[u.name]; !ok {
+				ss.stmts[u.name] = &clientStmt{def: u.def}
+			}
+			if _, ok := bs.stmts[u.def]; !ok && u.bst != nil {
+				bs.stmts[u.def] = u.bst
+			}
+		}
+	}
+	if n > 0 {
+		ss.undo = append(ss.undo[:0], ss.undo[n:]...)
+		ss.undoN.Store(int32(len(ss.undo)))
+	}
 }
 
 // pinLocked pins a transaction-mode session to its backend for reason,
@@ -520,39 +696,99 @@ func pinReason(e sqllex.Effect) string {
 
 // expectLocked accounts for a ParseComplete or CloseComplete from the
 // backend and reports whether the router added the message it answers.
-func (ss *session) expectLocked(kind byte) (swallow bool) {
+func (ss *session) expectLocked(bs *backendState, kind byte) (swallow bool) {
 	for i, e := range ss.expect {
 		if e.kind == kind {
 			ss.expect = append(ss.expect[:i], ss.expect[i+1:]...)
+			if kind == '1' && !e.unnamed && e.def != "" {
+				if st, ok := bs.stmts[e.def]; ok && st.parsed == e.seg+1 {
+					st.parsed = 0 // confirmed
+				}
+				if cs, ok := ss.stmts[e.name]; ok && e.name != "" && cs.def == e.def && cs.parsed == e.seg+1 {
+					cs.parsed = 0
+				}
+			}
 			return e.swallow
 		}
 	}
 	return false
 }
 
-// skipSegmentLocked forgets the Parses and Closes that the backend skips
-// after an error, up to the next Sync.
+// skipSegmentLocked undoes the Parses and Closes of the segment being
+// answered, which the backend skips after an error up to the next Sync.
 func (ss *session) skipSegmentLocked(bs *backendState) {
-	keep := ss.expect[:0]
-	for _, e := range ss.expect {
-		if e.seg != ss.segRecv {
-			keep = append(keep, e)
-			continue
-		}
-		if e.unnamed {
+	ss.skipLocked(bs, ss.segRecv+1)
+}
+
+// skipLocked undoes the Parses and Closes in flight from segments before
+// upTo: those the backend skipped (or, for a Parse, that failed). They are
+// undone latest first, so that a Close of a statement whose Parse was
+// skipped too gives back nothing.
+func (ss *session) skipLocked(bs *backendState, upTo uint64) {
+	n := 0
+	for n < len(ss.expect) && ss.expect[n].seg < upTo {
+		n++
+	}
+	for i := n - 1; i >= 0; i-- {
+		e := &ss.expect[i]
+		switch {
+		case e.unnamed:
 			// A Parse or Close of the unnamed statement, skipped: the
-			// backend still holds whichever it had before.
+			// backend still holds whichever it had before. A client's
+			// Parse that failed leaves none, one skipped the previous
+			// one, which the router cannot tell apart: the client's
+			// unnamed statement is gone (a Bind gets 26000, never the
+			// wrong statement).
 			bs.unnamed = unnamedUnknown
-			continue
-		}
-		if e.kind != '1' || e.def == "" {
-			continue
-		}
-		// A Parse the backend skipped: the statement does not exist.
-		delete(bs.stmts, e.def)
-		if cs, ok := ss.stmts[e.name]; ok && e.name != "" && cs.def == e.def {
-			delete(ss.stmts, e.name)
+			switch {
+			case e.kind == '1' && !e.swallow && ss.unnamedTok == e.tok:
+				ss.unnamedDef, ss.unnamedTok = "", 0
+			case e.kind == '3' && !e.swallow && e.tok != 0 && ss.unnamedTok == 0:
+				ss.unnamedDef, ss.unnamedTok = e.def, e.tok // a skipped Close
+			}
+		case e.kind == '3' && e.closed != nil:
+			// A client's Close skipped: its statement lives on.
+			if _, taken := ss.stmts[e.name]; !taken {
+				ss.stmts[e.name] = e.closed
+			}
+		case e.kind == '1' && e.def != "":
+			// A Parse the backend skipped: the statement does not exist
+			// (unless a later Parse of it is in flight).
+			cs, ok := ss.stmts[e.name]
+			mine := ok && e.name != "" && cs.def == e.def && cs.parsed == e.seg+1
+			st, onBackend := bs.stmts[e.def]
+			onBackend = onBackend && st.parsed == e.seg+1
+			switch {
+			case mine && cs.over != 0:
+				// A later Parse of the name under the same backend name
+				// defines it instead.
+				if onBackend {
+					delete(bs.stmts, e.def)
+					if _, taken := bs.stmts[cs.overDef]; !taken {
+						st.parsed = cs.over
+						bs.stmts[cs.overDef] = st
+					}
+				}
+				cs.def, cs.parsed, cs.over, cs.overDef = cs.overDef, cs.over, 0, ""
+			case mine:
+				delete(ss.stmts, e.name)
+				if onBackend {
+					delete(bs.stmts, e.def)
+				}
+			case ok && e.name != "" && cs.over == e.seg+1 && cs.overDef == e.def:
+				// A Parse of a taken name, refused (or skipped): the name
+				// keeps its statement.
+				cs.over, cs.overDef = 0, ""
+			case onBackend:
+				delete(bs.stmts, e.def)
+			}
 		}
 	}
-	ss.expect = keep
+	if n > 0 {
+		clear(ss.expect[:n]) // (their strings and pointers)
+		ss.expect = append(ss.expect[:0], ss.expect[n:]...)
+	}
+	if ss.undoN.Load() > 0 {
+		ss.undoLocked(bs, upTo)
+	}
 }

@@ -1,0 +1,117 @@
+package proxy_test
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// The router's books of prepared statements (stmt.go) against what
+// PostgreSQL does, with clients sharing backends (from a review of
+// stmt.go; see also soak_test.go).
+
+// mustReady sends msgs on hc and reads up to the ReadyForQuery, failing
+// the test on an error; it returns the rows' first columns.
+func mustReady(t *testing.T, hc *pgconn.HijackedConn, msgs ...pgproto3.FrontendMessage) []string {
+	t.Helper()
+	sendAll(t, hc, msgs...)
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+	if len(codes) > 0 {
+		t.Fatalf("errors %v", codes)
+	}
+	return rows
+}
+
+// A client re-prepares its unnamed statement on another backend while the
+// one that holds its previous one is busy; its later Bind of the unnamed
+// statement on that first backend must run the new text, not the one the
+// backend still holds (pgx's describe_exec mode does Parse+Describe, Sync,
+// then Bind+Execute, Sync).
+func TestUnnamedStatementOfAnEarlierParse(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 2}))
+	a := hijackDSN(t, r.dsn("globex"))
+	b := hijackDSN(t, r.dsn("globex"))
+	mustReady(t, a, &pgproto3.Parse{Query: "select 'old'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	// b takes the backend a used and keeps it in a transaction.
+	mustReady(t, b, &pgproto3.Parse{Name: "b1", Query: "begin"}, &pgproto3.Bind{PreparedStatement: "b1"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	// a's new unnamed statement lands on the other backend.
+	mustReady(t, a, &pgproto3.Parse{Query: "select 'new'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Parse{Name: "b2", Query: "commit"}, &pgproto3.Bind{PreparedStatement: "b2"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows := mustReady(t, a, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "new" {
+		t.Fatalf("Bind of the unnamed statement ran %v, want [new]", rows)
+	}
+}
+
+// A client's Close of its unnamed statement (which it never made) must not
+// take another client's unnamed statement away from it.
+func TestCloseUnnamedOfAnotherClient(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex"))
+	b := hijackDSN(t, r.dsn("globex"))
+	mustReady(t, a, &pgproto3.Parse{Query: "select 'a'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Close{ObjectType: 'S'}, &pgproto3.Sync{})
+	if rows := mustReady(t, a, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
+		t.Fatalf("a's unnamed statement after b closed its own: %v, want [a]", rows)
+	}
+}
+
+// DEALLOCATE ALL among other statements of one Query drops every
+// statement of the backend: the books must follow, or the backend's next
+// client gets 26000 for its own statement.
+func TestDeallocateAllInMultiStatementQuery(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex"))
+	b := hijackDSN(t, r.dsn("globex"))
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
+	if _, codes := simpleQuery(t, b, "deallocate all; select 1"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
+		t.Fatalf("a's statement after b's DEALLOCATE ALL: %v, want [a]", rows)
+	}
+}
+
+// What PostgreSQL drops, keeps or refuses, the router must too: a
+// DEALLOCATE among other statements of a Query drops the statement; a
+// Parse of a name in use fails (42P05) and the name keeps its statement.
+// (A failed DEALLOCATE or DISCARD ALL, each request answered before the
+// next: TestSoakReproDeallocateInFailedTransaction,
+// TestSoakReproFailedDiscardAll.)
+func TestStatementBooksFollowFailures(t *testing.T) {
+	for name, script := range map[string][]pgproto3.FrontendMessage{
+		"deallocate among statements": {&pgproto3.Parse{Name: "s2", Query: "select 2"}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "deallocate s2; select 3"},
+			&pgproto3.Parse{Name: "s2", Query: "select 4"}, &pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		"duplicate name": {&pgproto3.Parse{Name: "s", Query: "select 1"}, &pgproto3.Sync{},
+			&pgproto3.Parse{Name: "s", Query: "select 2"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sameAsDirect(t, nil, func(hc *pgconn.HijackedConn) { sendAll(t, hc, script...) }, false, cfgMap{})
+		})
+	}
+}
+
+// The router's own statement names (pgbridge_N, visible in
+// pg_prepared_statements) are not a client's to use: a Bind of another
+// client's by that name gets 26000, and a Close of it leaves it to its
+// owner.
+func TestRouterStatementNamesAreNotTheClients(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex"))
+	b := hijackDSN(t, r.dsn("globex"))
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
+	names, codes := simpleQuery(t, b, "select name from pg_prepared_statements where statement = 'select ''a'''")
+	if len(codes) > 0 || len(names) != 1 {
+		t.Fatalf("names %v errors %v", names, codes)
+	}
+	sendAll(t, b, &pgproto3.Bind{PreparedStatement: names[0]}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, b); len(rows) != 0 || len(codes) != 1 || codes[0] != "26000" {
+		t.Errorf("b's Bind of a's statement by its router name %s: rows %v errors %v, want 26000", names[0], rows, codes)
+	}
+	mustReady(t, b, &pgproto3.Close{ObjectType: 'S', Name: names[0]}, &pgproto3.Sync{})
+	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
+		t.Fatalf("a's statement after b closed %s: %v, want [a]", names[0], rows)
+	}
+}
