@@ -1341,15 +1341,19 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.boundary = true
 		ss.copyEnded = true
 		ss.idleSince = now
-		if status == 'I' && ss.pinned != "" {
+		if status == 'I' && ss.pinned != "" && !ss.waiting {
 			ss.srv.pool.Pinned(be) // its transaction is over (see below)
 		}
 		return false, true, status == 'I', true
 	}
 	answered = ss.pending == 0 && ss.boundary
 	idle = answered && status == 'I'
-	if idle && ss.pinned != "" {
-		ss.srv.pool.Pinned(be) // the transaction is over; the next one is readmitted (attach)
+	if idle && ss.pinned != "" && !ss.waiting {
+		// The transaction is over; the next one is readmitted (attach).
+		// (Not while attach waits in Readmit, which owns the count then:
+		// only an unsure session, whose count of answers errs low, gets a
+		// ReadyForQuery then, for a request answered already.)
+		ss.srv.pool.Pinned(be)
 	}
 	if idle && ss.tracking && ss.pinned == "" {
 		ss.be = nil
