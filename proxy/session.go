@@ -115,13 +115,18 @@ type session struct {
 	stmts      map[string]*clientStmt // the client's named statements
 	unnamedDef string                 // the client's unnamed statement (Parse body after the name)
 	unnamedTok uint64                 // and its token (unnamedSeq; 0: none)
-	obuf       []byte
-	pinned     string        // why the session keeps its backend ("" = not pinned)
-	expect     []expectation // Parses and Closes in flight
-	undo       []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
-	undoN      atomic.Int32  // len(undo), read by the relay without mu
-	segSent    uint64        // sync points (Query, Sync, FunctionCall) written
-	segRecv    uint64        // ReadyForQuery messages received
+	// portalBound says the client bound the unnamed portal in the current
+	// Sync segment; portalStart is its value at the start of the batch
+	// being forwarded, fixPortal that the batch uses the unnamed portal
+	// without (see portalStep).
+	portalBound, portalStart, fixPortal bool
+	obuf                                []byte
+	pinned                              string        // why the session keeps its backend ("" = not pinned)
+	expect                              []expectation // Parses and Closes in flight
+	undo                                []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
+	undoN                               atomic.Int32  // len(undo), read by the relay without mu
+	segSent                             uint64        // sync points (Query, Sync, FunctionCall) written
+	segRecv                             uint64        // ReadyForQuery messages received
 	// Syncs the backend ignores in copy-in mode (copysync.go): recs from
 	// recHead are the sync points written and not answered yet; tailExecs
 	// counts the Executes written since the last one, sinceQE that only
@@ -379,6 +384,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 	logQueries := ss.srv.logQueries.Load()
 	pos, syncs := 0, 0
 	boundary := false
+	ss.portalStart = ss.portalBound
 	var flags batchFlags
 	execs := ss.tailExecs // Executes written or read since the last sync point
 	terminate := false
@@ -405,6 +411,9 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		}
 		if logQueries && (typ == 'Q' || typ == 'P') {
 			ss.logQuery(ss.crd.Bytes()[pos : pos+total])
+		}
+		if portalStep(typ, ss.crd.Bytes()[pos+5:pos+total], &ss.portalBound) {
+			rewrite, ss.fixPortal = true, true
 		}
 		switch typ {
 		case 'X':

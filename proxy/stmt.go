@@ -40,6 +40,7 @@ const (
 	// on one backend; the least recently used is closed beyond it.
 	maxBackendStatements = 250
 	noSuchStatement      = "pgbridge_none"
+	noSuchPortal         = "pgbridge_none"
 )
 
 var stmtSeq atomic.Uint64
@@ -238,10 +239,23 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		}
 		last = end
 	}
+	portal := ss.portalStart
 	for pos := 0; pos+5 <= len(batch); {
 		typ := batch[pos]
 		end := pos + 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
 		body := batch[pos+5 : end]
+		if ss.fixPortal && portalStep(typ, body, &portal) {
+			// The unnamed portal, not bound in this segment: a portal
+			// that does not exist instead (see portalStep).
+			splice(pos, end)
+			if typ == 'E' {
+				out = appendNamedMsg(out, 'E', nil, noSuchPortal, body[1:])
+			} else {
+				out = appendNamedMsg(out, 'D', []byte{'P'}, noSuchPortal, nil)
+			}
+			pos = end
+			continue
+		}
 		switch typ {
 		case 'Q':
 			bs.unnamed = 0 // a simple Query destroys the unnamed statement
@@ -405,12 +419,40 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		}
 		pos = end
 	}
+	ss.fixPortal = false
 	if out == nil {
 		return batch
 	}
 	out = append(out, batch[last:]...)
 	ss.obuf = out[:0]
 	return out
+}
+
+// portalStep follows the client's unnamed portal through one message: a
+// Bind of it makes it usable up to the end of the Sync segment (a Sync, a
+// Query, a FunctionCall). It reports whether the message is an Execute or
+// a Describe of the unnamed portal while none is: those go to a portal
+// that does not exist (34000). A legitimate client never sends them (a
+// simple Query drops the unnamed portal, a Sync ends it outside a
+// transaction block, a failed Bind makes the backend skip the rest of the
+// segment), but on PostgreSQL 15 an Execute of the unnamed portal left
+// behind by a failed ROLLBACK TO SAVEPOINT in a transaction block, after
+// another failed simple Query, reads freed memory and can crash the
+// backend, and with it every tenant's sessions on the cluster.
+func portalStep(typ byte, body []byte, bound *bool) bool {
+	switch typ {
+	case 'B':
+		if len(body) > 0 && body[0] == 0 {
+			*bound = true
+		}
+	case 'S', 'Q', 'F':
+		*bound = false
+	case 'E':
+		return len(body) > 0 && body[0] == 0 && !*bound
+	case 'D':
+		return len(body) > 1 && body[0] == 'P' && body[1] == 0 && !*bound
+	}
+	return false
 }
 
 // ensureLocked makes sure the client's statement exists on the backend,

@@ -115,3 +115,39 @@ func TestRouterStatementNamesAreNotTheClients(t *testing.T) {
 		t.Fatalf("a's statement after b closed %s: %v, want [a]", names[0], rows)
 	}
 }
+
+// An Execute of the unnamed portal that the client did not bind in the
+// same Sync segment goes to a portal that does not exist (34000): on
+// PostgreSQL 15 the unnamed portal a failed ROLLBACK TO SAVEPOINT leaves
+// behind, after another failed Query, can crash the backend when executed
+// (found by the soak), which restarts every tenant's sessions. The session
+// survives; an Execute after a Bind in the same segment runs as ever.
+func TestExecuteOfAnUnboundUnnamedPortal(t *testing.T) {
+	r := startRouter(t)
+	scratchTable(t, r.connect(t, "initech"), "initech", "app_data.stale_portal", "id int")
+	for _, tenant := range []string{"initech", "initech-session"} {
+		dsn := r.dsn("initech")
+		if tenant == "initech-session" {
+			r2 := startRouter(t, tenantOverride("initech", cfgMap{"pool_mode": "session"}))
+			dsn = r2.dsn("initech")
+		}
+		t.Run(tenant, func(t *testing.T) {
+			hc := hijackDSN(t, dsn)
+			simpleQuery(t, hc, "begin")
+			if _, codes := simpleQuery(t, hc, "rollback to savepoint sp"); len(codes) != 1 || codes[0] != "3B001" {
+				t.Fatalf("rollback to a savepoint that does not exist: %v", codes)
+			}
+			simpleQuery(t, hc, "select count(*), max(id) from app_data.stale_portal")
+			sendAll(t, hc, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "34000" {
+				t.Fatalf("Execute of the unnamed portal left behind: errors %v, want 34000", codes)
+			}
+			simpleQuery(t, hc, "rollback")
+			if rows := mustReady(t, hc, &pgproto3.Parse{Query: "select 'bound'"}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+				&pgproto3.Execute{MaxRows: 1}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "bound" {
+				t.Fatalf("Bind and Execute of the unnamed portal: %v", rows)
+			}
+			wantAfter(t, hc)
+		})
+	}
+}
