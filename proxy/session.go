@@ -556,7 +556,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		ss.segSent += uint64(syncs)
 		if query {
 			bs.unnamed = 0 // a simple Query destroys the unnamed statement
-			ss.unnamedDef, ss.unnamedTok = "", 0
+			ss.unnamedTok = 0
 		}
 	}
 	ss.noteSentLocked(out)

@@ -41,6 +41,9 @@ const (
 	maxBackendStatements = 250
 	noSuchStatement      = "pgbridge_none"
 	noSuchPortal         = "pgbridge_none"
+	// dupStatement is the empty statement a Parse of a name in use goes
+	// out under, to be refused (42P05).
+	dupStatement = "pgbridge_dup"
 )
 
 var stmtSeq atomic.Uint64
@@ -258,8 +261,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		}
 		switch typ {
 		case 'Q':
-			bs.unnamed = 0 // a simple Query destroys the unnamed statement
-			ss.unnamedDef, ss.unnamedTok = "", 0
+			bs.unnamed = 0    // a simple Query destroys the unnamed statement
+			ss.unnamedTok = 0 // (its text is kept: a driver repeats it)
 			if q, pre, ok := ss.inspectQuery(bs, body[:max(len(body)-1, 0)], true); ok {
 				splice(pos, end, pre, appendMsg(nil, 'Q', cstr(q)))
 			}
@@ -288,8 +291,10 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					// The unnamed statement can outlive a transaction too
 					// (Parse and Describe, Sync, then Bind): remember it
 					// (a driver repeats the same one: copy only a new one).
-					if ss.unnamedDef != string(rest) || ss.unnamedTok == 0 {
+					if ss.unnamedDef != string(rest) {
 						ss.unnamedDef, ss.unnamedTok = string(rest), unnamedSeq.Add(1)
+					} else if ss.unnamedTok == 0 {
+						ss.unnamedTok = unnamedSeq.Add(1)
 					}
 					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, unnamed: true, def: ss.unnamedDef, tok: ss.unnamedTok})
 					bs.unnamed = ss.unnamedTok
@@ -326,10 +331,16 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					out = appendNamedMsg(out, 'P', nil, st.name, rest)
 					break
 				}
-				pre, bsName, _ := ss.ensureLocked(bs, name)
-				ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent})
+				// Confirmed: an empty stand-in of the router's is prepared
+				// afresh and this Parse goes out under its name, so the
+				// backend refuses it whatever its books say, and no
+				// statement a backend shares is ever redefined.
+				pre := appendNamedMsg(nil, 'C', []byte{'S'}, dupStatement, nil)
+				pre = appendNamedMsg(pre, 'P', nil, dupStatement, []byte("\x00\x00\x00"))
+				ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent},
+					expectation{kind: '1', swallow: true, seg: ss.segSent}, expectation{kind: '1', seg: ss.segSent})
 				splice(pos, end, qpre, pre)
-				out = appendNamedMsg(out, 'P', nil, bsName, rest)
+				out = appendNamedMsg(out, 'P', nil, dupStatement, rest)
 				break
 			}
 			def := string(rest)
@@ -396,7 +407,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				// back if the backend skips this Close).
 				e.unnamed, e.def, e.tok = true, ss.unnamedDef, ss.unnamedTok
 				bs.unnamed = 0
-				ss.unnamedDef, ss.unnamedTok = "", 0
+				ss.unnamedTok = 0
 			} else if len(body) >= 2 && body[0] == 'S' {
 				if stmtC, _, ok := splitCString(body[1:]); ok && len(stmtC) > 0 {
 					if cs, known := ss.stmts[string(stmtC)]; !known && bytes.HasPrefix(stmtC, []byte(routerPrefix)) {
@@ -502,7 +513,7 @@ func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
 	if ss.unnamedTok != 0 && bs.unnamed == ss.unnamedTok {
 		return nil
 	}
-	if ss.unnamedDef == "" {
+	if ss.unnamedTok == 0 {
 		if bs.unnamed == 0 {
 			return nil
 		}
@@ -575,13 +586,26 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		}
 		if st.Name == "" { // DEALLOCATE ALL: named statements only, not parameters
 			if simple {
-				ss.noteUndoLocked(bs, stmtUndo{tag: "DEALLOCATE ALL", whole: true})
+				// (Run by a DO block, say, it is confirmed by that
+				// statement's own tag.)
+				tag := "DEALLOCATE ALL"
+				if st.Keyword != "DEALLOCATE" {
+					tag = st.Keyword
+				}
+				ss.noteUndoLocked(bs, stmtUndo{tag: tag, whole: true})
 			}
 			clear(bs.stmts)
 			clear(ss.stmts)
 			continue
 		}
 		cs, ok := ss.stmts[st.Name]
+		if !ok && strings.HasPrefix(st.Name, routerPrefix) && st.Keyword == "DEALLOCATE" {
+			// One of the router's own names: not the client's to drop.
+			b.WriteString(src[last:st.Start])
+			b.WriteString(" DEALLOCATE " + noSuchStatement)
+			last = st.End
+			continue
+		}
 		if !ok {
 			continue // an SQL-level PREPARE of a pinned session
 		}
@@ -784,9 +808,9 @@ func (ss *session) skipLocked(bs *backendState, upTo uint64) {
 			bs.unnamed = unnamedUnknown
 			switch {
 			case e.kind == '1' && !e.swallow && ss.unnamedTok == e.tok:
-				ss.unnamedDef, ss.unnamedTok = "", 0
-			case e.kind == '3' && !e.swallow && e.tok != 0 && ss.unnamedTok == 0:
-				ss.unnamedDef, ss.unnamedTok = e.def, e.tok // a skipped Close
+				ss.unnamedTok = 0
+			case e.kind == '3' && !e.swallow && e.tok != 0 && ss.unnamedTok == 0 && ss.unnamedDef == e.def:
+				ss.unnamedTok = e.tok // a skipped Close
 			}
 		case e.kind == '3' && e.closed != nil:
 			// A client's Close skipped: its statement lives on.

@@ -74,6 +74,17 @@ func TestRewriteAllocatesNothing(t *testing.T) {
 			t.Errorf("%s: %v allocations per request", name, n)
 		}
 	}
+	// A transaction around it: the simple Query BEGIN ends the unnamed
+	// statement, whose text the next request repeats.
+	begin, commit := appendMsg(nil, 'Q', cstr("begin")), appendMsg(nil, 'Q', cstr("commit"))
+	if n := testing.AllocsPerRun(100, func() {
+		ss.rewriteLocked(begin, bs)
+		ss.rewriteLocked(extended, bs)
+		ss.rewriteLocked(commit, bs)
+		ss.expect = ss.expect[:0]
+	}); n != 0 {
+		t.Errorf("begin, extended, commit: %v allocations per transaction", n)
+	}
 	want := append(benchBind("pgbridge_1"), benchTail()...)
 	if got := ss.rewriteLocked(prepared, bs); string(got) != string(want) {
 		t.Errorf("prepared request rewritten to %q, want %q", got, want)

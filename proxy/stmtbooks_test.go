@@ -151,3 +151,45 @@ func TestExecuteOfAnUnboundUnnamedPortal(t *testing.T) {
 		})
 	}
 }
+
+// DEALLOCATE ALL run inside a DO block drops every statement of the
+// backend: the books must follow (confirmed by the DO's own tag), and a
+// client's later Parse of a name it used must never redefine a statement
+// another client shares.
+func TestDeallocateAllInDoBlock(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex"))
+	b := hijackDSN(t, r.dsn("globex"))
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'S'"}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Parse{Name: "b", Query: "select 'S'"}, &pgproto3.Sync{})
+	if _, codes := simpleQuery(t, a, "DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	// PostgreSQL: s is gone, so a may prepare s again.
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'T'"}, &pgproto3.Sync{})
+	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "S" {
+		t.Fatalf("b's statement (select 'S'): %v, want [S]", rows)
+	}
+	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "T" {
+		t.Fatalf("a's statement (select 'T'): %v, want [T]", rows)
+	}
+}
+
+// SQL DEALLOCATE of one of the router's own names is not the client's to
+// run: the owner keeps its statement.
+func TestDeallocateOfARouterName(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex"))
+	b := hijackDSN(t, r.dsn("globex"))
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
+	names, codes := simpleQuery(t, b, "select name from pg_prepared_statements where statement = 'select ''a'''")
+	if len(codes) > 0 || len(names) != 1 {
+		t.Fatalf("names %v errors %v", names, codes)
+	}
+	if _, codes := simpleQuery(t, b, "deallocate "+names[0]); len(codes) != 1 || codes[0] != "26000" {
+		t.Errorf("b's DEALLOCATE %s: errors %v, want 26000 (b has no such statement)", names[0], codes)
+	}
+	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
+		t.Fatalf("a's statement after b's DEALLOCATE: %v, want [a]", rows)
+	}
+}
