@@ -11,6 +11,14 @@ import (
 // PostgreSQL does, with clients sharing backends (from a review of
 // stmt.go; see also soak_test.go).
 
+// twoClients connects two clients of globex through a router of its own
+// whose pool holds one backend, which they share.
+func twoClients(t *testing.T) (a, b *pgconn.HijackedConn) {
+	t.Helper()
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	return hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex"))
+}
+
 // mustReady sends msgs on hc and reads up to the ReadyForQuery, failing
 // the test on an error; it returns the rows' first columns.
 func mustReady(t *testing.T, hc *pgconn.HijackedConn, msgs ...pgproto3.FrontendMessage) []string {
@@ -46,9 +54,7 @@ func TestUnnamedStatementOfAnEarlierParse(t *testing.T) {
 // A client's Close of its unnamed statement (which it never made) must not
 // take another client's unnamed statement away from it.
 func TestCloseUnnamedOfAnotherClient(t *testing.T) {
-	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
-	a := hijackDSN(t, r.dsn("globex"))
-	b := hijackDSN(t, r.dsn("globex"))
+	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Query: "select 'a'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
 	mustReady(t, b, &pgproto3.Close{ObjectType: 'S'}, &pgproto3.Sync{})
 	if rows := mustReady(t, a, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
@@ -60,9 +66,7 @@ func TestCloseUnnamedOfAnotherClient(t *testing.T) {
 // statement of the backend: the books must follow, or the backend's next
 // client gets 26000 for its own statement.
 func TestDeallocateAllInMultiStatementQuery(t *testing.T) {
-	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
-	a := hijackDSN(t, r.dsn("globex"))
-	b := hijackDSN(t, r.dsn("globex"))
+	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
 	if _, codes := simpleQuery(t, b, "deallocate all; select 1"); len(codes) > 0 {
 		t.Fatal(codes)
@@ -98,9 +102,7 @@ func TestStatementBooksFollowFailures(t *testing.T) {
 // client's by that name gets 26000, and a Close of it leaves it to its
 // owner.
 func TestRouterStatementNamesAreNotTheClients(t *testing.T) {
-	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
-	a := hijackDSN(t, r.dsn("globex"))
-	b := hijackDSN(t, r.dsn("globex"))
+	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
 	names, codes := simpleQuery(t, b, "select name from pg_prepared_statements where statement = 'select ''a'''")
 	if len(codes) > 0 || len(names) != 1 {
@@ -157,9 +159,7 @@ func TestExecuteOfAnUnboundUnnamedPortal(t *testing.T) {
 // client's later Parse of a name it used must never redefine a statement
 // another client shares.
 func TestDeallocateAllInDoBlock(t *testing.T) {
-	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
-	a := hijackDSN(t, r.dsn("globex"))
-	b := hijackDSN(t, r.dsn("globex"))
+	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'S'"}, &pgproto3.Sync{})
 	mustReady(t, b, &pgproto3.Parse{Name: "b", Query: "select 'S'"}, &pgproto3.Sync{})
 	if _, codes := simpleQuery(t, a, "DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$"); len(codes) > 0 {
@@ -178,9 +178,7 @@ func TestDeallocateAllInDoBlock(t *testing.T) {
 // SQL DEALLOCATE of one of the router's own names is not the client's to
 // run: the owner keeps its statement.
 func TestDeallocateOfARouterName(t *testing.T) {
-	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
-	a := hijackDSN(t, r.dsn("globex"))
-	b := hijackDSN(t, r.dsn("globex"))
+	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
 	names, codes := simpleQuery(t, b, "select name from pg_prepared_statements where statement = 'select ''a'''")
 	if len(codes) > 0 || len(names) != 1 {
