@@ -158,11 +158,7 @@ func TestCopySimpleWithSyncInside(t *testing.T) {
 // answered on its own, and nothing is lost or left to the next client.
 func TestCopyExtendedFailedBeforeReading(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_trig")
-	setup := r.connect(t, "umbrella")
-	mustExec(t, setup, `create or replace function app_data.cs_trig_fail() returns trigger language plpgsql as $$
-		begin raise exception 'no copies today' using errcode = 'P0001'; end $$`)
-	mustExec(t, setup, "create trigger cs_trig before insert on app_data.cs_trig for each statement execute function app_data.cs_trig_fail()")
-	closeConn(setup)
+	failingTrigger(t, r, "app_data.cs_trig", "cs_trig_fail", "raise exception 'no copies today' using errcode = 'P0001'")
 	hc := hijackDSN(t, r.dsn("umbrella"))
 	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	receiveUntil[*pgproto3.CopyInResponse](t, hc)
@@ -245,11 +241,7 @@ func TestCopyExtendedBigDataThenSync(t *testing.T) {
 // backend.
 func TestCopyExtendedCancelledBeforeReading(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_slow")
-	setup := r.connect(t, "umbrella")
-	mustExec(t, setup, `create or replace function app_data.cs_slow_trig() returns trigger language plpgsql as $$
-		begin perform pg_sleep(3); return null; end $$`)
-	mustExec(t, setup, "create trigger cs_slow before insert on app_data.cs_slow for each statement execute function app_data.cs_slow_trig()")
-	closeConn(setup)
+	failingTrigger(t, r, "app_data.cs_slow", "cs_slow_trig", "perform pg_sleep(3)")
 	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
 		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_slow from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 		receiveUntil[*pgproto3.CopyInResponse](t, hc)
@@ -380,7 +372,8 @@ func tryReceiveReady(hc *pgconn.HijackedConn, d time.Duration) (rows, codes []st
 	}
 }
 
-// failingTrigger gives table a BEFORE STATEMENT trigger running body.
+// failingTrigger gives table a BEFORE STATEMENT trigger, function name,
+// running body.
 func failingTrigger(t *testing.T, r *router, table, name, body string) {
 	t.Helper()
 	setup := r.connect(t, "umbrella")

@@ -869,6 +869,8 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.boundary = boundary
 	ss.busySince = t1
 	ss.expect = ss.expect[:0]
+	ss.undo = ss.undo[:0] // (settled before the last backend went back; none owed to a new one)
+	ss.undoN.Store(0)
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
 	ss.resetRecsLocked(swallow)
