@@ -216,7 +216,12 @@ func quoteLiteral(s string) string {
 // routerPrefix starts the names of the statements the router prepares.
 const routerPrefix = "pgbridge_"
 
-func newBackendName() string { return routerPrefix + strconv.FormatUint(stmtSeq.Add(1), 36) }
+// newBackendName names a statement the router prepares: the prefix and a
+// decimal number, so that it is never one of the fixed names above
+// (pgbridge_none, pgbridge_dup), which have letters.
+func newBackendName() string { return backendName(stmtSeq.Add(1)) }
+
+func backendName(n uint64) string { return routerPrefix + strconv.FormatUint(n, 10) }
 
 // refusalSQL is a statement that makes the backend itself raise err, so the
 // error arrives in order and aborts a transaction block as PostgreSQL would.

@@ -3,6 +3,8 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -99,5 +101,23 @@ func TestEndsTransaction(t *testing.T) {
 	}
 	if endsTransaction(appendMsg(nil, 'P', cstr(""), cstr("rollback"), []byte{0, 0})) {
 		t.Error("a Parse counted as a transaction end")
+	}
+}
+
+// The statements the router prepares must never be named like its fixed
+// stand-ins: a real statement called pgbridge_none would run for a Bind
+// the router means to fail, and one called pgbridge_dup would be closed by
+// the next duplicate Parse behind its backend's books.
+func TestBackendNamesAvoidFixedNames(t *testing.T) {
+	for _, fixed := range []string{noSuchStatement, noSuchPortal, dupStatement} {
+		for _, base := range []int{10, 36} {
+			n, err := strconv.ParseUint(strings.TrimPrefix(fixed, routerPrefix), base, 64)
+			if err != nil {
+				continue // not a number in this base
+			}
+			if got := backendName(n); got == fixed {
+				t.Fatalf("statement number %d is named %s, the router's fixed name", n, got)
+			}
+		}
 	}
 }
