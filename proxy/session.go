@@ -120,13 +120,20 @@ type session struct {
 	// being forwarded, fixPortal that the batch uses the unnamed portal
 	// without (see portalStep).
 	portalBound, portalStart, fixPortal bool
-	obuf                                []byte
-	pinned                              string        // why the session keeps its backend ("" = not pinned)
-	expect                              []expectation // Parses and Closes in flight
-	undo                                []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
-	undoN                               atomic.Int32  // len(undo), read by the relay without mu
-	segSent                             uint64        // sync points (Query, Sync, FunctionCall) written
-	segRecv                             uint64        // ReadyForQuery messages received
+	// acts says the client prepared a DISCARD ALL or DEALLOCATE with
+	// Parse: the rewrite pass then follows Binds and Executes, and
+	// portalActs holds the portals bound to such a statement.
+	acts        bool
+	portalActs  map[string]*stmtAction
+	unnamedAct  *stmtAction // the action of the client's unnamed statement
+	sqlPrepared bool        // the client ran an SQL PREPARE (its session is pinned)
+	obuf        []byte
+	pinned      string        // why the session keeps its backend ("" = not pinned)
+	expect      []expectation // Parses and Closes in flight
+	undo        []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
+	undoN       atomic.Int32  // len(undo), read by the relay without mu
+	segSent     uint64        // sync points (Query, Sync, FunctionCall) written
+	segRecv     uint64        // ReadyForQuery messages received
 	// Syncs the backend ignores in copy-in mode (copysync.go): recs from
 	// recHead are the sync points written and not answered yet; tailExecs
 	// counts the Executes written since the last one, sinceQE that only
@@ -449,6 +456,7 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'E':
 			boundary = false
 			execs++
+			rewrite = rewrite || ss.acts
 		case 'd':
 			boundary = false
 		case 'H':

@@ -376,7 +376,7 @@ func (g *soakGen) simpleStep() soakStep {
 // extText is a statement text for Parse, with its parameter count.
 func (g *soakGen) extText() (string, int) {
 	T := g.table
-	switch g.r.Intn(22) {
+	switch g.r.Intn(25) {
 	case 0, 1:
 		return "select $1::int + 1", 1
 	case 2, 3:
@@ -413,6 +413,14 @@ func (g *soakGen) extText() (string, int) {
 		return "select $1::int, $2::text", 2
 	case 20:
 		return "show work_mem", 0
+	case 21:
+		// Prepared, these act when executed (stmtAction), which the
+		// generator's model of what exists does not follow.
+		return fmt.Sprintf("deallocate s%d", g.r.Intn(4)), 0
+	case 22:
+		return "deallocate all", 0
+	case 23:
+		return "discard all", 0
 	default:
 		return "select 'ext'", 0
 	}

@@ -67,6 +67,12 @@ type clientStmt struct {
 	// this one was skipped.
 	over    uint64
 	overDef string
+	overAct *stmtAction
+	// act is what executing it does to the books (DISCARD ALL,
+	// DEALLOCATE), nil for most statements.
+	act *stmtAction
+	// dead says its Parse never ran.
+	dead bool
 }
 
 // backendState is the proxy's knowledge of one backend connection, stored
@@ -86,6 +92,7 @@ type backendStmt struct {
 	// parsed is 1 + the segment of the Parse that prepares it, until its
 	// ParseComplete confirms it (then 0).
 	parsed uint64
+	dead   bool // its Parse never ran
 }
 
 func stateOf(v any) *backendState {
@@ -118,11 +125,17 @@ type expectation struct {
 	// def is, for a Parse, the definition to forget if it never ran (of the
 	// client's unnamed statement too); for a client's Close of its named
 	// statement, the definition to give the name back if it never ran.
-	def     string
-	name    string      // the client's statement name of a named Parse or Close
-	closed  *clientStmt // for a client's Close: its statement, given back if skipped
-	unnamed bool        // a Parse or Close of the unnamed statement
-	tok     uint64      // for the client's Parse or Close of its unnamed statement: its token (of the one closed)
+	def    string
+	name   string      // the client's statement name of a named Parse or Close
+	closed *clientStmt // for a client's Close: its statement, given back if skipped
+	// For a Parse of a named statement: the client's statement it defines
+	// (if the client's) and the backend's. The books may no longer hold
+	// them (a DISCARD ALL written after it), but a DISCARD ALL that fails
+	// gives them back, unless they are dead (the Parse never ran).
+	cs      *clientStmt
+	bst     *backendStmt
+	unnamed bool   // a Parse or Close of the unnamed statement
+	tok     uint64 // for the client's Parse or Close of its unnamed statement: its token (of the one closed)
 }
 
 func appendMsg(dst []byte, typ byte, parts ...[]byte) []byte {
@@ -268,7 +281,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		case 'Q':
 			bs.unnamed = 0    // a simple Query destroys the unnamed statement
 			ss.unnamedTok = 0 // (its text is kept: a driver repeats it)
-			if q, pre, ok := ss.inspectQuery(bs, body[:max(len(body)-1, 0)], true); ok {
+			ss.unnamedAct = nil
+			if q, pre, ok, _ := ss.inspectQuery(bs, body[:max(len(body)-1, 0)], true); ok {
 				splice(pos, end, pre, appendMsg(nil, 'Q', cstr(q)))
 			}
 			ss.segSent++
@@ -286,7 +300,10 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				break
 			}
 			query, _, _ := splitCString(rest)
-			q, qpre, changed := ss.inspectQuery(bs, query, false)
+			q, qpre, changed, act := ss.inspectQuery(bs, query, false)
+			if act != nil {
+				ss.acts = true
+			}
 			if changed {
 				// A refused or rewritten statement: prepare the new text.
 				rest = append(cstr(q), 0, 0)
@@ -303,6 +320,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					}
 					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, unnamed: true, def: ss.unnamedDef, tok: ss.unnamedTok})
 					bs.unnamed = ss.unnamedTok
+					ss.unnamedAct = act
 				}
 				if changed {
 					splice(pos, end, qpre)
@@ -330,7 +348,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					// goes out under the same backend name without
 					// preparing the first again, so the backend decides
 					// as PostgreSQL would (skipLocked settles the books).
-					cs.over, cs.overDef = ss.segSent+1, string(rest)
+					cs.over, cs.overDef, cs.overAct = ss.segSent+1, string(rest), act
 					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: cs.overDef, name: name})
 					splice(pos, end, qpre)
 					out = appendNamedMsg(out, 'P', nil, st.name, rest)
@@ -341,7 +359,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				// backend refuses it whatever its books say, and no
 				// statement a backend shares is ever redefined.
 				pre := appendNamedMsg(nil, 'C', []byte{'S'}, dupStatement, nil)
-				pre = appendNamedMsg(pre, 'P', nil, dupStatement, []byte("\x00\x00\x00"))
+				pre = appendNamedMsg(pre, 'P', nil, dupStatement, emptyStmt)
 				ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent},
 					expectation{kind: '1', swallow: true, seg: ss.segSent}, expectation{kind: '1', seg: ss.segSent})
 				splice(pos, end, qpre, pre)
@@ -349,10 +367,12 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				break
 			}
 			def := string(rest)
-			ss.stmts[name] = &clientStmt{def: def, parsed: ss.segSent + 1}
+			cs := &clientStmt{def: def, parsed: ss.segSent + 1, act: act}
+			ss.stmts[name] = cs
 			var pre []byte
 			bsName := ""
-			if st, ok := bs.stmts[def]; ok {
+			st, ok := bs.stmts[def]
+			if ok {
 				// Already prepared here: close and prepare again so the
 				// client gets the ParseComplete it waits for.
 				bsName = st.name
@@ -364,9 +384,10 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				pre = ss.evictLocked(bs)
 				bsName = newBackendName()
 				bs.tick++
-				bs.stmts[def] = &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+				st = &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+				bs.stmts[def] = st
 			}
-			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name})
+			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name, cs: cs, bst: st})
 			splice(pos, end, qpre, pre)
 			out = appendNamedMsg(out, 'P', nil, bsName, rest)
 		case 'B':
@@ -386,6 +407,18 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				out = appendNamedMsg(out, 'B', body[:len(portal)+1], bsName, rest2)
 			} else if pre != nil {
 				splice(pos, pos, pre)
+			}
+			if ss.acts {
+				ss.bindActLocked(unsafeString(portal), unsafeString(stmt))
+			}
+		case 'E':
+			if !track || len(ss.portalActs) == 0 {
+				break
+			}
+			if portal, _, ok := splitCString(body); ok {
+				if act := ss.portalActs[unsafeString(portal)]; act != nil {
+					splice(pos, pos, ss.actLocked(bs, act))
+				}
 			}
 		case 'D':
 			if !track || len(body) < 2 || body[0] != 'S' {
@@ -412,7 +445,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				// back if the backend skips this Close).
 				e.unnamed, e.def, e.tok = true, ss.unnamedDef, ss.unnamedTok
 				bs.unnamed = 0
-				ss.unnamedTok = 0
+				ss.unnamedTok = 0 // (unnamedAct stays: a skipped Close gives the statement back)
 			} else if len(body) >= 2 && body[0] == 'S' {
 				if stmtC, _, ok := splitCString(body[1:]); ok && len(stmtC) > 0 {
 					if cs, known := ss.stmts[string(stmtC)]; !known && bytes.HasPrefix(stmtC, []byte(routerPrefix)) {
@@ -491,9 +524,10 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 	}
 	pre = ss.evictLocked(bs)
 	bsName = newBackendName()
-	bs.stmts[cs.def] = &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+	st := &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+	bs.stmts[cs.def] = st
 	pre = appendNamedMsg(pre, 'P', nil, bsName, []byte(cs.def))
-	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def})
+	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def, bst: st})
 	return pre, bsName, true
 }
 
@@ -551,21 +585,35 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 // inspectQuery classifies a statement text: it pins the session for
 // statements whose effect outlives the transaction, and returns a
 // replacement text (with messages to send before it) for statements the
-// router refuses or rewrites. DISCARD ALL and DEALLOCATE change the
-// statement books at once; in a simple Query (simple), where their
-// CommandComplete follows in the same segment, the change is undone if
-// none comes (they can fail: DISCARD ALL inside a transaction block, any
-// of them in a failed transaction, or a statement before them).
-func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string, []byte, bool) {
+// router refuses or rewrites.
+//
+// DISCARD ALL and DEALLOCATE change the statement books. In a simple Query
+// (simple) they do so at once, and their CommandComplete follows in the
+// same segment; the change is undone if none comes (they can fail:
+// DISCARD ALL inside a transaction block, any of them in a failed
+// transaction, or a statement before them). Prepared with Parse, they act
+// when executed, which may be never, or many times, on other backends:
+// inspectQuery then returns the action (stmtAction) that each Execute of
+// the statement applies, and changes nothing yet.
+func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string, []byte, bool, *stmtAction) {
 	eff := sqllex.Effects(unsafeString(q)) // Effects keeps nothing of q
 	if eff == sqllex.EffectNone {
-		return "", nil, false
+		return "", nil, false, nil
 	}
 	if eff&sqllex.EffectSetRole != 0 {
-		return refusalSQL("42501", "pgbridge: SET ROLE and SET SESSION AUTHORIZATION are not allowed: a tenant's sessions always run as its own role"), nil, true
+		return refusalSQL("42501", "pgbridge: SET ROLE and SET SESSION AUTHORIZATION are not allowed: a tenant's sessions always run as its own role"), nil, true, nil
 	}
 	if eff.Pins() {
 		ss.pinLocked(pinReason(eff))
+	}
+	if eff&sqllex.EffectPrepare != 0 {
+		ss.sqlPrepared = true
+	}
+	if eff&(sqllex.EffectDiscardAll|sqllex.EffectDeallocate) == 0 {
+		return "", nil, false, nil
+	}
+	if !simple && ss.tracking {
+		return ss.prepareActionLocked(string(q), eff)
 	}
 	if eff&sqllex.EffectDiscardAll != 0 {
 		// DISCARD ALL drops every prepared statement and parameter of the
@@ -573,13 +621,10 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		if simple {
 			ss.noteUndoLocked(bs, stmtUndo{tag: "DISCARD ALL", whole: true, params: true})
 		}
-		params := bs.params
-		bs.forget()
-		bs.paramsKey, bs.params = paramsUnknown, params
-		clear(ss.stmts)
+		ss.discardAllLocked(bs)
 	}
 	if eff&sqllex.EffectDeallocate == 0 || !ss.tracking {
-		return "", nil, false
+		return "", nil, false, nil
 	}
 	src := string(q)
 	var b strings.Builder
@@ -590,15 +635,9 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 			continue
 		}
 		if st.Name == "" { // DEALLOCATE ALL: named statements only, not parameters
-			if simple {
-				// (Run by a DO block, say, it is confirmed by that
-				// statement's own tag.)
-				tag := "DEALLOCATE ALL"
-				if st.Keyword != "DEALLOCATE" {
-					tag = st.Keyword
-				}
-				ss.noteUndoLocked(bs, stmtUndo{tag: tag, whole: true})
-			}
+			// (Run by a DO block, say, it is confirmed by that
+			// statement's own tag.)
+			ss.noteUndoLocked(bs, stmtUndo{tag: deallocateTag(st), whole: true})
 			clear(bs.stmts)
 			clear(ss.stmts)
 			continue
@@ -606,9 +645,7 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		cs, ok := ss.stmts[st.Name]
 		if !ok && strings.HasPrefix(st.Name, routerPrefix) && st.Keyword == "DEALLOCATE" {
 			// One of the router's own names: not the client's to drop.
-			b.WriteString(src[last:st.Start])
-			b.WriteString(" DEALLOCATE " + noSuchStatement)
-			last = st.End
+			last = spliceDeallocate(&b, src, last, st, noSuchStatement)
 			continue
 		}
 		if !ok {
@@ -617,7 +654,7 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		// The client's protocol-level statement: deallocate its backend
 		// copy, so that the command succeeds with the tag the client
 		// expects.
-		u := stmtUndo{tag: "DEALLOCATE", name: st.Name, def: cs.def}
+		u := stmtUndo{tag: "DEALLOCATE", name: st.Name, cs: cs}
 		delete(ss.stmts, st.Name)
 		var bsName string
 		if bst, ok := bs.stmts[cs.def]; ok {
@@ -638,22 +675,156 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 			bsName = newBackendName()
 			if ss.txStatus != 'E' {
 				ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
-				pre = appendNamedMsg(pre, 'P', nil, bsName, []byte("\x00\x00\x00"))
+				pre = appendNamedMsg(pre, 'P', nil, bsName, emptyStmt)
 			}
 		}
-		if simple {
-			ss.noteUndoLocked(bs, u)
-		}
-		b.WriteString(src[last:st.Start])
-		b.WriteString(" DEALLOCATE ")
-		b.WriteString(quoteIdent(bsName))
-		last = st.End
+		ss.noteUndoLocked(bs, u)
+		last = spliceDeallocate(&b, src, last, st, bsName)
 	}
 	if last == 0 {
-		return "", nil, false
+		return "", nil, false, nil
 	}
 	b.WriteString(src[last:])
-	return b.String(), pre, true
+	return b.String(), pre, true, nil
+}
+
+// spliceDeallocate writes src from last up to st, a DEALLOCATE, and st
+// made to deallocate name instead; it returns where src goes on.
+func spliceDeallocate(b *strings.Builder, src string, last int, st sqllex.Statement, name string) int {
+	b.WriteString(src[last:st.Start])
+	b.WriteString(" DEALLOCATE ")
+	b.WriteString(quoteIdent(name))
+	return st.End
+}
+
+// emptyStmt is the body of a Parse after the name for an empty statement
+// without parameters.
+var emptyStmt = []byte("\x00\x00\x00")
+
+// deallocateTag is the CommandComplete tag that confirms st.
+func deallocateTag(st sqllex.Statement) string {
+	switch {
+	case st.Keyword != "DEALLOCATE":
+		return st.Keyword // DEALLOCATE run by a DO block, say
+	case st.Name == "":
+		return "DEALLOCATE ALL"
+	}
+	return "DEALLOCATE"
+}
+
+// discardAllLocked drops what DISCARD ALL drops from the books: every
+// prepared statement and parameter of the backend session, and the
+// client's statements with them.
+func (ss *session) discardAllLocked(bs *backendState) {
+	params := bs.params
+	bs.forget()
+	bs.paramsKey, bs.params = paramsUnknown, params
+	clear(ss.stmts)
+}
+
+// stmtAction is what executing a DISCARD ALL or DEALLOCATE prepared with
+// Parse does to the books.
+type stmtAction struct {
+	tag     string // the CommandComplete that confirms it
+	discard bool   // DISCARD ALL
+	all     bool   // DEALLOCATE ALL
+	// names are the client's statements it deallocates. The text names
+	// stand-ins instead (actStandIn), prepared empty before each Execute:
+	// the statement's backend name differs from backend to backend, and
+	// its backend copy is shared.
+	names []string
+}
+
+// actStandIn names the stand-in of a prepared DEALLOCATE's i-th name (not
+// a name newBackendName makes, which are numbers).
+func actStandIn(i int) string { return routerPrefix + "dealloc_" + strconv.Itoa(i) }
+
+// prepareActionLocked makes the action of a DISCARD ALL or DEALLOCATE the
+// client prepares with Parse (one statement: a Parse takes no more), and
+// the text to prepare instead when it names statements.
+func (ss *session) prepareActionLocked(src string, eff sqllex.Effect) (string, []byte, bool, *stmtAction) {
+	act := &stmtAction{discard: eff&sqllex.EffectDiscardAll != 0, tag: "DISCARD ALL"}
+	var b strings.Builder
+	last := 0
+	for _, st := range sqllex.Analyze(src) {
+		if st.Effect&sqllex.EffectDeallocate == 0 {
+			continue
+		}
+		act.tag = deallocateTag(st)
+		_, mine := ss.stmts[st.Name]
+		var with string
+		switch {
+		case st.Name == "":
+			act.all = true
+			continue
+		case mine || (!ss.sqlPrepared && !strings.HasPrefix(st.Name, routerPrefix)):
+			// The client's statement now, or one it may prepare before
+			// it executes this (or this statement itself, under the name
+			// it deallocates): what exists then decides.
+			with = actStandIn(len(act.names))
+			act.names = append(act.names, st.Name)
+		case strings.HasPrefix(st.Name, routerPrefix) && st.Keyword == "DEALLOCATE":
+			with = noSuchStatement // one of the router's own names: not the client's to drop
+		default:
+			continue // perhaps an SQL-level PREPARE (of a pinned session)
+		}
+		last = spliceDeallocate(&b, src, last, st, with)
+	}
+	if last == 0 {
+		return "", nil, false, act
+	}
+	b.WriteString(src[last:])
+	return b.String(), nil, true, act
+}
+
+// bindActLocked follows a Bind of the client's statement stmt to portal:
+// the portal runs the statement's action, if it has one. portal and stmt
+// may share the client's read buffer.
+func (ss *session) bindActLocked(portal, stmt string) {
+	var act *stmtAction
+	if stmt == "" {
+		if ss.unnamedTok != 0 {
+			act = ss.unnamedAct
+		}
+	} else if cs, ok := ss.stmts[stmt]; ok {
+		act = cs.act
+	}
+	switch {
+	case act != nil:
+		if ss.portalActs == nil {
+			ss.portalActs = make(map[string]*stmtAction)
+		}
+		ss.portalActs[strings.Clone(portal)] = act
+	case len(ss.portalActs) > 0:
+		delete(ss.portalActs, portal)
+	}
+}
+
+// actLocked applies act, about to be executed, to the books, to be undone
+// unless its CommandComplete comes, and returns the messages to send before
+// the Execute (its stand-ins).
+func (ss *session) actLocked(bs *backendState, act *stmtAction) (pre []byte) {
+	ss.noteUndoLocked(bs, stmtUndo{tag: act.tag, whole: true, params: act.discard})
+	if act.discard {
+		ss.discardAllLocked(bs)
+	}
+	if act.all {
+		clear(bs.stmts)
+		clear(ss.stmts)
+	}
+	for i, name := range act.names {
+		// The stand-in exists when the client's statement does, so that
+		// the DEALLOCATE fails (26000) when PostgreSQL's would.
+		stand := actStandIn(i)
+		ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
+		pre = appendNamedMsg(pre, 'C', []byte{'S'}, stand, nil)
+		if _, ok := ss.stmts[name]; ok {
+			delete(ss.stmts, name)
+			ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent})
+			pre = appendNamedMsg(pre, 'P', nil, stand, emptyStmt)
+		}
+	}
+	return pre
 }
 
 // stmtUndo is a change DISCARD ALL or DEALLOCATE made to the statement
@@ -669,8 +840,8 @@ type stmtUndo struct {
 	pkey   string                  // backend parameters before (params)
 	pvals  []string
 	unnamd uint64
-	name   string // DEALLOCATE name: the client's name and definition
-	def    string
+	name   string       // DEALLOCATE name: the client's name
+	cs     *clientStmt  // and statement
 	bst    *backendStmt // and its backend statement, if the backend had it
 }
 
@@ -699,33 +870,52 @@ func (ss *session) confirmLocked(tag string) {
 
 // undoLocked undoes the book changes of segments before upTo that got no
 // CommandComplete, latest first; an entry something later redefined keeps
-// its new value.
+// its new value. When a later segment's DISCARD ALL or DEALLOCATE ALL is
+// still in flight, what was undone goes into the books that one restores if
+// it fails: if it runs, it drops those statements on the backend too.
 func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 	n := 0
 	for n < len(ss.undo) && ss.undo[n].seg < upTo {
 		n++
 	}
+	stmts, bstmts := ss.stmts, bs.stmts
+	pkey, pvals, unnamed := &bs.paramsKey, &bs.params, &bs.unnamed
+	for i := len(ss.undo) - 1; i >= n; i-- { // the earliest pending wins
+		w := &ss.undo[i]
+		if w.whole {
+			if w.stmts == nil {
+				w.stmts = make(map[string]*clientStmt)
+			}
+			if w.bstmts == nil {
+				w.bstmts = make(map[string]*backendStmt)
+			}
+			stmts, bstmts = w.stmts, w.bstmts
+		}
+		if w.params {
+			pkey, pvals, unnamed = &w.pkey, &w.pvals, &w.unnamd
+		}
+	}
 	for i := n - 1; i >= 0; i-- {
 		u := &ss.undo[i]
 		for name, cs := range u.stmts {
-			if _, ok := ss.stmts[name]; !ok {
-				ss.stmts[name] = cs
+			if _, ok := stmts[name]; !ok && !cs.dead {
+				stmts[name] = cs
 			}
 		}
 		for def, st := range u.bstmts {
-			if _, ok := bs.stmts[def]; !ok {
-				bs.stmts[def] = st
+			if _, ok := bstmts[def]; !ok && !st.dead {
+				bstmts[def] = st
 			}
 		}
-		if u.params && bs.paramsKey == paramsUnknown {
-			bs.paramsKey, bs.params, bs.unnamed = u.pkey, u.pvals, u.unnamd
+		if u.params && *pkey == paramsUnknown {
+			*pkey, *pvals, *unnamed = u.pkey, u.pvals, u.unnamd
 		}
 		if u.name != "" {
-			if _, ok := ss.stmts[u.name]; !ok {
-				ss.stmts[u.name] = &clientStmt{def: u.def}
+			if _, ok := stmts[u.name]; !ok && !u.cs.dead {
+				stmts[u.name] = u.cs
 			}
-			if _, ok := bs.stmts[u.def]; !ok && u.bst != nil {
-				bs.stmts[u.def] = u.bst
+			if _, ok := bstmts[u.cs.def]; !ok && u.bst != nil && !u.bst.dead {
+				bstmts[u.cs.def] = u.bst
 			}
 		}
 	}
@@ -772,10 +962,19 @@ func (ss *session) expectLocked(bs *backendState, kind byte) (swallow bool) {
 		if e.kind == kind {
 			ss.expect = append(ss.expect[:i], ss.expect[i+1:]...)
 			if kind == '1' && !e.unnamed && e.def != "" {
-				if st, ok := bs.stmts[e.def]; ok && st.parsed == e.seg+1 {
+				st, cs := e.bst, e.cs
+				if st == nil {
+					st = bs.stmts[e.def]
+				}
+				if cs == nil && e.name != "" {
+					if cs = ss.stmts[e.name]; cs != nil && cs.def != e.def {
+						cs = nil
+					}
+				}
+				if st != nil && st.parsed == e.seg+1 {
 					st.parsed = 0 // confirmed
 				}
-				if cs, ok := ss.stmts[e.name]; ok && e.name != "" && cs.def == e.def && cs.parsed == e.seg+1 {
+				if cs != nil && cs.parsed == e.seg+1 {
 					cs.parsed = 0
 				}
 			}
@@ -841,6 +1040,7 @@ func (ss *session) skipLocked(bs *backendState, upTo uint64) {
 					}
 				}
 				cs.def, cs.parsed, cs.over, cs.overDef = cs.overDef, cs.over, 0, ""
+				cs.act, cs.overAct = cs.overAct, nil
 			case mine:
 				delete(ss.stmts, e.name)
 				if onBackend {
@@ -849,9 +1049,17 @@ func (ss *session) skipLocked(bs *backendState, upTo uint64) {
 			case ok && e.name != "" && cs.over == e.seg+1 && cs.overDef == e.def:
 				// A Parse of a taken name, refused (or skipped): the name
 				// keeps its statement.
-				cs.over, cs.overDef = 0, ""
+				cs.over, cs.overDef, cs.overAct = 0, "", nil
 			case onBackend:
 				delete(bs.stmts, e.def)
+			}
+			// What the Parse defined is dead, wherever it is kept (a
+			// DISCARD ALL's undo).
+			if e.bst != nil && e.bst.parsed == e.seg+1 && bs.stmts[e.def] != e.bst {
+				e.bst.dead = true
+			}
+			if e.cs != nil && e.cs.parsed == e.seg+1 && ss.stmts[e.name] != e.cs {
+				e.cs.dead = true
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -189,5 +191,123 @@ func TestDeallocateOfARouterName(t *testing.T) {
 	}
 	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
 		t.Fatalf("a's statement after b's DEALLOCATE: %v, want [a]", rows)
+	}
+}
+
+// DISCARD ALL, DEALLOCATE ALL and DEALLOCATE name prepared with Parse act
+// when they are executed, not when they are prepared: a statement the
+// client deallocates is there until then, and gone after, whichever
+// backends the Parse and the Execute ran on.
+func TestPreparedDiscardAndDeallocateActWhenExecuted(t *testing.T) {
+	parse := func(name, q string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: q}, &pgproto3.Sync{}}
+	}
+	run := func(name string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	}
+	scripts := map[string][][]pgproto3.FrontendMessage{
+		"deallocate name": {parse("s", "select 's'"), parse("d", "deallocate s"), run("s"), run("d"), run("s"), run("d"),
+			parse("s", "select 't'"), run("s")},
+		"deallocate all": {parse("s", "select 's'"), parse("d", "deallocate all"), run("s"), parse("t", "select 't'"), run("d"),
+			run("s"), run("t"), run("d")},
+		"discard all": {parse("d", "discard all"), parse("s", "select 's'"), run("s"), run("d"), run("s"), run("d")},
+		"deallocate in a pipeline": {{&pgproto3.Parse{Name: "s", Query: "select 's'"}, &pgproto3.Parse{Name: "d", Query: "deallocate s"},
+			&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{},
+			&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, run("s")},
+		"failed discard all in a pipeline": {{&pgproto3.Query{String: "begin"}},
+			{&pgproto3.Parse{Name: "d", Query: "discard all"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Describe{ObjectType: 'P'},
+				&pgproto3.Execute{}, &pgproto3.Bind{PreparedStatement: "d", Parameters: [][]byte{[]byte("5")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Query{String: "rollback"}}, {&pgproto3.Query{String: "begin"}},
+			{&pgproto3.Bind{DestinationPortal: "p2", PreparedStatement: "d"}, &pgproto3.Describe{ObjectType: 'S', Name: "d"}, &pgproto3.Sync{}},
+			{&pgproto3.Query{String: "rollback"}}},
+		"failed deallocate": {parse("s", "select 's'"), parse("d", "deallocate s"), {&pgproto3.Query{String: "begin; select 1/0"}},
+			run("d"), {&pgproto3.Query{String: "rollback"}}, run("s")},
+	}
+	ti := tenants["umbrella"]
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1}))
+	for name, steps := range scripts {
+		t.Run(name, func(t *testing.T) {
+			transcript := func(dsn string) string {
+				hc := hijackDSN(t, dsn)
+				defer hc.Conn.Close()
+				var b strings.Builder
+				for _, step := range steps {
+					sendAll(t, hc, step...)
+					rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+					fmt.Fprintf(&b, "%v%v ", rows, codes)
+				}
+				return b.String()
+			}
+			direct := transcript(cluster.DSN(ti.User, ti.Password, ti.Database))
+			if routed := transcript(r.dsn("umbrella")); routed != direct {
+				t.Fatalf("through the router: %s\ndirectly:           %s", routed, direct)
+			}
+		})
+	}
+}
+
+// A DISCARD ALL prepared on one backend and executed on another drops that
+// other backend's statements: the books of the backend that ran it must
+// follow, or its next client gets 26000 for its own statement.
+func TestPreparedDiscardAllOnAnotherClientsBackend(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, a, &pgproto3.Parse{Name: "d", Query: "discard all"}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Parse{Name: "b", Query: "select 'B'"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "B" {
+		t.Fatalf("b's statement after a's DISCARD ALL: %v, want [B]", rows)
+	}
+	// Each execution acts again, like PostgreSQL's.
+	mustReady(t, b, &pgproto3.Parse{Name: "d", Query: "deallocate all"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'A'"}, &pgproto3.Sync{})
+	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "A" {
+		t.Fatalf("a's statement: %v, want [A]", rows)
+	}
+}
+
+// A DISCARD ALL the backend skips (an error earlier in its segment) gives
+// the books back what they held before it, but not the statements the
+// router prepared in the same segment, which the backend skipped too: a
+// book naming a statement the backend lacks fails every later client of
+// that backend with 26000.
+func TestSkippedDiscardAllForgetsSkippedParses(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Parse{Name: "d", Query: "discard all"}, &pgproto3.Sync{})
+	// b drops the backend's statements: a's are prepared again when used.
+	if _, codes := simpleQuery(t, b, "deallocate all"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	sendAll(t, a, &pgproto3.Parse{Query: "select 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("errors %v, want [22012]", codes)
+	}
+	for _, c := range []*pgconn.HijackedConn{a, b} {
+		if c == b {
+			mustReady(t, b, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
+		}
+		if rows := mustReady(t, c, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
+			t.Fatalf("statement s: %v, want [a]", rows)
+		}
+	}
+}
+
+// A DISCARD ALL skipped in one segment, a DEALLOCATE ALL run in the next of
+// the same pipeline: what the first gives back, the second drops.
+func TestSkippedDiscardAllThenDeallocateAll(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "b", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Parse{Name: "e", Query: "select 1/0"}, &pgproto3.Parse{Name: "d1", Query: "discard all"}, &pgproto3.Sync{})
+	sendAll(t, a, &pgproto3.Bind{PreparedStatement: "e"}, &pgproto3.Execute{}, &pgproto3.Bind{PreparedStatement: "d1"}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: "deallocate all"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("errors %v, want [22012]", codes)
+	}
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 0 {
+		t.Fatalf("DEALLOCATE ALL: errors %v", codes)
+	}
+	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's statement: %v, want [b]", rows)
 	}
 }
