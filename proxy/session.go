@@ -124,9 +124,10 @@ type session struct {
 	// Parse: the rewrite pass then follows Binds and Executes, and
 	// portalActs holds the portals bound to such a statement.
 	acts        bool
-	portalActs  map[string]*stmtAction
+	portalActs  map[string]portalAct
 	unnamedAct  *stmtAction // the action of the client's unnamed statement
 	sqlPrepared bool        // the client ran an SQL PREPARE (its session is pinned)
+	segFailed   bool        // an ErrorResponse came in the segment being answered
 	obuf        []byte
 	pinned      string        // why the session keeps its backend ("" = not pinned)
 	expect      []expectation // Parses and Closes in flight
@@ -878,6 +879,8 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.busySince = t1
 	ss.expect = ss.expect[:0]
 	ss.undo = ss.undo[:0] // (settled before the last backend went back; none owed to a new one)
+	clear(ss.portalActs)  // (portals live on one backend)
+	ss.segFailed = false
 	ss.undoN.Store(0)
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0
@@ -1165,7 +1168,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if typ == 'C' && ss.undoN.Load() > 0 {
 					tag, _, _ := splitCString(rd.Bytes()[pos+5 : pos+total])
 					ss.mu.Lock()
-					ss.confirmLocked(string(tag))
+					ss.confirmLocked(be.State.(*backendState), string(tag))
 					ss.mu.Unlock()
 				}
 			case 'G', 'W':
@@ -1315,6 +1318,8 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		return false, false, false, false
 	}
 	ss.segRecv++
+	segs, failed := uint64(1+ss.ignoredSyncs), ss.segFailed
+	ss.segFailed = false
 	if ss.inCopy {
 		ss.copyEndedLocked()
 	}
@@ -1338,6 +1343,9 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.skipLocked(be.State.(*backendState), ss.segRecv)
 	}
 	ss.txStatus = status
+	if len(ss.portalActs) > 0 {
+		ss.settlePortalActsLocked(status, segs, failed)
+	}
 	now := ss.srv.now()
 	st := &ss.ts.stats
 	st.QueryDuration.Observe(now.Sub(ss.busySince))

@@ -87,6 +87,7 @@ type backendState struct {
 }
 
 type backendStmt struct {
+	def  string // its key in backendState.stmts
 	name string
 	used uint64
 	// parsed is 1 + the segment of the Parse that prepares it, until its
@@ -132,10 +133,13 @@ type expectation struct {
 	// (if the client's) and the backend's. The books may no longer hold
 	// them (a DISCARD ALL written after it), but a DISCARD ALL that fails
 	// gives them back, unless they are dead (the Parse never ran).
-	cs      *clientStmt
-	bst     *backendStmt
-	unnamed bool   // a Parse or Close of the unnamed statement
-	tok     uint64 // for the client's Parse or Close of its unnamed statement: its token (of the one closed)
+	cs  *clientStmt
+	bst *backendStmt
+	// For a Close of a portal bound to an action: its name.
+	portal       string
+	closesPortal bool
+	unnamed      bool   // a Parse or Close of the unnamed statement
+	tok          uint64 // for the client's Parse or Close of its unnamed statement: its token (of the one closed)
 }
 
 func appendMsg(dst []byte, typ byte, parts ...[]byte) []byte {
@@ -349,7 +353,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					// preparing the first again, so the backend decides
 					// as PostgreSQL would (skipLocked settles the books).
 					cs.over, cs.overDef, cs.overAct = ss.segSent+1, string(rest), act
-					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: cs.overDef, name: name})
+					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: cs.overDef, name: name, cs: cs, bst: st})
 					splice(pos, end, qpre)
 					out = appendNamedMsg(out, 'P', nil, st.name, rest)
 					break
@@ -384,7 +388,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				pre = ss.evictLocked(bs)
 				bsName = newBackendName()
 				bs.tick++
-				st = &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+				st = &backendStmt{def: def, name: bsName, used: bs.tick, parsed: ss.segSent + 1}
 				bs.stmts[def] = st
 			}
 			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name, cs: cs, bst: st})
@@ -416,8 +420,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				break
 			}
 			if portal, _, ok := splitCString(body); ok {
-				if act := ss.portalActs[unsafeString(portal)]; act != nil {
-					splice(pos, pos, ss.actLocked(bs, act))
+				if pa, ok := ss.portalActs[unsafeString(portal)]; ok && pa.rebound != ss.segSent+1 {
+					splice(pos, pos, ss.actLocked(bs, pa.act))
 				}
 			}
 		case 'D':
@@ -446,6 +450,13 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				e.unnamed, e.def, e.tok = true, ss.unnamedDef, ss.unnamedTok
 				bs.unnamed = 0
 				ss.unnamedTok = 0 // (unnamedAct stays: a skipped Close gives the statement back)
+			} else if len(body) >= 2 && body[0] == 'P' && len(ss.portalActs) > 0 {
+				// A portal's action ends with its CloseComplete.
+				if portal, _, ok := splitCString(body[1:]); ok {
+					if _, ok := ss.portalActs[unsafeString(portal)]; ok {
+						e.portal, e.closesPortal = string(portal), true
+					}
+				}
 			} else if len(body) >= 2 && body[0] == 'S' {
 				if stmtC, _, ok := splitCString(body[1:]); ok && len(stmtC) > 0 {
 					if cs, known := ss.stmts[string(stmtC)]; !known && bytes.HasPrefix(stmtC, []byte(routerPrefix)) {
@@ -524,7 +535,7 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 	}
 	pre = ss.evictLocked(bs)
 	bsName = newBackendName()
-	st := &backendStmt{name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+	st := &backendStmt{def: cs.def, name: bsName, used: bs.tick, parsed: ss.segSent + 1}
 	bs.stmts[cs.def] = st
 	pre = appendNamedMsg(pre, 'P', nil, bsName, []byte(cs.def))
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def, bst: st})
@@ -637,7 +648,7 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		if st.Name == "" { // DEALLOCATE ALL: named statements only, not parameters
 			// (Run by a DO block, say, it is confirmed by that
 			// statement's own tag.)
-			ss.noteUndoLocked(bs, stmtUndo{tag: deallocateTag(st), whole: true})
+			ss.noteUndoLocked(bs, stmtUndo{tag: deallocateTag(st), whole: true, clientOnly: st.Keyword != "DEALLOCATE"})
 			clear(bs.stmts)
 			clear(ss.stmts)
 			continue
@@ -654,7 +665,7 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		// The client's protocol-level statement: deallocate its backend
 		// copy, so that the command succeeds with the tag the client
 		// expects.
-		u := stmtUndo{tag: "DEALLOCATE", name: st.Name, cs: cs}
+		u := stmtUndo{tag: deallocateTag(st), name: st.Name, cs: cs, clientOnly: st.Keyword != "DEALLOCATE"}
 		delete(ss.stmts, st.Name)
 		var bsName string
 		if bst, ok := bs.stmts[cs.def]; ok {
@@ -714,11 +725,12 @@ func deallocateTag(st sqllex.Statement) string {
 
 // discardAllLocked drops what DISCARD ALL drops from the books: every
 // prepared statement and parameter of the backend session, and the
-// client's statements with them.
+// client's statements with them. The unnamed statement stays (a simple
+// Query, which drops it, says so itself).
 func (ss *session) discardAllLocked(bs *backendState) {
-	params := bs.params
+	params, unnamed := bs.params, bs.unnamed
 	bs.forget()
-	bs.paramsKey, bs.params = paramsUnknown, params
+	bs.paramsKey, bs.params, bs.unnamed = paramsUnknown, params, unnamed
 	clear(ss.stmts)
 }
 
@@ -728,6 +740,7 @@ type stmtAction struct {
 	tag     string // the CommandComplete that confirms it
 	discard bool   // DISCARD ALL
 	all     bool   // DEALLOCATE ALL
+	inDo    bool   // run by a DO block (which may fail after it)
 	// names are the client's statements it deallocates. The text names
 	// stand-ins instead (actStandIn), prepared empty before each Execute:
 	// the statement's backend name differs from backend to backend, and
@@ -750,7 +763,7 @@ func (ss *session) prepareActionLocked(src string, eff sqllex.Effect) (string, [
 		if st.Effect&sqllex.EffectDeallocate == 0 {
 			continue
 		}
-		act.tag = deallocateTag(st)
+		act.tag, act.inDo = deallocateTag(st), st.Keyword != "DEALLOCATE"
 		_, mine := ss.stmts[st.Name]
 		var with string
 		switch {
@@ -777,9 +790,30 @@ func (ss *session) prepareActionLocked(src string, eff sqllex.Effect) (string, [
 	return b.String(), nil, true, act
 }
 
+// portalAct is the action of a portal bound to a DISCARD ALL or DEALLOCATE
+// the client prepared, and the segment of the Bind.
+type portalAct struct {
+	act *stmtAction
+	seg uint64
+	// rebound is 1 + the segment of a later Bind of the portal to a
+	// statement without an action (0: none). An Execute in that segment
+	// runs what it bound (had the Bind failed, the backend would skip the
+	// Execute); in a later one, the action holds until that segment ends
+	// without an error, which proves the Bind ran.
+	rebound uint64
+}
+
 // bindActLocked follows a Bind of the client's statement stmt to portal:
 // the portal runs the statement's action, if it has one. portal and stmt
 // may share the client's read buffer.
+//
+// An entry may outlive its portal, never the other way round: a Bind of a
+// named portal that exists fails (42P03) and leaves it as it was, so a
+// Bind without an action keeps the entry, and a Close takes it away only
+// once its CloseComplete comes. An action applied to a portal that now
+// runs something else is undone, as no CommandComplete confirms it. The
+// unnamed portal can only run in the Sync segment that binds it (see
+// portalStep), and entries go when the transaction ends (dropPortalActs).
 func (ss *session) bindActLocked(portal, stmt string) {
 	var act *stmtAction
 	if stmt == "" {
@@ -792,11 +826,37 @@ func (ss *session) bindActLocked(portal, stmt string) {
 	switch {
 	case act != nil:
 		if ss.portalActs == nil {
-			ss.portalActs = make(map[string]*stmtAction)
+			ss.portalActs = make(map[string]portalAct)
 		}
-		ss.portalActs[strings.Clone(portal)] = act
-	case len(ss.portalActs) > 0:
+		ss.portalActs[strings.Clone(portal)] = portalAct{act: act, seg: ss.segSent}
+	case portal == "" && len(ss.portalActs) > 0:
 		delete(ss.portalActs, portal)
+	case len(ss.portalActs) > 0:
+		if pa, ok := ss.portalActs[portal]; ok {
+			pa.rebound = ss.segSent + 1
+			ss.portalActs[portal] = pa
+		}
+	}
+}
+
+// settlePortalActsLocked follows the portals with actions through the
+// ReadyForQuery of a segment (one, unless ignored Syncs made it several):
+// outside a transaction block the portals of the segments answered are
+// gone; a Bind without an action in a segment that ended without an error
+// ran, and rebound the portal.
+func (ss *session) settlePortalActsLocked(status byte, segs uint64, failed bool) {
+	for name, pa := range ss.portalActs {
+		switch {
+		case status == 'I' && pa.seg < ss.segRecv:
+			delete(ss.portalActs, name)
+		case pa.rebound != 0 && pa.rebound <= ss.segRecv:
+			if segs == 1 && !failed && pa.rebound == ss.segRecv {
+				delete(ss.portalActs, name)
+			} else {
+				pa.rebound = 0 // it may have failed: the action holds
+				ss.portalActs[name] = pa
+			}
+		}
 	}
 }
 
@@ -804,7 +864,18 @@ func (ss *session) bindActLocked(portal, stmt string) {
 // unless its CommandComplete comes, and returns the messages to send before
 // the Execute (its stand-ins).
 func (ss *session) actLocked(bs *backendState, act *stmtAction) (pre []byte) {
-	ss.noteUndoLocked(bs, stmtUndo{tag: act.tag, whole: true, params: act.discard})
+	u := stmtUndo{tag: act.tag, whole: act.discard || act.all, params: act.discard, clientOnly: act.inDo}
+	if !u.whole {
+		for _, name := range act.names {
+			if cs, ok := ss.stmts[name]; ok {
+				if u.stmts == nil {
+					u.stmts = make(map[string]*clientStmt, len(act.names))
+				}
+				u.stmts[name] = cs
+			}
+		}
+	}
+	ss.noteUndoLocked(bs, u)
 	if act.discard {
 		ss.discardAllLocked(bs)
 	}
@@ -829,20 +900,24 @@ func (ss *session) actLocked(bs *backendState, act *stmtAction) (pre []byte) {
 
 // stmtUndo is a change DISCARD ALL or DEALLOCATE made to the statement
 // books when written, kept until its CommandComplete (tag) confirms it,
-// and undone if the segment ends without one.
+// and undone if none comes. One run by a DO block is undone on the
+// client's side only: the block may fail after the DEALLOCATE, which stays
+// done (prepared statements are not transactional), and books that lack
+// a statement the backend has only cost a Parse, while the reverse fails
+// every client of the backend.
 type stmtUndo struct {
-	seg    uint64
-	tag    string
-	whole  bool                    // every statement went: stmts and bstmts hold them
-	params bool                    // the backend's parameters too (DISCARD ALL)
-	stmts  map[string]*clientStmt  // client statements before (whole)
-	bstmts map[string]*backendStmt // backend statements before (whole)
-	pkey   string                  // backend parameters before (params)
-	pvals  []string
-	unnamd uint64
-	name   string       // DEALLOCATE name: the client's name
-	cs     *clientStmt  // and statement
-	bst    *backendStmt // and its backend statement, if the backend had it
+	seg        uint64
+	tag        string
+	whole      bool                    // every statement went: stmts and bstmts hold them
+	params     bool                    // the backend's parameters too (DISCARD ALL)
+	clientOnly bool                    // give back the client's statements only
+	stmts      map[string]*clientStmt  // client statements before (whole), or those a prepared DEALLOCATE name drops
+	bstmts     map[string]*backendStmt // backend statements before (whole)
+	pkey       string                  // backend parameters before (params)
+	pvals      []string
+	name       string       // DEALLOCATE name in a Query: the client's name
+	cs         *clientStmt  // and statement
+	bst        *backendStmt // and its backend statement, if the backend had it
 }
 
 // noteUndoLocked records u, about to be applied to the books, with what
@@ -853,33 +928,50 @@ func (ss *session) noteUndoLocked(bs *backendState, u stmtUndo) {
 		u.stmts, u.bstmts = maps.Clone(ss.stmts), maps.Clone(bs.stmts)
 	}
 	if u.params {
-		u.pkey, u.pvals, u.unnamd = bs.paramsKey, bs.params, bs.unnamed
+		u.pkey, u.pvals = bs.paramsKey, bs.params
 	}
 	ss.undo = append(ss.undo, u)
 	ss.undoN.Store(int32(len(ss.undo)))
 }
 
 // confirmLocked accounts for a CommandComplete with tag while book changes
-// wait for theirs.
-func (ss *session) confirmLocked(tag string) {
-	if len(ss.undo) > 0 && ss.undo[0].tag == tag {
-		ss.undo = ss.undo[1:]
-		ss.undoN.Store(int32(len(ss.undo)))
+// wait for theirs: the first change with that tag is confirmed. Those
+// before it ran (answers come in order) without their tag: they are
+// undone (an action on a portal that ran something else, say).
+func (ss *session) confirmLocked(bs *backendState, tag string) {
+	for k := range ss.undo {
+		if ss.undo[k].tag == tag {
+			ss.undoFirstLocked(bs, k)
+			clear(ss.undo[:1])
+			ss.undo = append(ss.undo[:0], ss.undo[1:]...)
+			ss.undoN.Store(int32(len(ss.undo)))
+			return
+		}
 	}
 }
 
 // undoLocked undoes the book changes of segments before upTo that got no
-// CommandComplete, latest first; an entry something later redefined keeps
-// its new value. When a later segment's DISCARD ALL or DEALLOCATE ALL is
-// still in flight, what was undone goes into the books that one restores if
-// it fails: if it runs, it drops those statements on the backend too.
+// CommandComplete.
 func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 	n := 0
 	for n < len(ss.undo) && ss.undo[n].seg < upTo {
 		n++
 	}
+	ss.undoFirstLocked(bs, n)
+}
+
+// undoFirstLocked undoes the first n book changes, latest first; an entry
+// something later redefined keeps its new value, and a statement whose
+// Parse never ran is not given back. When a later DISCARD ALL or
+// DEALLOCATE ALL is still in flight, what is undone goes into the books
+// that one gives back if it fails: if it runs, it drops those statements
+// on the backend too.
+func (ss *session) undoFirstLocked(bs *backendState, n int) {
+	if n == 0 {
+		return
+	}
 	stmts, bstmts := ss.stmts, bs.stmts
-	pkey, pvals, unnamed := &bs.paramsKey, &bs.params, &bs.unnamed
+	pkey, pvals := &bs.paramsKey, &bs.params
 	for i := len(ss.undo) - 1; i >= n; i-- { // the earliest pending wins
 		w := &ss.undo[i]
 		if w.whole {
@@ -892,7 +984,7 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 			stmts, bstmts = w.stmts, w.bstmts
 		}
 		if w.params {
-			pkey, pvals, unnamed = &w.pkey, &w.pvals, &w.unnamd
+			pkey, pvals = &w.pkey, &w.pvals
 		}
 	}
 	for i := n - 1; i >= 0; i-- {
@@ -902,27 +994,31 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 				stmts[name] = cs
 			}
 		}
-		for def, st := range u.bstmts {
-			if _, ok := bstmts[def]; !ok && !st.dead {
-				bstmts[def] = st
-			}
-		}
-		if u.params && *pkey == paramsUnknown {
-			*pkey, *pvals, *unnamed = u.pkey, u.pvals, u.unnamd
-		}
 		if u.name != "" {
 			if _, ok := stmts[u.name]; !ok && !u.cs.dead {
 				stmts[u.name] = u.cs
 			}
-			if _, ok := bstmts[u.cs.def]; !ok && u.bst != nil && !u.bst.dead {
-				bstmts[u.cs.def] = u.bst
+		}
+		if u.clientOnly {
+			continue
+		}
+		for _, st := range u.bstmts {
+			if _, ok := bstmts[st.def]; !ok && !st.dead {
+				bstmts[st.def] = st
 			}
 		}
+		if u.bst != nil && !u.bst.dead {
+			if _, ok := bstmts[u.bst.def]; !ok {
+				bstmts[u.bst.def] = u.bst
+			}
+		}
+		if u.params && *pkey == paramsUnknown {
+			*pkey, *pvals = u.pkey, u.pvals
+		}
 	}
-	if n > 0 {
-		ss.undo = append(ss.undo[:0], ss.undo[n:]...)
-		ss.undoN.Store(int32(len(ss.undo)))
-	}
+	clear(ss.undo[:n]) // (their maps and pointers)
+	ss.undo = append(ss.undo[:0], ss.undo[n:]...)
+	ss.undoN.Store(int32(len(ss.undo)))
 }
 
 // pinLocked pins a transaction-mode session to its backend for reason,
@@ -961,6 +1057,11 @@ func (ss *session) expectLocked(bs *backendState, kind byte) (swallow bool) {
 	for i, e := range ss.expect {
 		if e.kind == kind {
 			ss.expect = append(ss.expect[:i], ss.expect[i+1:]...)
+			if e.closesPortal {
+				if pa, ok := ss.portalActs[e.portal]; ok && pa.seg <= e.seg {
+					delete(ss.portalActs, e.portal)
+				}
+			}
 			if kind == '1' && !e.unnamed && e.def != "" {
 				st, cs := e.bst, e.cs
 				if st == nil {
@@ -987,6 +1088,7 @@ func (ss *session) expectLocked(bs *backendState, kind byte) (swallow bool) {
 // skipSegmentLocked undoes the Parses and Closes of the segment being
 // answered, which the backend skips after an error up to the next Sync.
 func (ss *session) skipSegmentLocked(bs *backendState) {
+	ss.segFailed = true
 	ss.skipLocked(bs, ss.segRecv+1)
 }
 
@@ -1023,43 +1125,55 @@ func (ss *session) skipLocked(bs *backendState, upTo uint64) {
 			}
 		case e.kind == '1' && e.def != "":
 			// A Parse the backend skipped: the statement does not exist
-			// (unless a later Parse of it is in flight).
-			cs, ok := ss.stmts[e.name]
-			mine := ok && e.name != "" && cs.def == e.def && cs.parsed == e.seg+1
-			st, onBackend := bs.stmts[e.def]
-			onBackend = onBackend && st.parsed == e.seg+1
+			// (unless a later Parse of it is in flight). What it defined
+			// is dead wherever it is kept (also in the undo record of a
+			// DISCARD ALL written after it, which took it out of the
+			// books).
+			cs, st := e.cs, e.bst
+			if cs == nil && e.name != "" {
+				cs = ss.stmts[e.name]
+			}
+			if st == nil {
+				st = bs.stmts[e.def]
+			}
+			mine := cs != nil && cs.def == e.def && cs.parsed == e.seg+1
+			stMine := st != nil && st.def == e.def && st.parsed == e.seg+1
+			inBooks := stMine && bs.stmts[e.def] == st
 			switch {
 			case mine && cs.over != 0:
 				// A later Parse of the name under the same backend name
 				// defines it instead.
-				if onBackend {
-					delete(bs.stmts, e.def)
-					if _, taken := bs.stmts[cs.overDef]; !taken {
-						st.parsed = cs.over
-						bs.stmts[cs.overDef] = st
+				if stMine {
+					if inBooks {
+						delete(bs.stmts, e.def)
+						if _, taken := bs.stmts[cs.overDef]; !taken {
+							bs.stmts[cs.overDef] = st
+						}
 					}
+					st.def, st.parsed = cs.overDef, cs.over
 				}
 				cs.def, cs.parsed, cs.over, cs.overDef = cs.overDef, cs.over, 0, ""
 				cs.act, cs.overAct = cs.overAct, nil
 			case mine:
-				delete(ss.stmts, e.name)
-				if onBackend {
+				if ss.stmts[e.name] == cs {
+					delete(ss.stmts, e.name)
+				}
+				cs.dead = true
+				if inBooks {
 					delete(bs.stmts, e.def)
 				}
-			case ok && e.name != "" && cs.over == e.seg+1 && cs.overDef == e.def:
+				if stMine {
+					st.dead = true
+				}
+			case cs != nil && e.name != "" && cs.over == e.seg+1 && cs.overDef == e.def:
 				// A Parse of a taken name, refused (or skipped): the name
 				// keeps its statement.
 				cs.over, cs.overDef, cs.overAct = 0, "", nil
-			case onBackend:
-				delete(bs.stmts, e.def)
-			}
-			// What the Parse defined is dead, wherever it is kept (a
-			// DISCARD ALL's undo).
-			if e.bst != nil && e.bst.parsed == e.seg+1 && bs.stmts[e.def] != e.bst {
-				e.bst.dead = true
-			}
-			if e.cs != nil && e.cs.parsed == e.seg+1 && ss.stmts[e.name] != e.cs {
-				e.cs.dead = true
+			case stMine:
+				if inBooks {
+					delete(bs.stmts, e.def)
+				}
+				st.dead = true
 			}
 		}
 	}

@@ -36,7 +36,7 @@ func rewriteSession() (*session, *backendState) {
 	bs := stateOf(nil)
 	def := benchSelect + "\x00\x00\x00"
 	ss.stmts["P0_1"] = &clientStmt{def: def}
-	bs.stmts[def] = &backendStmt{name: "pgbridge_1"}
+	bs.stmts[def] = &backendStmt{def: def, name: "pgbridge_1"}
 	return ss, bs
 }
 
