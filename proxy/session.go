@@ -128,6 +128,7 @@ type session struct {
 	unnamedAct  *stmtAction // the action of the client's unnamed statement
 	sqlPrepared bool        // the client ran an SQL PREPARE (its session is pinned)
 	segFailed   bool        // an ErrorResponse came in the segment being answered
+	portalSeq   uint64      // Binds and Closes of portals with actions (portalAct.order)
 	obuf        []byte
 	pinned      string        // why the session keeps its backend ("" = not pinned)
 	expect      []expectation // Parses and Closes in flight
@@ -1168,7 +1169,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if typ == 'C' && ss.undoN.Load() > 0 {
 					tag, _, _ := splitCString(rd.Bytes()[pos+5 : pos+total])
 					ss.mu.Lock()
-					ss.confirmLocked(be.State.(*backendState), string(tag))
+					ss.confirmLocked(string(tag))
 					ss.mu.Unlock()
 				}
 			case 'G', 'W':

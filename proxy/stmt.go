@@ -135,9 +135,11 @@ type expectation struct {
 	// gives them back, unless they are dead (the Parse never ran).
 	cs  *clientStmt
 	bst *backendStmt
-	// For a Close of a portal bound to an action: its name.
+	// For a Close of a portal bound to an action: its name, and its place
+	// among the Binds and Closes of such portals.
 	portal       string
 	closesPortal bool
+	order        uint64
 	unnamed      bool   // a Parse or Close of the unnamed statement
 	tok          uint64 // for the client's Parse or Close of its unnamed statement: its token (of the one closed)
 }
@@ -303,14 +305,15 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			if !ok {
 				break
 			}
-			query, _, _ := splitCString(rest)
+			query, types, _ := splitCString(rest)
 			q, qpre, changed, act := ss.inspectQuery(bs, query, false)
 			if act != nil {
 				ss.acts = true
 			}
 			if changed {
-				// A refused or rewritten statement: prepare the new text.
-				rest = append(cstr(q), 0, 0)
+				// A refused or rewritten statement: prepare the new text
+				// (with the parameter types the client declared).
+				rest = append(cstr(q), types...)
 			}
 			if !track || len(nameC) == 0 {
 				if track { // (session mode keeps no expectations)
@@ -420,8 +423,22 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				break
 			}
 			if portal, _, ok := splitCString(body); ok {
-				if pa, ok := ss.portalActs[unsafeString(portal)]; ok && pa.rebound != ss.segSent+1 {
-					splice(pos, pos, ss.actLocked(bs, pa.act))
+				if pa, ok := ss.portalActs[unsafeString(portal)]; ok {
+					act, unsure := pa.act, pa.unsure
+					switch {
+					case pa.rebound == ss.segSent+1:
+						// Bound again in this segment: had that Bind
+						// failed, this Execute would be skipped.
+						act, unsure = pa.next, pa.nextUnsure
+					case pa.rebound != 0:
+						unsure = true // that Bind may have failed
+					}
+					switch {
+					case unsure:
+						ss.unsureActLocked(bs)
+					case act != nil:
+						splice(pos, pos, ss.actLocked(bs, act))
+					}
 				}
 			}
 		case 'D':
@@ -454,7 +471,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				// A portal's action ends with its CloseComplete.
 				if portal, _, ok := splitCString(body[1:]); ok {
 					if _, ok := ss.portalActs[unsafeString(portal)]; ok {
-						e.portal, e.closesPortal = string(portal), true
+						ss.portalSeq++
+						e.portal, e.closesPortal, e.order = string(portal), true, ss.portalSeq
 					}
 				}
 			} else if len(body) >= 2 && body[0] == 'S' {
@@ -740,7 +758,6 @@ type stmtAction struct {
 	tag     string // the CommandComplete that confirms it
 	discard bool   // DISCARD ALL
 	all     bool   // DEALLOCATE ALL
-	inDo    bool   // run by a DO block (which may fail after it)
 	// names are the client's statements it deallocates. The text names
 	// stand-ins instead (actStandIn), prepared empty before each Execute:
 	// the statement's backend name differs from backend to backend, and
@@ -763,7 +780,7 @@ func (ss *session) prepareActionLocked(src string, eff sqllex.Effect) (string, [
 		if st.Effect&sqllex.EffectDeallocate == 0 {
 			continue
 		}
-		act.tag, act.inDo = deallocateTag(st), st.Keyword != "DEALLOCATE"
+		act.tag = deallocateTag(st)
 		_, mine := ss.stmts[st.Name]
 		var with string
 		switch {
@@ -791,80 +808,131 @@ func (ss *session) prepareActionLocked(src string, eff sqllex.Effect) (string, [
 }
 
 // portalAct is the action of a portal bound to a DISCARD ALL or DEALLOCATE
-// the client prepared, and the segment of the Bind.
+// the client prepared, or one the router is unsure of.
 type portalAct struct {
-	act *stmtAction
-	seg uint64
-	// rebound is 1 + the segment of a later Bind of the portal to a
-	// statement without an action (0: none). An Execute in that segment
-	// runs what it bound (had the Bind failed, the backend would skip the
-	// Execute); in a later one, the action holds until that segment ends
-	// without an error, which proves the Bind ran.
-	rebound uint64
+	act    *stmtAction
+	unsure bool   // it may run an action the router cannot name
+	seg    uint64 // the segment of the Bind
+	order  uint64 // its place among the Binds and Closes of such portals
+	// rebound is 1 + the segment of a later Bind of the portal (0: none),
+	// which fails if the portal exists; next and nextUnsure are what it
+	// binds. An Execute in that segment runs what it bound (had the Bind
+	// failed, the backend would skip the Execute); in a later one the
+	// router is unsure until that segment ends without an error, which
+	// proves the Bind ran.
+	rebound    uint64
+	next       *stmtAction
+	nextUnsure bool
 }
 
-// bindActLocked follows a Bind of the client's statement stmt to portal:
-// the portal runs the statement's action, if it has one. portal and stmt
-// may share the client's read buffer.
-//
-// An entry may outlive its portal, never the other way round: a Bind of a
-// named portal that exists fails (42P03) and leaves it as it was, so a
-// Bind without an action keeps the entry, and a Close takes it away only
-// once its CloseComplete comes. An action applied to a portal that now
-// runs something else is undone, as no CommandComplete confirms it. The
-// unnamed portal can only run in the Sync segment that binds it (see
-// portalStep), and entries go when the transaction ends (dropPortalActs).
-func (ss *session) bindActLocked(portal, stmt string) {
-	var act *stmtAction
+// stmtActionLocked returns the action of the client's statement stmt, and
+// whether the router is unsure of it (a Parse of the name in flight behind
+// another, either of which may define it).
+func (ss *session) stmtActionLocked(stmt string) (*stmtAction, bool) {
 	if stmt == "" {
 		if ss.unnamedTok != 0 {
-			act = ss.unnamedAct
+			return ss.unnamedAct, false
 		}
-	} else if cs, ok := ss.stmts[stmt]; ok {
-		act = cs.act
+		return nil, false
 	}
-	switch {
-	case act != nil:
-		if ss.portalActs == nil {
-			ss.portalActs = make(map[string]portalAct)
-		}
-		ss.portalActs[strings.Clone(portal)] = portalAct{act: act, seg: ss.segSent}
-	case portal == "" && len(ss.portalActs) > 0:
-		delete(ss.portalActs, portal)
-	case len(ss.portalActs) > 0:
-		if pa, ok := ss.portalActs[portal]; ok {
-			pa.rebound = ss.segSent + 1
-			ss.portalActs[portal] = pa
-		}
+	cs, ok := ss.stmts[stmt]
+	if !ok {
+		return nil, false
 	}
+	if cs.over != 0 && (cs.act != nil || cs.overAct != nil) {
+		return nil, true
+	}
+	return cs.act, false
 }
 
-// settlePortalActsLocked follows the portals with actions through the
+// bindActLocked follows a Bind of the client's statement stmt to portal.
+// portal and stmt may share the client's read buffer.
+//
+// A record may outlive its portal, never the other way round, and the
+// router must never miss an action that runs: a Bind of a named portal
+// that exists fails (42P03) and leaves it as it was, so a Bind of a
+// portal with a record is settled only once its segment ends (rebound); a
+// Close takes the record away once its CloseComplete comes. An action
+// applied to a portal that runs something else is undone, as no
+// CommandComplete confirms it. The unnamed portal can only run in the
+// Sync segment that binds it (see portalStep), and records go when the
+// transaction ends (settlePortalActsLocked).
+func (ss *session) bindActLocked(portal, stmt string) {
+	act, unsure := ss.stmtActionLocked(stmt)
+	pa, had := ss.portalActs[portal]
+	if !had || portal == "" {
+		if act == nil && !unsure {
+			if had {
+				delete(ss.portalActs, portal)
+			}
+			return
+		}
+		pa = portalAct{act: act, unsure: unsure, seg: ss.segSent}
+	} else {
+		pa.rebound, pa.next, pa.nextUnsure = ss.segSent+1, act, unsure
+	}
+	if ss.portalActs == nil {
+		ss.portalActs = make(map[string]portalAct)
+	}
+	ss.portalSeq++
+	pa.order = ss.portalSeq
+	ss.portalActs[strings.Clone(portal)] = pa
+}
+
+// settlePortalActsLocked follows the portals with records through the
 // ReadyForQuery of a segment (one, unless ignored Syncs made it several):
 // outside a transaction block the portals of the segments answered are
-// gone; a Bind without an action in a segment that ended without an error
-// ran, and rebound the portal.
+// gone; a Bind of a portal with a record in a segment that ended without
+// an error ran, and one in a segment with an error may have: the router is
+// then unsure what the portal runs.
 func (ss *session) settlePortalActsLocked(status byte, segs uint64, failed bool) {
 	for name, pa := range ss.portalActs {
 		switch {
+		case status == 'I' && pa.seg < ss.segRecv && pa.rebound > ss.segRecv:
+			// The portal is gone; a Bind of its name in a segment not
+			// answered yet makes a new one.
+			pa = portalAct{act: pa.next, unsure: pa.nextUnsure, seg: pa.rebound - 1, order: pa.order}
+			if pa.act == nil && !pa.unsure {
+				delete(ss.portalActs, name)
+			} else {
+				ss.portalActs[name] = pa
+			}
 		case status == 'I' && pa.seg < ss.segRecv:
 			delete(ss.portalActs, name)
 		case pa.rebound != 0 && pa.rebound <= ss.segRecv:
 			if segs == 1 && !failed && pa.rebound == ss.segRecv {
+				pa.act, pa.unsure = pa.next, pa.nextUnsure
+			} else {
+				pa.unsure = true
+			}
+			pa.rebound, pa.next, pa.nextUnsure = 0, nil, false
+			if pa.act == nil && !pa.unsure {
 				delete(ss.portalActs, name)
 			} else {
-				pa.rebound = 0 // it may have failed: the action holds
 				ss.portalActs[name] = pa
 			}
 		}
 	}
 }
 
+// unsureActLocked accounts for an Execute that may drop any of the
+// backend's statements: its books forget them all, for good, and the
+// backend, which may keep statements no book names, is closed rather than
+// reused once the session gives it back. The client's names stay (they
+// are prepared again where used).
+func (ss *session) unsureActLocked(bs *backendState) {
+	clear(bs.stmts)
+	bs.discard = true
+}
+
 // actLocked applies act, about to be executed, to the books, to be undone
 // unless its CommandComplete comes, and returns the messages to send before
 // the Execute (its stand-ins).
 func (ss *session) actLocked(bs *backendState, act *stmtAction) (pre []byte) {
-	u := stmtUndo{tag: act.tag, whole: act.discard || act.all, params: act.discard, clientOnly: act.inDo}
+	// Undone, it gives back the client's names only: the Execute may have
+	// run something else (a portal the router took for another), and books
+	// that lack a statement the backend has only cost a Parse.
+	u := stmtUndo{tag: act.tag, whole: act.discard || act.all, params: act.discard, clientOnly: true}
 	if !u.whole {
 		for _, name := range act.names {
 			if cs, ok := ss.stmts[name]; ok {
@@ -935,18 +1003,14 @@ func (ss *session) noteUndoLocked(bs *backendState, u stmtUndo) {
 }
 
 // confirmLocked accounts for a CommandComplete with tag while book changes
-// wait for theirs: the first change with that tag is confirmed. Those
-// before it ran (answers come in order) without their tag: they are
-// undone (an action on a portal that ran something else, say).
-func (ss *session) confirmLocked(bs *backendState, tag string) {
-	for k := range ss.undo {
-		if ss.undo[k].tag == tag {
-			ss.undoFirstLocked(bs, k)
-			clear(ss.undo[:1])
-			ss.undo = append(ss.undo[:0], ss.undo[1:]...)
-			ss.undoN.Store(int32(len(ss.undo)))
-			return
-		}
+// wait for theirs. (One with the tag of the first change may come from
+// another statement before it, confirming it early: if it then fails, the
+// books lack what the backend has, which costs a Parse.)
+func (ss *session) confirmLocked(tag string) {
+	if len(ss.undo) > 0 && ss.undo[0].tag == tag {
+		clear(ss.undo[:1])
+		ss.undo = append(ss.undo[:0], ss.undo[1:]...)
+		ss.undoN.Store(int32(len(ss.undo)))
 	}
 }
 
@@ -1000,6 +1064,10 @@ func (ss *session) undoFirstLocked(bs *backendState, n int) {
 			}
 		}
 		if u.clientOnly {
+			if u.whole || u.bst != nil {
+				// The backend may keep statements no book names now.
+				bs.discard = true
+			}
 			continue
 		}
 		for _, st := range u.bstmts {
@@ -1058,7 +1126,7 @@ func (ss *session) expectLocked(bs *backendState, kind byte) (swallow bool) {
 		if e.kind == kind {
 			ss.expect = append(ss.expect[:i], ss.expect[i+1:]...)
 			if e.closesPortal {
-				if pa, ok := ss.portalActs[e.portal]; ok && pa.seg <= e.seg {
+				if pa, ok := ss.portalActs[e.portal]; ok && pa.order < e.order {
 					delete(ss.portalActs, e.portal)
 				}
 			}

@@ -343,3 +343,132 @@ func TestPreparedActionsAfterFailures(t *testing.T) {
 		}, []int{1, 2, 1})
 	})
 }
+
+// sendAndReceive sends msgs and reads up to the ReadyForQuery.
+func sendAndReceive(t *testing.T, hc *pgconn.HijackedConn, msgs ...pgproto3.FrontendMessage) ([]string, []string) {
+	t.Helper()
+	sendAll(t, hc, msgs...)
+	return receiveUntil[*pgproto3.ReadyForQuery](t, hc)
+}
+
+// A Close of a portal with an action, then a Bind of the same name to a
+// prepared DEALLOCATE ALL in the same Sync segment: the CloseComplete
+// takes away the record of the portal it closed, not the new one's.
+func TestCloseThenRebindPortalInOneSegment(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Sync{})
+	simpleQuery(t, a, "begin")
+	mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Close{ObjectType: 'P', Name: "p"},
+		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
+	}
+}
+
+// A Parse of x whose backend definition is already prepared goes out as
+// Close N + Parse N; a second Parse of x pipelined in the next segment
+// goes out under N too (the over path). When the backend skips the first
+// (Close N skipped with it), N still holds the old text: the second Parse
+// fails with 42P05 where PostgreSQL accepts it, and a Bind of x written
+
+// A Bind of a portal that exists fails (42P03) and leaves the portal as it
+// was: it still runs DEALLOCATE ALL, whatever the refused Bind named.
+func TestRefusedBindOfActionPortal(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "dd", Query: "discard all"}, &pgproto3.Sync{})
+	simpleQuery(t, a, "begin")
+	mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
+	simpleQuery(t, a, "savepoint sp")
+	if _, codes := sendAndReceive(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}); len(codes) != 1 || codes[0] != "42P03" {
+		t.Fatalf("rebinding p: %v, want [42P03]", codes)
+	}
+	if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}) // DEALLOCATE ALL
+	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
+	}
+}
+
+// A CommandComplete "DEALLOCATE" of a statement the books do not follow
+// (an SQL-level DEALLOCATE, in a session pinned by PREPARE) must not undo
+// a DEALLOCATE ALL still to run.
+func TestUnrelatedTagLeavesPendingDeallocateAll(t *testing.T) {
+	sameTranscripts(t, [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Name: "old", Query: "select 'old'"}, &pgproto3.Sync{}},
+		{&pgproto3.Query{String: "PREPARE x AS select 1"}},
+		{&pgproto3.Query{String: "select pg_sleep(0.2); DEALLOCATE x"},
+			&pgproto3.Query{String: "DEALLOCATE ALL"},
+			&pgproto3.Parse{Name: "s", Query: "select 1"}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "DEALLOCATE s"}},
+		{&pgproto3.Parse{Name: "old", Query: "select 'new'"}, &pgproto3.Bind{PreparedStatement: "old"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	}, []int{1, 1, 4, 1})
+}
+
+// A second Parse of x pipelined while the first is in flight defines x if
+// the backend skips the first: a Bind of x written before that is known
+// may run either, and the router must not miss that it may deallocate.
+func TestBindOfNameWithTwoParsesInFlight(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Parse{Name: "sl", Query: "select pg_sleep(0.2)::text"}, &pgproto3.Sync{})
+	sendAll(t, a,
+		&pgproto3.Bind{PreparedStatement: "sl"}, &pgproto3.Execute{}, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{},
+		&pgproto3.Parse{Name: "x", Query: "select 1"}, &pgproto3.Sync{},
+		&pgproto3.Parse{Name: "x", Query: "deallocate all"}, &pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "x"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	for i, want := range []int{1, 0, 0} {
+		if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != want {
+			t.Fatalf("a's segment %d: errors %v", i, codes)
+		}
+	}
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
+	}
+}
+
+// A prepared DEALLOCATE name keeps the parameter types the client declared.
+func TestPreparedDeallocateKeepsParamTypes(t *testing.T) {
+	sameTranscripts(t, [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Name: "s", Query: "select 1"}, &pgproto3.Parse{Name: "d", Query: "deallocate s", ParameterOIDs: []uint32{23}}, &pgproto3.Sync{}},
+		{&pgproto3.Bind{PreparedStatement: "d", Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	}, nil)
+}
+
+// As TestRefusedBindOfActionPortal, with the Bind skipped (an error before
+// it in its segment) instead of refused.
+func TestSkippedBindOfActionPortal(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "dd", Query: "discard all"},
+		&pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+	simpleQuery(t, a, "begin")
+	mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
+	simpleQuery(t, a, "savepoint sp")
+	if _, codes := sendAndReceive(t, a, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{},
+		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("errors %v, want [22012]", codes)
+	}
+	if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}) // DEALLOCATE ALL
+	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
+	}
+}
