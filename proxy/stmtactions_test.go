@@ -371,33 +371,37 @@ func TestCloseThenRebindPortalInOneSegment(t *testing.T) {
 	}
 }
 
-// A Parse of x whose backend definition is already prepared goes out as
-// Close N + Parse N; a second Parse of x pipelined in the next segment
-// goes out under N too (the over path). When the backend skips the first
-// (Close N skipped with it), N still holds the old text: the second Parse
-// fails with 42P05 where PostgreSQL accepts it, and a Bind of x written
-
 // A Bind of a portal that exists fails (42P03) and leaves the portal as it
-// was: it still runs DEALLOCATE ALL, whatever the refused Bind named.
-func TestRefusedBindOfActionPortal(t *testing.T) {
-	a, b := twoClients(t)
-	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
-	mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "dd", Query: "discard all"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "begin")
-	mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "savepoint sp")
-	if _, codes := sendAndReceive(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}); len(codes) != 1 || codes[0] != "42P03" {
-		t.Fatalf("rebinding p: %v, want [42P03]", codes)
-	}
-	if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
-		t.Fatal(codes)
-	}
-	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}) // DEALLOCATE ALL
-	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
-		t.Fatal(codes)
-	}
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
+// was, and one skipped after an error never ran: the portal still runs
+// DEALLOCATE ALL, whatever the failed Bind named.
+func TestFailedBindOfActionPortal(t *testing.T) {
+	for name, failing := range map[string][]pgproto3.FrontendMessage{
+		"refused": {&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}},
+		"skipped": {&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := twoClients(t)
+			mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+			mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "dd", Query: "discard all"},
+				&pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+			simpleQuery(t, a, "begin")
+			mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
+			simpleQuery(t, a, "savepoint sp")
+			if _, codes := sendAndReceive(t, a, failing...); len(codes) != 1 {
+				t.Fatalf("errors %v, want one", codes)
+			}
+			if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
+				t.Fatal(codes)
+			}
+			mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}) // DEALLOCATE ALL
+			if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
+				t.Fatal(codes)
+			}
+			if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+				t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
+			}
+		})
 	}
 }
 
@@ -445,30 +449,4 @@ func TestPreparedDeallocateKeepsParamTypes(t *testing.T) {
 		{&pgproto3.Bind{PreparedStatement: "d", Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 		{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 	}, nil)
-}
-
-// As TestRefusedBindOfActionPortal, with the Bind skipped (an error before
-// it in its segment) instead of refused.
-func TestSkippedBindOfActionPortal(t *testing.T) {
-	a, b := twoClients(t)
-	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
-	mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "dd", Query: "discard all"},
-		&pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "begin")
-	mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "savepoint sp")
-	if _, codes := sendAndReceive(t, a, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{},
-		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}); len(codes) != 1 || codes[0] != "22012" {
-		t.Fatalf("errors %v, want [22012]", codes)
-	}
-	if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
-		t.Fatal(codes)
-	}
-	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}) // DEALLOCATE ALL
-	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
-		t.Fatal(codes)
-	}
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
-	}
 }
