@@ -129,6 +129,7 @@ type session struct {
 	sqlPrepared bool        // the client ran an SQL PREPARE (its session is pinned)
 	segFailed   bool        // an ErrorResponse came in the segment being answered
 	portalSeq   uint64      // Binds and Closes of portals with actions (portalAct.order)
+	unnamedOp   uint64      // 1 + the segment of the last Parse, Close or Query that set the backend's unnamed statement
 	obuf        []byte
 	pinned      string        // why the session keeps its backend ("" = not pinned)
 	expect      []expectation // Parses and Closes in flight
@@ -567,6 +568,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		if query {
 			bs.unnamed = 0 // a simple Query destroys the unnamed statement
 			ss.unnamedTok = 0
+			ss.unnamedOp = ss.segSent // (1 + the batch's last segment: at or after the Query's)
 		}
 	}
 	ss.noteSentLocked(out)
@@ -882,6 +884,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.undo = ss.undo[:0] // (settled before the last backend went back; none owed to a new one)
 	clear(ss.portalActs)  // (portals live on one backend)
 	ss.segFailed = false
+	ss.unnamedOp = 0
 	ss.undoN.Store(0)
 	ss.segSent = uint64(swallow)
 	ss.segRecv = 0

@@ -287,6 +287,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		case 'Q':
 			bs.unnamed = 0    // a simple Query destroys the unnamed statement
 			ss.unnamedTok = 0 // (its text is kept: a driver repeats it)
+			ss.unnamedOp = ss.segSent + 1
 			ss.unnamedAct = nil
 			if q, pre, ok, _ := ss.inspectQuery(bs, body[:max(len(body)-1, 0)], true); ok {
 				splice(pos, end, pre, appendMsg(nil, 'Q', cstr(q)))
@@ -328,6 +329,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, unnamed: true, def: ss.unnamedDef, tok: ss.unnamedTok})
 					bs.unnamed = ss.unnamedTok
 					ss.unnamedAct = act
+					ss.unnamedOp = ss.segSent + 1
 				}
 				if changed {
 					splice(pos, end, qpre)
@@ -467,6 +469,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				e.unnamed, e.def, e.tok = true, ss.unnamedDef, ss.unnamedTok
 				bs.unnamed = 0
 				ss.unnamedTok = 0 // (unnamedAct stays: a skipped Close gives the statement back)
+				ss.unnamedOp = ss.segSent + 1
 			} else if len(body) >= 2 && body[0] == 'P' && len(ss.portalActs) > 0 {
 				// A portal's action ends with its CloseComplete.
 				if portal, _, ok := splitCString(body[1:]); ok {
@@ -578,9 +581,17 @@ func (ss *session) useStmtLocked(bs *backendState, stmt string) (pre []byte, bsN
 // made one must not use another client's: that is closed instead, so the
 // backend reports it missing, as PostgreSQL would.
 func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
+	if op := ss.unnamedOp; op != 0 && op-1 != ss.segSent && op-1 >= ss.segRecv {
+		// What the backend holds follows a Parse, Close or Query of an
+		// earlier segment not answered yet, which it skips after an error
+		// before it, keeping the unnamed statement it had (another
+		// client's, perhaps): set it again here.
+		bs.unnamed = unnamedUnknown
+	}
 	if ss.unnamedTok != 0 && bs.unnamed == ss.unnamedTok {
 		return nil
 	}
+	ss.unnamedOp = ss.segSent + 1
 	if ss.unnamedTok == 0 {
 		if bs.unnamed == 0 {
 			return nil

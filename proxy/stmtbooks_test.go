@@ -191,3 +191,90 @@ func TestDeallocateOfARouterName(t *testing.T) {
 		t.Fatalf("a's statement after b's DEALLOCATE: %v, want [a]", rows)
 	}
 }
+
+// threeClients connects three clients of globex through a router whose
+// pool holds one backend, which they share.
+func threeClients(t *testing.T) (a, b, c *pgconn.HijackedConn) {
+	t.Helper()
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	return hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex"))
+}
+
+// A client's unnamed Parse skipped (an error earlier in its segment), and
+// a Bind of the unnamed statement in the next segment of the same write:
+// the backend still holds its previous unnamed statement, another
+// client's, which the Bind must never run.
+func TestSkippedUnnamedParseThenBindInTheSameWrite(t *testing.T) {
+	c, x := twoClients(t)
+	mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+	sendAll(t, c,
+		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("seg1: %v", codes)
+	}
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	for _, r := range rows {
+		if r == "x-secret" {
+			t.Fatalf("c's Bind of its unnamed statement ran x's statement: rows %v errors %v (PostgreSQL: 26000, c had none)", rows, codes)
+		}
+	}
+}
+
+// As TestSkippedUnnamedParseThenBindInTheSameWrite, for a client that never
+// made an unnamed statement: the router's Close of the backend's is
+// skipped, and the Bind in the next segment must still get 26000.
+func TestSkippedUnnamedCloseThenBindInTheSameWrite(t *testing.T) {
+	c, x := twoClients(t)
+	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+	mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	sendAll(t, c,
+		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("seg1: %v", codes)
+	}
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	if len(rows) > 0 || len(codes) != 1 || codes[0] != "26000" {
+		t.Fatalf("c's Bind of the unnamed statement it never made: rows %v errors %v, want 26000", rows, codes)
+	}
+}
+
+// The same with another client's unnamed DISCARD ALL left on the backend:
+// it must not run behind the books' back (b's statement then fails).
+func TestSkippedUnnamedParseLeavesAnotherClientsDiscardAll(t *testing.T) {
+	c, x, b := threeClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+	mustReady(t, x, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	sendAll(t, c,
+		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("seg1: %v", codes)
+	}
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	t.Logf("c's second segment: rows %v errors %v", rows, codes)
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
+	}
+}
+
+// The same with the client's own earlier unnamed DISCARD ALL.
+func TestSkippedUnnamedParseLeavesOwnDiscardAll(t *testing.T) {
+	c, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Sync{})
+	sendAll(t, c,
+		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("seg1: %v", codes)
+	}
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	t.Logf("c's second segment: rows %v errors %v", rows, codes)
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
+	}
+}
