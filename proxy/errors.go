@@ -146,6 +146,16 @@ func errProtocol(format string, args ...any) *clientError {
 	return fatal(ReasonProtocol, "08P01", "", format, args...)
 }
 
+// errQueryInSegment refuses a Query or FunctionCall sent after
+// extended-protocol messages with no Sync between, in transaction pooling
+// mode. PostgreSQL ignores it when one of those messages failed, and
+// answers it otherwise; the router cannot know which before it must count
+// the answers it waits for (and which backend's unnamed statement a later
+// Bind uses). No driver sends it: each ends its messages with a Sync.
+func errQueryInSegment() *clientError {
+	return errProtocol("a Query or FunctionCall must not follow extended-protocol messages before their Sync in transaction pooling mode")
+}
+
 func errInternal() *clientError {
 	return &clientError{reason: ReasonInternal, severity: "FATAL", code: "XX000", message: "pgbridge: internal error"}
 }

@@ -128,6 +128,7 @@ type session struct {
 	unnamedAct  *stmtAction // the action of the client's unnamed statement
 	sqlPrepared bool        // the client ran an SQL PREPARE (its session is pinned)
 	segFailed   bool        // an ErrorResponse came in the segment being answered
+	extOpen     bool        // extended-protocol messages written since the last Sync (client loop)
 	portalSeq   uint64      // Binds and Closes of portals with actions (portalAct.order)
 	unnamedOp   uint64      // 1 + the segment of the last Parse, Close or Query that set the backend's unnamed statement
 	obuf        []byte
@@ -433,6 +434,9 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 				// PostgreSQL would end the backend's session over it.
 				return "protocol violation", true, errProtocol("invalid Query message: its text must end with a NUL byte")
 			}
+			if ss.extOpen && ss.tracking {
+				return "protocol violation", true, errQueryInSegment()
+			}
 			syncs++
 			boundary = true
 			execs = 0
@@ -444,7 +448,11 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			syncs++
 			boundary = true
 			execs = 0
+			ss.extOpen = false
 		case 'F':
+			if ss.extOpen && ss.tracking {
+				return "protocol violation", true, errQueryInSegment()
+			}
 			syncs++
 			boundary = true
 			execs = 0
@@ -456,8 +464,10 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
+			ss.extOpen = true
 		case 'E':
 			boundary = false
+			ss.extOpen = true
 			execs++
 			rewrite = rewrite || ss.acts
 		case 'd':

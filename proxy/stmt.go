@@ -581,11 +581,12 @@ func (ss *session) useStmtLocked(bs *backendState, stmt string) (pre []byte, bsN
 // made one must not use another client's: that is closed instead, so the
 // backend reports it missing, as PostgreSQL would.
 func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
-	if op := ss.unnamedOp; op != 0 && op-1 != ss.segSent && op-1 >= ss.segRecv {
+	if op := ss.unnamedOp; ss.unsure || op != 0 && op-1 != ss.segSent && op-1 >= ss.segRecv {
 		// What the backend holds follows a Parse, Close or Query of an
 		// earlier segment not answered yet, which it skips after an error
 		// before it, keeping the unnamed statement it had (another
-		// client's, perhaps): set it again here.
+		// client's, perhaps): set it again here. So too in a session
+		// unsure of its count of answers (copysync.go).
 		bs.unnamed = unnamedUnknown
 	}
 	if ss.unnamedTok != 0 && bs.unnamed == ss.unnamedTok {
@@ -1194,8 +1195,8 @@ func (ss *session) skipLocked(bs *backendState, upTo uint64) {
 			switch {
 			case e.kind == '1' && !e.swallow && ss.unnamedTok == e.tok:
 				ss.unnamedTok = 0
-			case e.kind == '3' && !e.swallow && e.tok != 0 && ss.unnamedTok == 0 && ss.unnamedDef == e.def:
-				ss.unnamedTok = e.tok // a skipped Close
+			case e.kind == '3' && !e.swallow && e.tok != 0 && ss.unnamedTok == 0 && ss.unnamedDef == e.def && ss.unnamedOp == e.seg+1:
+				ss.unnamedTok = e.tok // a skipped Close, nothing after it (a Query drops it too)
 			}
 		case e.kind == '3' && e.closed != nil:
 			// A client's Close skipped: its statement lives on.

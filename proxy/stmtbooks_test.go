@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -276,5 +277,92 @@ func TestSkippedUnnamedParseLeavesOwnDiscardAll(t *testing.T) {
 	t.Logf("c's second segment: rows %v errors %v", rows, codes)
 	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
 		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
+	}
+}
+
+// A failed COPY run by an Execute leaves the session unsure of its count of
+// answers (copy_sync): the backend skipped the unnamed Parse behind the
+// COPY, keeping another client's unnamed statement, which the next Bind of
+// the unnamed statement must not run.
+func TestUnsureCopySessionSetsUnnamedAgain(t *testing.T) {
+	r := startRouter(t, tenantOverride("umbrella", cfgMap{"pool_size": 1}))
+	scratchTable(t, r.connect(t, "umbrella"), "umbrella", "app_data.unsure_copy", "id int")
+	c := hijackDSN(t, r.dsn("umbrella"))
+	x := hijackDSN(t, r.dsn("umbrella"))
+	_ = c.Conn.SetDeadline(time.Now().Add(30 * time.Second))
+	mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+	mustReady(t, c, &pgproto3.Parse{Name: "cp", Query: "copy app_data.unsure_copy from stdin"}, &pgproto3.Sync{})
+	sendAll(t, c, &pgproto3.Bind{PreparedStatement: "cp"}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.CopyData{Data: []byte("not a number\n")},
+		&pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{})
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	t.Logf("first request: rows %v errors %v", rows, codes)
+	sendAll(t, c, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	rows, codes = receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	for _, r := range rows {
+		if r == "x-secret" {
+			t.Fatalf("c's Bind of its unnamed statement ran x's: rows %v errors %v (PostgreSQL: 26000, c's Parse never ran)", rows, codes)
+		}
+	}
+	// PostgreSQL answers 26000 (c's Parse never ran); the books of an
+	// unsure session are not settled, so the router prepares c's own
+	// statement again and runs it.
+	if len(codes) == 0 && (len(rows) != 1 || rows[0] != "c-new") || len(codes) > 0 && (len(codes) != 1 || codes[0] != "26000") {
+		t.Fatalf("rows %v errors %v, want 26000 or c's own statement", rows, codes)
+	}
+}
+
+// A client's Close of its unnamed statement skipped (an error before it),
+// then a simple Query, which drops the unnamed statement anyway: the skip
+// gives nothing back, and a Bind of the unnamed statement gets 26000.
+func TestSkippedUnnamedCloseThenQuery(t *testing.T) {
+	sameTranscripts(t, [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{}},
+		{&pgproto3.Parse{Query: "select 'mine'"}, &pgproto3.Sync{}},
+		{&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S'}, &pgproto3.Sync{},
+			&pgproto3.Query{String: "select 'q'"}},
+		{&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	}, []int{1, 1, 2, 1})
+}
+
+// The same with an unnamed DISCARD ALL: it must not come back to run
+// behind the books' back.
+func TestSkippedUnnamedCloseThenQueryKeepsDiscardAllDropped(t *testing.T) {
+	c, b := twoClients(t)
+	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+	mustReady(t, c, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Sync{})
+	sendAll(t, c, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S'}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "select 'q'"})
+	receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	sendAll(t, c, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	t.Logf("c's Bind of the unnamed statement: rows %v errors %v (PostgreSQL: 26000)", rows, codes)
+	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
+		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
+	}
+}
+
+// A Query or FunctionCall sent after extended-protocol messages before
+// their Sync: PostgreSQL ignores it if one of them failed, answers it
+// otherwise, and the router cannot count the answers due. In transaction
+// mode the session ends with 08P01, and the backend serves the next
+// client; nothing of another client's reaches it.
+func TestQueryBeforeSyncEndsSession(t *testing.T) {
+	for name, msg := range map[string]pgproto3.FrontendMessage{
+		"query":        &pgproto3.Query{String: "select 'q'"},
+		"functioncall": &pgproto3.FunctionCall{Function: 1299},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, x := twoClients(t)
+			mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+			mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+			sendAll(t, c, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, msg, &pgproto3.Sync{})
+			wantFatalClose(t, c, "08P01")
+			if rows := mustReady(t, x, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "x-secret" {
+				t.Fatalf("x's unnamed statement: %v", rows)
+			}
+		})
 	}
 }
