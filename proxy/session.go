@@ -459,8 +459,10 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			rewrite = rewrite || ss.tracking // it pins the session
 		case 'c', 'f':
 			// The end of a COPY run by a Query; one run by an Execute ends
-			// with the Sync after it.
-			boundary = execs == 0
+			// with the Sync after it. (Outside a COPY PostgreSQL ignores
+			// them: after extended-protocol messages the request goes on
+			// up to the Sync, and its backend must not change hands.)
+			boundary = execs == 0 && !ss.extOpen
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
@@ -1677,8 +1679,10 @@ func classify(batch []byte) (f batchFlags) {
 
 // countSyncs counts request-ending messages in a batch of whole messages and
 // tells whether the batch ends at a request boundary, as forwardClient does;
-// execs is the number of Executes written since the last sync point.
+// execs is the number of Executes written since the last sync point, and
+// the batch starts with no extended-protocol messages open.
 func countSyncs(batch []byte, execs int) (n int, boundary bool) {
+	open := false
 	for pos := 0; pos+5 <= len(batch); {
 		l := 1 + int(uint32(batch[pos+1])<<24|uint32(batch[pos+2])<<16|uint32(batch[pos+3])<<8|uint32(batch[pos+4]))
 		switch batch[pos] {
@@ -1686,14 +1690,18 @@ func countSyncs(batch []byte, execs int) (n int, boundary bool) {
 			n++
 			boundary = true
 			execs = 0
+			open = false
 		case 'c', 'f':
-			boundary = execs == 0
-		case 'H':
+			boundary = execs == 0 && !open
+		case 'H', 'd':
+			boundary = boundary && batch[pos] == 'H'
 		case 'E':
 			boundary = false
 			execs++
+			open = true
 		default:
 			boundary = false
+			open = true
 		}
 		pos += l
 	}

@@ -366,3 +366,35 @@ func TestQueryBeforeSyncEndsSession(t *testing.T) {
 		})
 	}
 }
+
+// A CopyDone or CopyFail outside a COPY, after a Bind with no Sync between:
+// PostgreSQL ignores it and the request goes on up to the Sync, so the
+// backend, with the client's portal bound, must not go to another client.
+func TestCopyEndOutsideCopyDoesNotEndTheRequest(t *testing.T) {
+	for name, end := range map[string]pgproto3.FrontendMessage{
+		"CopyFail": &pgproto3.CopyFail{Message: "x"},
+		"CopyDone": &pgproto3.CopyDone{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := twoClients(t)
+			sendAll(t, a, &pgproto3.Parse{Name: "s", Query: "select 'a-secret'"}, &pgproto3.Sync{},
+				&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}, end)
+			if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) > 0 {
+				t.Fatal(codes)
+			}
+			time.Sleep(100 * time.Millisecond) // (a's backend would be back in the pool)
+			sendAll(t, b, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+			// b waits for the backend a holds; a's Sync ends a's request
+			// and lets b have it.
+			time.Sleep(200 * time.Millisecond)
+			sendAll(t, a, &pgproto3.Sync{})
+			rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, b)
+			if len(rows) > 0 || len(codes) != 1 || codes[0] != "34000" {
+				t.Fatalf("b's Execute of a portal it never bound: rows %v errors %v, want 34000", rows, codes)
+			}
+			if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) > 0 || len(rows) != 0 {
+				t.Fatalf("a's request: rows %v errors %v", rows, codes)
+			}
+		})
+	}
+}
