@@ -980,11 +980,13 @@ func (ss *session) actLocked(bs *backendState, act *stmtAction) (pre []byte) {
 
 // stmtUndo is a change DISCARD ALL or DEALLOCATE made to the statement
 // books when written, kept until its CommandComplete (tag) confirms it,
-// and undone if none comes. One run by a DO block is undone on the
-// client's side only: the block may fail after the DEALLOCATE, which stays
-// done (prepared statements are not transactional), and books that lack
-// a statement the backend has only cost a Parse, while the reverse fails
-// every client of the backend.
+// and undone if none comes. One run by a DO block, or by an Execute of a
+// prepared one, is undone on the client's side only, and the backend is
+// closed rather than reused: the block may fail after the DEALLOCATE,
+// which stays done (prepared statements are not transactional), the
+// portal may have run something else, and books that lack a statement the
+// backend has only cost a Parse, while the reverse fails every client of
+// the backend.
 type stmtUndo struct {
 	seg        uint64
 	tag        string
