@@ -1029,22 +1029,16 @@ func (ss *session) confirmLocked(tag string) {
 }
 
 // undoLocked undoes the book changes of segments before upTo that got no
-// CommandComplete.
+// CommandComplete, latest first; an entry something later redefined keeps
+// its new value, and a statement whose Parse never ran is not given back.
+// When a later DISCARD ALL or DEALLOCATE ALL is still in flight, what is
+// undone goes into the books that one gives back if it fails: if it runs,
+// it drops those statements on the backend too.
 func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 	n := 0
 	for n < len(ss.undo) && ss.undo[n].seg < upTo {
 		n++
 	}
-	ss.undoFirstLocked(bs, n)
-}
-
-// undoFirstLocked undoes the first n book changes, latest first; an entry
-// something later redefined keeps its new value, and a statement whose
-// Parse never ran is not given back. When a later DISCARD ALL or
-// DEALLOCATE ALL is still in flight, what is undone goes into the books
-// that one gives back if it fails: if it runs, it drops those statements
-// on the backend too.
-func (ss *session) undoFirstLocked(bs *backendState, n int) {
 	if n == 0 {
 		return
 	}
