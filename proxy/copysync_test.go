@@ -160,8 +160,7 @@ func TestCopyExtendedFailedBeforeReading(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_trig")
 	failingTrigger(t, r, "app_data.cs_trig", "cs_trig_fail", "raise exception 'no copies today' using errcode = 'P0001'")
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startLibpqCopy(t, hc, "app_data.cs_trig")
 	_, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc)
 	if len(codes) != 1 || codes[0] != "P0001" {
 		t.Fatalf("errors %v, want [P0001]", codes)
@@ -209,8 +208,7 @@ func TestCopyUnsureSessionKeepsAndClosesItsBackend(t *testing.T) {
 func TestCopyExtendedSyncAfterBadData(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_baddata")
 	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
-		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_baddata from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		startLibpqCopy(t, hc, "app_data.cs_baddata")
 		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.Sync{})
 		time.Sleep(4 * time.Second) // idle, between transactions (max_statement_timeout is 1s)
 	}, true, cfgMap{"max_statement_timeout": "1s"})
@@ -226,8 +224,7 @@ func TestCopyExtendedBigDataThenSync(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_big")
 	big := append([]byte("bad\n"), bytes.Repeat([]byte("1\n"), 10000)...)
 	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
-		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_big from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		startLibpqCopy(t, hc, "app_data.cs_big")
 		sendAll(t, hc, &pgproto3.CopyData{Data: big}, &pgproto3.Sync{}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 	}, true, nil)
 	if n := count(); n != 0 {
@@ -243,8 +240,7 @@ func TestCopyExtendedCancelledBeforeReading(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_slow")
 	failingTrigger(t, r, "app_data.cs_slow", "cs_slow_trig", "perform pg_sleep(3)")
 	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
-		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_slow from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		startLibpqCopy(t, hc, "app_data.cs_slow")
 		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 		time.Sleep(1500 * time.Millisecond)
 	}, true, nil, "options='-c statement_timeout=500'")
@@ -271,6 +267,15 @@ func TestCopyAfterManyExecutes(t *testing.T) {
 	if n := count(); n != 2 { // once directly, once through the router
 		t.Fatalf("rows %d, want 2", n)
 	}
+}
+
+// startLibpqCopy starts a COPY FROM STDIN into table the way libpq's
+// PQexecParams does (Parse, Bind, Execute and a Sync behind them) and waits
+// for the CopyInResponse.
+func startLibpqCopy(t *testing.T, hc *pgconn.HijackedConn, table string) {
+	t.Helper()
+	sendAll(t, hc, &pgproto3.Parse{Query: "copy " + table + " from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	receiveUntil[*pgproto3.CopyInResponse](t, hc)
 }
 
 // sameAsDirect runs script on a raw connection of umbrella's, directly to
@@ -392,8 +397,7 @@ func TestCopyTriggerDataErrorBeforeReading(t *testing.T) {
 	r, _ := copyRouter(t, "app_data.cs_trig22")
 	failingTrigger(t, r, "app_data.cs_trig22", "cs_trig22_fail", "perform pg_sleep(0.3); perform 1/0")
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig22 from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startLibpqCopy(t, hc, "app_data.cs_trig22")
 	// Written while the trigger runs, before the backend reads anything.
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
 		&pgproto3.Query{String: "select 'mine' from pg_sleep(1)"})
@@ -424,8 +428,7 @@ func TestCopyTriggerDataErrorBeforeReadingLibpq(t *testing.T) {
 	r, count := copyRouter(t, "app_data.cs_trig22l")
 	failingTrigger(t, r, "app_data.cs_trig22l", "cs_trig22l_fail", "perform pg_sleep(0.3); perform 1/0")
 	sameAsDirect(t, r, func(hc *pgconn.HijackedConn) {
-		sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trig22l from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		receiveUntil[*pgproto3.CopyInResponse](t, hc)
+		startLibpqCopy(t, hc, "app_data.cs_trig22l")
 		sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 		if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) != 1 || codes[0] != "22012" {
 			t.Fatalf("COPY: errors %v, want [22012]", codes)
@@ -447,8 +450,7 @@ func TestCopyCancelledInTriggerAfterCopyFail(t *testing.T) {
 	r, _ := copyRouter(t, "app_data.cs_trigcancel")
 	failingTrigger(t, r, "app_data.cs_trigcancel", "cs_trigcancel_slow", "perform pg_sleep(3)")
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_trigcancel from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startLibpqCopy(t, hc, "app_data.cs_trigcancel")
 	sendAll(t, hc, &pgproto3.CopyFail{Message: "changed my mind"}, &pgproto3.Sync{})
 	time.Sleep(200 * time.Millisecond)
 	sendCancel(t, r, rawKey{pid: hc.PID, secret: hc.SecretKey})
@@ -482,8 +484,7 @@ func TestCopySkippedParseAfterIgnoredSync(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the pool peeks at it and dials anew
 
 	hc := hijackDSN(t, r.dsn("umbrella"))
-	sendAll(t, hc, &pgproto3.Parse{Query: "copy app_data.cs_skip from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	receiveUntil[*pgproto3.CopyInResponse](t, hc)
+	startLibpqCopy(t, hc, "app_data.cs_skip")
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")}, &pgproto3.CopyDone{},
 		&pgproto3.Parse{Name: "sx", Query: "select 'cs-x'"}, &pgproto3.Bind{PreparedStatement: "sx"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(rows) != 0 || len(codes) != 1 || codes[0] != "22P02" {

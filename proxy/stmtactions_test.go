@@ -87,15 +87,11 @@ func TestPreparedDiscardAllOnAnotherClientsBackend(t *testing.T) {
 	mustReady(t, a, &pgproto3.Parse{Name: "d", Query: "discard all"}, &pgproto3.Sync{})
 	mustReady(t, b, &pgproto3.Parse{Name: "b", Query: "select 'B'"}, &pgproto3.Sync{})
 	mustReady(t, a, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "B" {
-		t.Fatalf("b's statement after a's DISCARD ALL: %v, want [B]", rows)
-	}
+	wantRunsAs(t, b, "b", "B")
 	// Each execution acts again, like PostgreSQL's.
 	mustReady(t, b, &pgproto3.Parse{Name: "d", Query: "deallocate all"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'A'"}, &pgproto3.Sync{})
-	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "A" {
-		t.Fatalf("a's statement: %v, want [A]", rows)
-	}
+	wantRunsAs(t, a, "s", "A")
 }
 
 // A DISCARD ALL the backend skips (an error earlier in its segment) gives
@@ -120,9 +116,7 @@ func TestSkippedDiscardAllForgetsSkippedParses(t *testing.T) {
 		if c == b {
 			mustReady(t, b, &pgproto3.Parse{Name: "s", Query: "select 'a'"}, &pgproto3.Sync{})
 		}
-		if rows := mustReady(t, c, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
-			t.Fatalf("statement s: %v, want [a]", rows)
-		}
+		wantRunsAs(t, c, "s", "a")
 	}
 }
 
@@ -140,9 +134,7 @@ func TestSkippedDiscardAllThenDeallocateAll(t *testing.T) {
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 0 {
 		t.Fatalf("DEALLOCATE ALL: errors %v", codes)
 	}
-	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement: %v, want [b]", rows)
-	}
+	wantRunsAs(t, b, "b", "b")
 }
 
 // A prepared DISCARD ALL, executed, drops named statements only: the
@@ -198,32 +190,7 @@ func TestStalePortalActionIsUndone(t *testing.T) {
 	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Parse{Query: "deallocate all"},
 		&pgproto3.Bind{DestinationPortal: "p2"}, &pgproto3.Execute{Portal: "p2"}, &pgproto3.Sync{})
 	simpleQuery(t, a, "commit")
-	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement after a's DEALLOCATE ALL: %v, want [b]", rows)
-	}
-}
-
-// A Bind that fails (42P03: the portal exists) leaves the portal bound to
-// DEALLOCATE ALL, and its later Execute acts.
-func TestFailedBindKeepsPortalAction(t *testing.T) {
-	a, b := twoClients(t)
-	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
-	mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "q", Query: "select 1"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "begin")
-	mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "savepoint sp")
-	sendAll(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "q"}, &pgproto3.Sync{})
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 || codes[0] != "42P03" {
-		t.Fatalf("rebinding p: %v, want [42P03]", codes)
-	}
-	if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
-		t.Fatal(codes)
-	}
-	mustReady(t, a, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
-	simpleQuery(t, a, "commit")
-	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement after a's DEALLOCATE ALL: %v, want [b]", rows)
-	}
+	wantRunsAs(t, b, "bs", "b")
 }
 
 // A Parse of a name whose first Parse is still in flight goes out under the
@@ -257,9 +224,7 @@ func TestSkippedDuplicateParseIsDead(t *testing.T) {
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 || codes[0] != "22012" {
 		t.Fatalf("seg3: %v", codes)
 	}
-	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "bx"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "2" {
-		t.Fatalf("b's statement bx (select 2): %v, want [2]", rows)
-	}
+	wantRunsAs(t, b, "bx", "2")
 }
 
 // DEALLOCATE is not transactional: a DO block that deallocates and then
@@ -283,9 +248,7 @@ func TestFailingDoBlockDeallocates(t *testing.T) {
 			if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); len(codes) != 1 || codes[0] != "22012" {
 				t.Fatalf("DO: %v", codes)
 			}
-			if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "b" {
-				t.Fatalf("b's statement after a's failed DO: %v, want [b]", rows)
-			}
+			wantRunsAs(t, b, "bs", "b")
 		})
 	}
 }
@@ -366,30 +329,33 @@ func TestCloseThenRebindPortalInOneSegment(t *testing.T) {
 	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
 		t.Fatal(codes)
 	}
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
-	}
+	wantRunsAs(t, b, "bs", "b")
 }
 
 // A Bind of a portal that exists fails (42P03) and leaves the portal as it
 // was, and one skipped after an error never ran: the portal still runs
 // DEALLOCATE ALL, whatever the failed Bind named.
 func TestFailedBindOfActionPortal(t *testing.T) {
-	for name, failing := range map[string][]pgproto3.FrontendMessage{
-		"refused": {&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}},
-		"skipped": {&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{},
-			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}},
+	for _, tc := range []struct {
+		name    string
+		failing []pgproto3.FrontendMessage
+		code    string
+	}{
+		{"refused", []pgproto3.FrontendMessage{&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}}, "42P03"},
+		{"refused, no action", []pgproto3.FrontendMessage{&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "q"}, &pgproto3.Sync{}}, "42P03"},
+		{"skipped", []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "dd"}, &pgproto3.Sync{}}, "22012"},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			a, b := twoClients(t)
 			mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
 			mustReady(t, a, &pgproto3.Parse{Name: "da", Query: "deallocate all"}, &pgproto3.Parse{Name: "dd", Query: "discard all"},
-				&pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+				&pgproto3.Parse{Name: "q", Query: "select 1"}, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
 			simpleQuery(t, a, "begin")
 			mustReady(t, a, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "da"}, &pgproto3.Sync{})
 			simpleQuery(t, a, "savepoint sp")
-			if _, codes := sendAndReceive(t, a, failing...); len(codes) != 1 {
-				t.Fatalf("errors %v, want one", codes)
+			if _, codes := sendAndReceive(t, a, tc.failing...); len(codes) != 1 || codes[0] != tc.code {
+				t.Fatalf("errors %v, want [%s]", codes, tc.code)
 			}
 			if _, codes := simpleQuery(t, a, "rollback to savepoint sp"); len(codes) > 0 {
 				t.Fatal(codes)
@@ -398,9 +364,7 @@ func TestFailedBindOfActionPortal(t *testing.T) {
 			if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
 				t.Fatal(codes)
 			}
-			if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-				t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
-			}
+			wantRunsAs(t, b, "bs", "b")
 		})
 	}
 }
@@ -437,9 +401,7 @@ func TestBindOfNameWithTwoParsesInFlight(t *testing.T) {
 			t.Fatalf("a's segment %d: errors %v", i, codes)
 		}
 	}
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's statement after a's DEALLOCATE ALL: rows %v errors %v, want [b]", rows, codes)
-	}
+	wantRunsAs(t, b, "bs", "b")
 }
 
 // A prepared DEALLOCATE name keeps the parameter types the client declared.

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,16 @@ func mustReady(t *testing.T, hc *pgconn.HijackedConn, msgs ...pgproto3.FrontendM
 		t.Fatalf("errors %v", codes)
 	}
 	return rows
+}
+
+// wantRunsAs binds the client's statement stmt on hc, executes it and
+// requires exactly one row whose first column is want, and no error.
+func wantRunsAs(t *testing.T, hc *pgconn.HijackedConn, stmt, want string) {
+	t.Helper()
+	sendAll(t, hc, &pgproto3.Bind{PreparedStatement: stmt}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 || rows[0] != want {
+		t.Fatalf("statement %s: rows %v errors %v, want [%s]", stmt, rows, codes, want)
+	}
 }
 
 // A client re-prepares its unnamed statement on another backend while the
@@ -72,9 +83,7 @@ func TestDeallocateAllInMultiStatementQuery(t *testing.T) {
 	if _, codes := simpleQuery(t, b, "deallocate all; select 1"); len(codes) > 0 {
 		t.Fatal(codes)
 	}
-	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
-		t.Fatalf("a's statement after b's DEALLOCATE ALL: %v, want [a]", rows)
-	}
+	wantRunsAs(t, a, "s", "a")
 }
 
 // What PostgreSQL drops, keeps or refuses, the router must too: a
@@ -114,9 +123,7 @@ func TestRouterStatementNamesAreNotTheClients(t *testing.T) {
 		t.Errorf("b's Bind of a's statement by its router name %s: rows %v errors %v, want 26000", names[0], rows, codes)
 	}
 	mustReady(t, b, &pgproto3.Close{ObjectType: 'S', Name: names[0]}, &pgproto3.Sync{})
-	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
-		t.Fatalf("a's statement after b closed %s: %v, want [a]", names[0], rows)
-	}
+	wantRunsAs(t, a, "s", "a")
 }
 
 // An Execute of the unnamed portal that the client did not bind in the
@@ -168,12 +175,8 @@ func TestDeallocateAllInDoBlock(t *testing.T) {
 	}
 	// PostgreSQL: s is gone, so a may prepare s again.
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'T'"}, &pgproto3.Sync{})
-	if rows := mustReady(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "S" {
-		t.Fatalf("b's statement (select 'S'): %v, want [S]", rows)
-	}
-	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "T" {
-		t.Fatalf("a's statement (select 'T'): %v, want [T]", rows)
-	}
+	wantRunsAs(t, b, "b", "S")
+	wantRunsAs(t, a, "s", "T")
 }
 
 // SQL DEALLOCATE of one of the router's own names is not the client's to
@@ -188,9 +191,7 @@ func TestDeallocateOfARouterName(t *testing.T) {
 	if _, codes := simpleQuery(t, b, "deallocate "+names[0]); len(codes) != 1 || codes[0] != "26000" {
 		t.Errorf("b's DEALLOCATE %s: errors %v, want 26000 (b has no such statement)", names[0], codes)
 	}
-	if rows := mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "a" {
-		t.Fatalf("a's statement after b's DEALLOCATE: %v, want [a]", rows)
-	}
+	wantRunsAs(t, a, "s", "a")
 }
 
 // threeClients connects three clients of globex through a router whose
@@ -242,41 +243,30 @@ func TestSkippedUnnamedCloseThenBindInTheSameWrite(t *testing.T) {
 	}
 }
 
-// The same with another client's unnamed DISCARD ALL left on the backend:
-// it must not run behind the books' back (b's statement then fails).
-func TestSkippedUnnamedParseLeavesAnotherClientsDiscardAll(t *testing.T) {
-	c, x, b := threeClients(t)
-	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
-	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
-	mustReady(t, x, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
-	sendAll(t, c,
-		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
-		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
-		t.Fatalf("seg1: %v", codes)
-	}
-	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
-	t.Logf("c's second segment: rows %v errors %v", rows, codes)
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
-	}
-}
-
-// The same with the client's own earlier unnamed DISCARD ALL.
-func TestSkippedUnnamedParseLeavesOwnDiscardAll(t *testing.T) {
-	c, b := twoClients(t)
-	mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
-	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Sync{})
-	sendAll(t, c,
-		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
-		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
-		t.Fatalf("seg1: %v", codes)
-	}
-	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
-	t.Logf("c's second segment: rows %v errors %v", rows, codes)
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
+// The same with an unnamed DISCARD ALL left on the backend, another
+// client's or the client's own earlier one: it must not run behind the
+// books' back (a third client's statement then fails).
+func TestSkippedUnnamedParseLeavesDiscardAll(t *testing.T) {
+	for _, whose := range []string{"another client's", "own"} {
+		t.Run(whose, func(t *testing.T) {
+			c, x, b := threeClients(t)
+			mustReady(t, b, &pgproto3.Parse{Name: "bs", Query: "select 'b'"}, &pgproto3.Sync{})
+			mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
+			owner := x
+			if whose == "own" {
+				owner = c
+			}
+			mustReady(t, owner, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
+			sendAll(t, c,
+				&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
+				&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+				t.Fatalf("seg1: %v", codes)
+			}
+			rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+			t.Logf("c's second segment: rows %v errors %v", rows, codes)
+			wantRunsAs(t, b, "bs", "b")
+		})
 	}
 }
 
@@ -339,9 +329,7 @@ func TestSkippedUnnamedCloseThenQueryKeepsDiscardAllDropped(t *testing.T) {
 	sendAll(t, c, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
 	t.Logf("c's Bind of the unnamed statement: rows %v errors %v (PostgreSQL: 26000)", rows, codes)
-	if rows, codes := sendAndReceive(t, b, &pgproto3.Bind{PreparedStatement: "bs"}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(codes) > 0 || len(rows) != 1 || rows[0] != "b" {
-		t.Fatalf("b's own statement: rows %v errors %v, want [b]", rows, codes)
-	}
+	wantRunsAs(t, b, "bs", "b")
 }
 
 // A Query or FunctionCall sent after extended-protocol messages before
@@ -359,7 +347,14 @@ func TestQueryBeforeSyncEndsSession(t *testing.T) {
 			mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
 			mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
 			sendAll(t, c, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, msg, &pgproto3.Sync{})
-			wantFatalClose(t, c, "08P01")
+			msgs, err := receiveUntilClosed(c, 10*time.Second)
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("want one FATAL and the close: %v %v", msgs, err)
+			}
+			if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Severity != "FATAL" || e.Code != "08P01" ||
+				!strings.Contains(e.Message, "must not follow extended-protocol messages before their Sync") {
+				t.Fatalf("want FATAL 08P01 naming the rule, got %#v", msgs[0])
+			}
 			if rows := mustReady(t, x, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "x-secret" {
 				t.Fatalf("x's unnamed statement: %v", rows)
 			}
