@@ -200,9 +200,9 @@ func (m *Manager) Pinned(c *Conn) {
 // tenant's pool_wait_timeout if that is shorter) for admission like any
 // other transaction, then counts the transaction all the same, above the
 // limit (see the comment at the top). It fails only when ctx ends, or the
-// tenant is removed or the pool closed meanwhile. The caller may lose c to Discard during the
-// wait (its backend broke), never to Release; a discarded c is not
-// counted.
+// tenant is removed or the pool closed meanwhile. The caller may lose c to
+// Discard during the wait (its backend broke), never to Release; a
+// discarded c is not counted.
 func (m *Manager) Readmit(ctx context.Context, c *Conn, wait time.Duration) error {
 	tp := c.tenant
 	m.mu.Lock()
