@@ -1243,6 +1243,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				if ss.tracking {
 					ss.mu.Lock()
 					ss.skipSegmentLocked(bs)
+					if code == "26000" {
+						ss.healLocked(bs, errorField(rd.Bytes()[pos+5:pos+total], 'M'))
+					}
 					ss.mu.Unlock()
 				}
 			}
@@ -1733,23 +1736,27 @@ func (ss *session) takeRouterCancel() *clientError {
 
 // sqlstate returns the SQLSTATE (field 'C') of an ErrorResponse or
 // NoticeResponse body, "" when absent.
-func sqlstate(body []byte) string {
+func sqlstate(body []byte) string { return string(errorField(body, 'C')) }
+
+// errorField returns the field of type typ of an ErrorResponse or
+// NoticeResponse body, nil when absent.
+func errorField(body []byte, typ byte) []byte {
 	for len(body) > 0 && body[0] != 0 {
-		typ := body[0]
+		t := body[0]
 		body = body[1:]
 		end := 0
 		for end < len(body) && body[end] != 0 {
 			end++
 		}
-		if typ == 'C' {
-			return string(body[:end])
+		if t == typ {
+			return body[:end]
 		}
 		if end == len(body) {
-			return ""
+			return nil
 		}
 		body = body[end+1:]
 	}
-	return ""
+	return nil
 }
 
 // unsafeString views b as a string without copying, for read-only calls

@@ -83,7 +83,7 @@ type backendState struct {
 	paramsKey string // canonical form of the client parameters set on it
 	params    []string
 	unnamed   uint64 // token of the client unnamed statement the backend holds (0: none; unnamedUnknown)
-	discard   bool   // answered 25006 (read-only): never reuse
+	discard   bool   // never reuse: answered 25006 (read-only), or may hold statements no book names
 }
 
 type backendStmt struct {
@@ -935,6 +935,40 @@ func (ss *session) settlePortalActsLocked(status byte, segs uint64, failed bool)
 func (ss *session) unsureActLocked(bs *backendState) {
 	clear(bs.stmts)
 	bs.discard = true
+}
+
+// healLocked accounts for a 26000 (no such prepared statement) whose
+// message (msg) names a statement the books hold as prepared on bs and
+// confirmed: the backend lost it behind the router's back (a function or
+// DO block that deallocates through EXECUTE, which no lexer sees), and may
+// have lost any other. The request that met the gap has failed; the books
+// forget the backend's statements (the next use of each prepares it
+// again) and the backend is closed once given back. A router name the
+// books do not hold as confirmed is the client's own doing (a Bind
+// pipelined behind its failed Parse) and changes nothing. The name is
+// looked for anywhere in msg, which the server may have translated.
+func (ss *session) healLocked(bs *backendState, msg []byte) {
+	for i := bytes.Index(msg, []byte(routerPrefix)); i >= 0; {
+		j := i + len(routerPrefix)
+		for j < len(msg) && msg[j] >= '0' && msg[j] <= '9' {
+			j++
+		}
+		if name := unsafeString(msg[i:j]); j > i+len(routerPrefix) {
+			for _, bst := range bs.stmts {
+				if bst.name == name && bst.parsed == 0 && !bst.dead {
+					ss.log.Warn("the backend lost a statement the router prepared on it (deallocated by a function or DO block?): preparing its statements again, closing it once released",
+						zap.String("statement", name))
+					ss.unsureActLocked(bs)
+					return
+				}
+			}
+		}
+		k := bytes.Index(msg[j:], []byte(routerPrefix))
+		if k < 0 {
+			return
+		}
+		i = j + k
+	}
 }
 
 // actLocked applies act, about to be executed, to the books, to be undone

@@ -194,6 +194,55 @@ func TestDeallocateOfARouterName(t *testing.T) {
 	wantRunsAs(t, a, "s", "a")
 }
 
+// A DO block that deallocates through EXECUTE of a built string hides
+// the DEALLOCATE from the router's lexer: the backend loses statements the
+// books say it holds. The first Bind that meets the gap fails (26000);
+// the books then heal, and neither that client nor another sharing the
+// backend fails again. (On PostgreSQL a's statement would stay gone; the
+// router keeps the client's names and prepares them again.)
+func TestStatementsDeallocatedBehindTheRoutersBack(t *testing.T) {
+	a, b := twoClients(t)
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'S'"}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Parse{Name: "b", Query: "select 'S'"}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Parse{Name: "c", Query: "select 'C'"}, &pgproto3.Sync{})
+	if _, codes := simpleQuery(t, a, "DO $$BEGIN EXECUTE 'DEALLOC' || 'ATE ALL'; END$$"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	sendAll(t, b, &pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, b); len(codes) != 1 || codes[0] != "26000" {
+		t.Fatalf("first Bind after the hidden DEALLOCATE ALL: errors %v, want [26000]", codes)
+	}
+	wantRunsAs(t, b, "b", "S")
+	wantRunsAs(t, b, "c", "C")
+	wantRunsAs(t, a, "s", "S")
+	// The healed books hold what the backend holds: a statement prepared
+	// again is used again, not prepared a third time.
+	n, codes := simpleQuery(t, a, "select count(*) from pg_prepared_statements where statement = 'select ''S'''")
+	if len(codes) > 0 || len(n) != 1 || n[0] != "1" {
+		t.Fatalf("backend statements for select 'S': %v errors %v, want [1]", n, codes)
+	}
+}
+
+// A client's Bind pipelined behind its own failed Parse fails (26000) on a
+// router name too, but the books hold nothing wrong: the backend is kept.
+func TestBindBehindFailedParseKeepsTheBackend(t *testing.T) {
+	a, _ := twoClients(t)
+	pid, codes := simpleQuery(t, a, "select pg_backend_pid()")
+	if len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	sendAll(t, a, &pgproto3.Parse{Name: "s", Query: "select no_such_column"}, &pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	_, first := receiveUntil[*pgproto3.ReadyForQuery](t, a)
+	_, second := receiveUntil[*pgproto3.ReadyForQuery](t, a)
+	if len(first) != 1 || first[0] != "42703" || len(second) != 1 || second[0] != "26000" {
+		t.Fatalf("errors %v then %v, want [42703] then [26000]", first, second)
+	}
+	if again, codes := simpleQuery(t, a, "select pg_backend_pid()"); len(codes) > 0 || again[0] != pid[0] {
+		t.Fatalf("backend %v (errors %v) after the failed Bind, want %v kept", again, codes, pid)
+	}
+}
+
 // threeClients connects three clients of globex through a router whose
 // pool holds one backend, which they share.
 func threeClients(t *testing.T) (a, b, c *pgconn.HijackedConn) {
