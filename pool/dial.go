@@ -251,7 +251,9 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool) error {
 // RuntimeParams are the startup parameters every backend connection of a
 // tenant gets: the guardrails the backend enforces itself.
 func RuntimeParams(p routing.Policy) map[string]string {
-	rp := map[string]string{"application_name": "pgbridge"}
+	// The router's SQL lexer reads with standard_conforming_strings on:
+	// a role's or database's default of off must not reach a backend.
+	rp := map[string]string{"application_name": "pgbridge", "standard_conforming_strings": "on"}
 	if p.StatementTimeout > 0 {
 		rp["statement_timeout"] = strconv.FormatInt(p.StatementTimeout.Milliseconds(), 10)
 	}

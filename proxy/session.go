@@ -1187,6 +1187,22 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.confirmLocked(string(tag))
 					ss.mu.Unlock()
 				}
+			case 'S':
+				if err := misreadParam(rd.Bytes()[pos+5 : pos+total]); err != nil {
+					// The session changed how the server reads SQL: the
+					// router's lexer would read it otherwise from here on
+					// and could miss a statement with session effects. The
+					// backend is never reused, so nothing the session hid
+					// outlives it.
+					bs.discard = true
+					ss.mu.Lock()
+					fire := !ss.guardFired
+					ss.guardFired = true
+					ss.mu.Unlock()
+					if fire {
+						go ss.end(err)
+					}
+				}
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
@@ -1732,6 +1748,28 @@ func (ss *session) takeRouterCancel() *clientError {
 	lim := ss.routerCancel
 	ss.routerCancel = -1 // reported; no second rewrite before the next request
 	return errStatementTimeout(lim)
+}
+
+// misreadParam returns the error that ends a session whose backend
+// reports (ParameterStatus body p) a setting under which the router would
+// read SQL other than the server does: standard_conforming_strings off, or
+// a client-only encoding (see clientParams). Whatever set it (SET, SET
+// LOCAL, set_config, a function) is caught here.
+func misreadParam(p []byte) *clientError {
+	name, rest, _ := splitCString(p)
+	value, _, _ := splitCString(rest)
+	switch string(name) {
+	case "standard_conforming_strings":
+		if string(value) != "on" {
+			return fatal(ReasonProtocol, "0A000", "", "standard_conforming_strings was set to %s: pgbridge reads SQL with standard_conforming_strings on, and closes the session", value)
+		}
+	case "client_encoding":
+		if clientOnlyEncoding(string(value)) {
+			return fatal(ReasonProtocol, "0A000", "Use UTF8, the server's encoding, or another encoding PostgreSQL can use on the server.",
+				"client_encoding was set to %s: pgbridge reads SQL in encodings whose characters never contain a quote or backslash byte, and closes the session", value)
+		}
+	}
+	return nil
 }
 
 // sqlstate returns the SQLSTATE (field 'C') of an ErrorResponse or

@@ -273,9 +273,9 @@ func TestSetRoleRefused(t *testing.T) {
 
 // Settings under which the router would read SQL other than the server
 // does are refused at login (the lexer could be shown a harmless SELECT
-// that hides a SET ROLE); set later with SET, they pin the session, and
-// whatever the router could not see stays with it. An idle_session_timeout
-// would end a pooled backend while it waits for the next client.
+// that hides a SET ROLE); set later, in any way, they end the session
+// (TestSettingsTheRouterCannotFollowLater). An idle_session_timeout would
+// end a pooled backend while it waits for the next client.
 func TestStartupSettingsTheRouterCannotFollow(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}),
 		tenantOverride("initech", cfgMap{"pool_mode": "session"}))
@@ -314,16 +314,66 @@ func TestStartupSettingsTheRouterCannotFollow(t *testing.T) {
 		t.Fatalf("idle_session_timeout %q", got)
 	}
 
-	a := hijackDSN(t, r.dsn("acme"))
-	for _, q := range []string{"set standard_conforming_strings = off", `select 'a\' , ' ; set work_mem = '77MB'; --'`} {
-		if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
-			t.Fatalf("%s: %v", q, codes)
+}
+
+// The same settings made after login, by SET, SET LOCAL, set_config or
+// anything else that makes the backend report them, end the session with
+// FATAL 0A000, and its backend is not reused: whatever the session hid
+// from the lexer from then on (here a session-level SET and advisory lock
+// inside what reads as a string literal with standard_conforming_strings
+// on) dies with it. A role's default of off never reaches a backend.
+func TestSettingsTheRouterCannotFollowLater(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	const hidden = `SELECT 'a\' , ' ; SET work_mem = 77; SELECT pg_advisory_lock(4242), ''`
+	for name, steps := range map[string][]string{
+		"set local":       {"begin", "set local standard_conforming_strings = off"},
+		"set":             {"set standard_conforming_strings = off"},
+		"set_config":      {"begin", "select set_config('standard_conforming_strings', 'off', true)"},
+		"client_encoding": {"set client_encoding = 'SJIS'"},
+	} {
+		a := hijackDSN(t, r.dsn("acme"))
+		for _, q := range steps[:len(steps)-1] {
+			if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
+				t.Fatalf("%s: %s: %v", name, q, codes)
+			}
 		}
+		// The setting and the statement hidden behind it in one write,
+		// as a client that pipelines sends them.
+		sendAll(t, a, &pgproto3.Query{String: steps[len(steps)-1]}, &pgproto3.Query{String: hidden})
+		msgs, err := receiveUntilClosed(a, 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: still open: %v (messages %v)", name, err, msgs)
+		}
+		var fatal *pgproto3.ErrorResponse
+		for _, m := range msgs {
+			if e, ok := m.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
+				fatal = e
+			}
+		}
+		if fatal == nil || fatal.Code != "0A000" {
+			t.Fatalf("%s: messages %v, want a FATAL 0A000", name, msgs)
+		}
+		b := r.connect(t, "acme") // pool_size 1: the backend a left, or a new one
+		if got := queryString(t, b, "show work_mem"); got != "4MB" {
+			t.Errorf("%s: another client of the tenant sees work_mem = %s", name, got)
+		}
+		if n := queryInt(t, b, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"); n != 0 {
+			t.Errorf("%s: another client's backend holds %d advisory lock(s)", name, n)
+		}
+		closeConn(b)
 	}
-	a.Conn.Close()
-	b := r.connect(t, "acme") // pool_size 1: the same backend
-	if got := queryString(t, b, "show work_mem"); got == "77MB" {
-		t.Fatalf("another client of the tenant sees work_mem=%s", got)
+
+	role := tenants["acme"].User
+	if err := cluster.Exec(testCtx(t, 15*time.Second), "postgres", "alter role "+role+" set standard_conforming_strings = off"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), "postgres", "alter role "+role+" reset standard_conforming_strings")
+	})
+	r2 := startRouter(t)
+	c := r2.connect(t, "acme")
+	if got := queryString(t, c, "show standard_conforming_strings"); got != "on" {
+		t.Errorf("with the role's default off, a backend has standard_conforming_strings = %s", got)
 	}
 }
 
