@@ -715,6 +715,33 @@ func TestMaxStatementTimeoutCannotBeCaught(t *testing.T) {
 	})
 }
 
+// Statements run without a Sync (Bind, Execute, Flush, as a client that
+// fetches in steps sends them) pay a query_rate token each: a loop of them
+// must not run unmetered inside one request. The Sync that ends their
+// request pays none.
+func TestQueryRateChargesExecutesWithoutSync(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"query_rate": 4, "query_burst": 1, "pool_wait_timeout": "100ms"}))
+	hc := hijackDSN(t, r.dsn("acme"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Flush{})
+	receiveUntil[*pgproto3.ParseComplete](t, hc)
+	start := time.Now()
+	const n = 8
+	for i := range n {
+		sendAll(t, hc, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		if _, codes := receiveUntil[*pgproto3.CommandComplete](t, hc); len(codes) > 0 {
+			t.Fatalf("execute %d: %v", i, codes)
+		}
+	}
+	// n statements at 4/s with a burst of 1: at least (n-1)/4 s.
+	if d := time.Since(start); d < (n-1)*time.Second/4 {
+		t.Fatalf("%d statements ran in %s under query_rate=4/s, query_burst=1", n, d)
+	}
+	sendAll(t, hc, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("sync: %v", codes)
+	}
+}
+
 // query_rate never refuses part of a request: a Sync that ends a request
 // begun by an earlier batch (here after a Parse error, when the backend
 // skips everything up to a Sync), or a batch carrying COPY data, waits for

@@ -162,6 +162,9 @@ type session struct {
 	// loop is about to attach (forwardClient).
 	tailClean bool
 	batch     batchFlags
+	// prepaid says the request in progress paid query_rate tokens for
+	// Executes sent ahead of its Sync (limitRate).
+	prepaid bool
 	// execsDone counts the Executes the backend finished since its last
 	// ReadyForQuery (execsSettled after an error, which makes it skip the
 	// rest up to the Sync): once every sync point is answered, an Execute
@@ -631,6 +634,16 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	midRequest := attached && !ss.boundary || ss.batch&batchCopy != 0
 	ss.mu.Unlock()
 	n := syncs
+	switch {
+	case syncs == 0 && ss.batch&batchExecute != 0:
+		// Statements run without a Sync (Execute, Flush, and so on): each
+		// pays, and the Sync that ends their request pays nothing.
+		n = countMsgs(batch, 'E')
+		ss.prepaid = true
+	case syncs > 0 && ss.prepaid:
+		n--
+		ss.prepaid = false
+	}
 	if !attached {
 		n = max(n, 1)
 	}
@@ -1694,6 +1707,16 @@ func classify(batch []byte) (f batchFlags) {
 		pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
 	}
 	return f
+}
+
+// countMsgs counts the messages of type typ in a batch of whole messages.
+func countMsgs(batch []byte, typ byte) (n int) {
+	for pos := 0; pos+5 <= len(batch); pos += 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5])) {
+		if batch[pos] == typ {
+			n++
+		}
+	}
+	return n
 }
 
 // countSyncs counts request-ending messages in a batch of whole messages and
