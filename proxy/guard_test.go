@@ -106,6 +106,84 @@ func TestIdleInTransactionTimeoutAfterAFlush(t *testing.T) {
 	wantFatalClose(t, hc, "25P03")
 }
 
+// A client that runs a statement with Execute and Flush, gets its answer
+// and then thinks, without a Sync, is idle in a transaction (an open
+// block, or the request's implicit one, which holds its locks): PostgreSQL
+// sent no ReadyForQuery, so its own timeouts do not see it, but the
+// router's idle_in_transaction_timeout does.
+func TestIdleInTransactionTimeoutAfterExecuteAndFlush(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "300ms"}))
+	for _, block := range []bool{true, false} {
+		hc := hijackDSN(t, r.dsn("acme"))
+		if block {
+			if _, codes := simpleQuery(t, hc, "begin"); len(codes) > 0 {
+				t.Fatal(codes)
+			}
+		}
+		sendAll(t, hc, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		receiveUntil[*pgproto3.CommandComplete](t, hc)
+		wantFatalClose(t, hc, "25P03")
+	}
+}
+
+// Not idle: a cursor fetched in steps (Execute with a row limit, Flush)
+// more often than the limit, for longer than it; and a Parse written
+// after the last Execute that waits on a lock (the backend's turn).
+func TestExecuteAndFlushThatIsNotIdle(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "400ms"}))
+	setup := r.connect(t, "acme")
+	scratchTable(t, setup, "acme", "flush_lock", "id int")
+	hc := hijackDSN(t, r.dsn("acme"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "select generate_series(1, 100)"}, &pgproto3.Bind{}, &pgproto3.Flush{})
+	receiveUntil[*pgproto3.BindComplete](t, hc)
+	for i := range 8 {
+		sendAll(t, hc, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Flush{})
+		if rows, codes := receiveUntil[*pgproto3.PortalSuspended](t, hc); len(codes) > 0 || len(rows) != 1 || rows[0] != strconv.Itoa(i+1) {
+			t.Fatalf("fetch %d: rows %v errors %v", i, rows, codes)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	ti := tenants["acme"]
+	locker, err := pgx.Connect(testCtx(t, 10*time.Second), cluster.DSN(ti.User, ti.Password, ti.Database)) // directly: it idles in its transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn(locker)
+	mustExec(t, locker, "begin")
+	mustExec(t, locker, "lock table flush_lock in access exclusive mode")
+	sendAll(t, hc, &pgproto3.Parse{Name: "s", Query: "select count(*) from flush_lock"}, &pgproto3.Flush{})
+	time.Sleep(time.Second)
+	mustExec(t, locker, "commit")
+	receiveUntil[*pgproto3.ParseComplete](t, hc)
+	sendAll(t, hc, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("sync: %v", codes)
+	}
+	if n := r.counter("acme", "close", "idle_in_transaction"); n != 0 {
+		t.Errorf("idle_in_transaction closes = %d, want 0", n)
+	}
+}
+
+// A client idle in the middle of a request (Execute, Flush, answered, no
+// Sync) stops counting against max_active_transactions like one idle in a
+// transaction block: it must not keep every other tenant out.
+func TestExecuteAndFlushIdleStopsCounting(t *testing.T) {
+	r := startRouter(t, cfgMap{"backend": cfgMap{"max_active_transactions": 1}},
+		tenantOverride("globex", cfgMap{"pool_wait_timeout": "2s"}))
+	hc := hijackDSN(t, r.dsn("acme"))
+	sendAll(t, hc, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	receiveUntil[*pgproto3.CommandComplete](t, hc)
+	g := r.connect(t, "globex")
+	if _, err := g.Exec(testCtx(t, 10*time.Second), "select 1"); err != nil {
+		t.Fatalf("globex while an idle acme client holds the only admission: %v", err)
+	}
+	// acme's client goes on: its next statement counts again at once.
+	sendAll(t, hc, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
+		t.Fatalf("acme after its pause: rows %v errors %v", rows, codes)
+	}
+}
+
 func TestIdleInTransactionTimeoutClosesAndDiscards(t *testing.T) {
 	const table = "guard_iit"
 	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "300ms"}))

@@ -108,6 +108,11 @@ type session struct {
 	parkTok      int32         // the parker's token while parked, 0 otherwise (parker's mu)
 	waiting      bool          // waiting for a query token or a backend
 	endReason    Reason        // why the router ended the session, "" when the client did
+	// endsExec says the last batch written ended with an Execute (Flush
+	// aside); turnSince is when the watchdog first saw the client's turn
+	// in the middle of a request, the request then started at turnMark.
+	endsExec            bool
+	turnSince, turnMark time.Time
 
 	// Transaction-mode statement handling (stmt.go). stmts and obuf belong
 	// to the client loop; the rest is guarded by mu.
@@ -831,9 +836,12 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 			// with a row limit, Flush), once the backend has finished
 			// the ones sent before; a Flush alone does not.
 			ss.busySince = ss.srv.now()
-			if ss.boundary {
-				ss.srv.pool.Busy(be) // the next request of an open transaction
-			}
+		}
+		if ss.batch&batchOther != 0 {
+			// The next request of an open transaction, or more of one
+			// whose client paused without a Sync (see watch).
+			ss.srv.pool.Busy(be)
+			ss.endsExec = ss.batch&batchEndsExec != 0
 		}
 		ss.pending += syncs
 		ss.boundary = boundary
@@ -905,6 +913,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.pending = syncs
 	ss.boundary = boundary
 	ss.busySince = t1
+	ss.endsExec = ss.batch&batchEndsExec != 0
 	ss.expect = ss.expect[:0]
 	ss.undo = ss.undo[:0] // (settled before the last backend went back; none owed to a new one)
 	clear(ss.portalActs)  // (portals live on one backend)
@@ -1679,25 +1688,26 @@ func syncIndex(batch []byte) int {
 type batchFlags uint8
 
 const (
-	batchCopy    batchFlags = 1 << iota // CopyData, CopyDone or CopyFail
-	batchOther                          // any other message
-	batchExecute                        // an Execute
-	batchDirty                          // a message other than COPY data after the batch's last sync point
+	batchCopy     batchFlags = 1 << iota // CopyData, CopyDone or CopyFail
+	batchOther                           // any other message
+	batchExecute                         // an Execute
+	batchDirty                           // a message other than COPY data after the batch's last sync point
+	batchEndsExec                        // its last message other than Flush is an Execute
 )
 
 // add accounts for one more message, of type typ.
 func (f batchFlags) add(typ byte) batchFlags {
 	switch typ {
 	case 'd', 'c', 'f':
-		return f | batchCopy
+		return f&^batchEndsExec | batchCopy
 	case 'H':
 		return f
 	case 'Q', 'S', 'F':
-		return f&^batchDirty | batchOther
+		return f&^(batchDirty|batchEndsExec) | batchOther
 	case 'E':
-		return f | batchOther | batchExecute | batchDirty
+		return f | batchOther | batchExecute | batchDirty | batchEndsExec
 	}
-	return f | batchOther | batchDirty
+	return f&^batchEndsExec | batchOther | batchDirty
 }
 
 // classify describes a batch of whole messages (for a batch the router cut).
