@@ -143,17 +143,10 @@ func TestExecuteAndFlushThatIsNotIdle(t *testing.T) {
 		}
 		time.Sleep(150 * time.Millisecond)
 	}
-	ti := tenants["acme"]
-	locker, err := pgx.Connect(testCtx(t, 10*time.Second), cluster.DSN(ti.User, ti.Password, ti.Database)) // directly: it idles in its transaction
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn(locker)
-	mustExec(t, locker, "begin")
-	mustExec(t, locker, "lock table flush_lock in access exclusive mode")
+	unlock := lockTable(t, tenants["acme"].Database, "flush_lock")
 	sendAll(t, hc, &pgproto3.Parse{Name: "s", Query: "select count(*) from flush_lock"}, &pgproto3.Flush{})
 	time.Sleep(time.Second)
-	mustExec(t, locker, "commit")
+	unlock()
 	receiveUntil[*pgproto3.ParseComplete](t, hc)
 	sendAll(t, hc, &pgproto3.Sync{})
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
@@ -182,6 +175,32 @@ func TestExecuteAndFlushIdleStopsCounting(t *testing.T) {
 	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
 		t.Fatalf("acme after its pause: rows %v errors %v", rows, codes)
 	}
+}
+
+// A COPY from the client that waits for data the client does not send is
+// idle in its transaction too (PostgreSQL waits in the COPY, not idle to
+// its own timeouts); one fed more often than the limit, for longer than
+// it, is not.
+func TestIdleInTransactionTimeoutInAStalledCopy(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "400ms"}))
+	setup := r.connect(t, "acme")
+	scratchTable(t, setup, "acme", "copy_stall", "id int")
+	fed := hijackDSN(t, r.dsn("acme"))
+	startCopy(t, fed, "copy copy_stall from stdin")
+	for i := range 8 {
+		sendAll(t, fed, &pgproto3.CopyData{Data: []byte(strconv.Itoa(i) + "\n")})
+		time.Sleep(150 * time.Millisecond)
+	}
+	sendAll(t, fed, &pgproto3.CopyDone{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, fed); len(codes) > 0 {
+		t.Fatalf("fed COPY: %v", codes)
+	}
+	if n := superInt(t, tenants["acme"].Database, "select count(*) from copy_stall"); n != 8 {
+		t.Fatalf("rows %d, want 8", n)
+	}
+	stalled := hijackDSN(t, r.dsn("acme"))
+	startCopy(t, stalled, "copy copy_stall from stdin")
+	wantFatalClose(t, stalled, "25P03")
 }
 
 func TestIdleInTransactionTimeoutClosesAndDiscards(t *testing.T) {

@@ -109,10 +109,13 @@ type session struct {
 	waiting      bool          // waiting for a query token or a backend
 	endReason    Reason        // why the router ended the session, "" when the client did
 	// endsExec says the last batch written ended with an Execute (Flush
-	// aside); turnSince is when the watchdog first saw the client's turn
-	// in the middle of a request, the request then started at turnMark.
-	endsExec            bool
-	turnSince, turnMark time.Time
+	// aside); sent counts the batches written (Flushes aside); turnSince
+	// is when the watchdog first saw the client's turn in the middle of a
+	// request, sent being turnMark then.
+	endsExec  bool
+	sent      uint64
+	turnSince time.Time
+	turnMark  uint64
 
 	// Transaction-mode statement handling (stmt.go). stmts and obuf belong
 	// to the client loop; the rest is guarded by mu.
@@ -837,10 +840,13 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 			// the ones sent before; a Flush alone does not.
 			ss.busySince = ss.srv.now()
 		}
-		if ss.batch&batchOther != 0 {
+		if ss.batch != 0 {
 			// The next request of an open transaction, or more of one
-			// whose client paused without a Sync (see watch).
+			// whose client paused (see watch).
 			ss.srv.pool.Busy(be)
+			ss.sent++
+		}
+		if ss.batch&batchOther != 0 {
 			ss.endsExec = ss.batch&batchEndsExec != 0
 		}
 		ss.pending += syncs
@@ -914,6 +920,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.boundary = boundary
 	ss.busySince = t1
 	ss.endsExec = ss.batch&batchEndsExec != 0
+	ss.sent++
 	ss.expect = ss.expect[:0]
 	ss.undo = ss.undo[:0] // (settled before the last backend went back; none owed to a new one)
 	clear(ss.portalActs)  // (portals live on one backend)

@@ -121,15 +121,16 @@ func (ss *session) watch(now time.Time) (parking bool) {
 	busy := ss.be != nil && (ss.pending > 0 || !ss.boundary)
 	if busy && ss.clientsTurnLocked() {
 		// In the middle of a request (no Sync yet) with every statement
-		// sent answered, the client thinks: it is idle in a transaction,
-		// the request's implicit one if no block is open, holding its
-		// backend and whatever locks the statements took. PostgreSQL's
-		// own idle timeouts do not see it (no ReadyForQuery was sent).
-		// Its start is when the watchdog first saw it (late by at most
-		// a tick), and it ends with the next Execute (a new busySince).
-		// The request stays under max_statement_timeout too (below).
-		if ss.turnSince.IsZero() || !ss.turnMark.Equal(ss.busySince) {
-			ss.turnSince, ss.turnMark = now, ss.busySince
+		// sent answered, or in a COPY that waits for its data, the client
+		// thinks: it is idle in a transaction, the request's implicit one
+		// if no block is open, holding its backend and whatever locks the
+		// statements took. PostgreSQL's own idle timeouts do not see it
+		// (no ReadyForQuery was sent). Its start is when the watchdog
+		// first saw it (late by at most a tick), and it ends with the
+		// client's next batch. The request stays under
+		// max_statement_timeout too (below).
+		if ss.turnSince.IsZero() || ss.turnMark != ss.sent {
+			ss.turnSince, ss.turnMark = now, ss.sent
 		}
 		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.turnSince) >= lim {
 			ss.guardFired = true
@@ -219,14 +220,19 @@ func (ss *session) watch(now time.Time) (parking bool) {
 }
 
 // clientsTurnLocked reports whether a session in the middle of a request
-// waits for its client: the client loop waits for client bytes, no Sync is
-// unanswered, no COPY runs, and the backend has finished every Execute
-// sent, the last message written (Flush aside) being one of them, or has
-// skipped the rest after an error. (A Parse, Bind or Describe written
-// after the last Execute may still wait on a lock: that is not the
-// client's turn.)
+// waits for its client, which the client loop does: a COPY from the
+// client runs, or no Sync is unanswered and the backend has finished every
+// Execute sent, the last message written (Flush aside) being one of them,
+// or has skipped the rest after an error. (A Parse, Bind or Describe
+// written after the last Execute may still wait on a lock: that is not
+// the client's turn.)
 func (ss *session) clientsTurnLocked() bool {
-	if !ss.inFill || ss.pending > 0 || ss.boundary || ss.inCopy {
+	switch {
+	case !ss.inFill:
+		return false
+	case ss.inCopy:
+		return true
+	case ss.pending > 0 || ss.boundary:
 		return false
 	}
 	done := int(ss.execsDone.Load())
