@@ -1286,12 +1286,35 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					}
 				}
 				if ss.tracking {
+					body := rd.Bytes()[pos+5 : pos+total]
 					ss.mu.Lock()
 					ss.skipSegmentLocked(bs)
-					if code == "26000" {
-						ss.healLocked(bs, errorField(rd.Bytes()[pos+5:pos+total], 'M'))
+					switch code {
+					case "26000":
+						ss.healLocked(bs, errorField(body, 'M'))
+					case "0A000":
+						if string(errorField(body, 'R')) == "RevalidateCachedQuery" {
+							// A statement the backend prepared before a
+							// schema change, which changed its result:
+							// it fails at every use from now on, for
+							// every client whose statement is that text.
+							// Prepare them all again.
+							ss.unsureActLocked(bs)
+						}
 					}
 					ss.mu.Unlock()
+					if code == "08P01" && string(errorField(body, 'R')) == "PortalSetResultFormat" {
+						// The client's result formats are for columns its
+						// statement no longer has: the router prepared it
+						// again on this backend after a schema change
+						// changed its result. PostgreSQL would refuse the
+						// statement itself; say so as it would, so that
+						// drivers prepare it again (pgjdbc does).
+						obuf = append(obuf, rd.Bytes()[start:pos]...)
+						obuf = appendResultChanged(obuf, rd.Bytes()[pos:pos+total])
+						start = pos + total
+						dropped = true
+					}
 				}
 			}
 			if drop {
@@ -1788,6 +1811,23 @@ func (ss *session) takeRouterCancel() *clientError {
 	lim := ss.routerCancel
 	ss.routerCancel = -1 // reported; no second rewrite before the next request
 	return errStatementTimeout(lim)
+}
+
+// appendResultChanged appends, in place of the ErrorResponse frame, the
+// error PostgreSQL gives a prepared statement whose result a schema change
+// changed (0A000 from RevalidateCachedQuery), keeping its severity.
+func appendResultChanged(b, frame []byte) []byte {
+	var src pgproto3.ErrorResponse
+	if err := src.Decode(frame[5:]); err != nil {
+		return append(b, frame...)
+	}
+	er := pgproto3.ErrorResponse{Severity: src.Severity, SeverityUnlocalized: src.SeverityUnlocalized,
+		Code: "0A000", Message: "cached plan must not change result type", Routine: "RevalidateCachedQuery"}
+	out, err := er.Encode(b)
+	if err != nil {
+		return append(b, frame...)
+	}
+	return out
 }
 
 // misreadParam returns the error that ends a session whose backend

@@ -243,6 +243,132 @@ func TestBindBehindFailedParseKeepsTheBackend(t *testing.T) {
 	}
 }
 
+// receiveError sends msgs on hc and returns the first ErrorResponse up to
+// the ReadyForQuery (nil if none) and the rows' first columns.
+func receiveError(t *testing.T, hc *pgconn.HijackedConn, msgs ...pgproto3.FrontendMessage) (*pgproto3.ErrorResponse, []string) {
+	t.Helper()
+	sendAll(t, hc, msgs...)
+	_ = hc.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var first *pgproto3.ErrorResponse
+	var rows []string
+	for {
+		m, err := hc.Frontend.Receive()
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				c := *m
+				first = &c
+			}
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ReadyForQuery:
+			return first, rows
+		}
+	}
+}
+
+// A schema change that changes a prepared statement's result: PostgreSQL
+// refuses the statement from then on with 0A000 "cached plan must not
+// change result type" (routine RevalidateCachedQuery), on which drivers
+// such as pgjdbc prepare it again. Through the router the client meets the
+// same error whether its next Bind lands on the backend that holds the old
+// statement or on one where the router prepared it again (PostgreSQL
+// answers 08P01 there: the client's result formats are for the old
+// columns). And the backend's stale statement is not used again for the
+// same text, by this client or another.
+func TestStatementResultChangedBySchemaChange(t *testing.T) {
+	for _, newBackend := range []bool{false, true} {
+		r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+		setup := r.connect(t, "globex")
+		scratchTable(t, setup, "globex", "ddl_shape", "a int, c int")
+		mustExec(t, setup, "insert into ddl_shape values (1, 2)")
+		a := hijackDSN(t, r.dsn("globex"))
+		b := hijackDSN(t, r.dsn("globex"))
+		mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select * from ddl_shape"}, &pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+		mustReady(t, a, &pgproto3.Bind{PreparedStatement: "s", ResultFormatCodes: []int16{0, 1}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		mustExec(t, setup, "alter table ddl_shape add column b int default 7")
+		if newBackend {
+			// Other settings for the tenant's backends: the next request
+			// gets a new one, where a's statement is prepared again.
+			r.reload(t, func(m cfgMap) {
+				m["tenants"].(cfgMap)["globex"].(cfgMap)["statement_timeout"] = "77s"
+			})
+		}
+		er, _ := receiveError(t, a, &pgproto3.Bind{PreparedStatement: "s", ResultFormatCodes: []int16{0, 1}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if er == nil || er.Code != "0A000" || er.Routine != "RevalidateCachedQuery" {
+			t.Fatalf("new backend %v: a's Bind after the schema change: %+v, want 0A000 from RevalidateCachedQuery", newBackend, er)
+		}
+		// a prepares it again, as pgjdbc does; b prepares the same text:
+		// both get the three columns.
+		for _, hc := range []*pgconn.HijackedConn{a, b} {
+			if er, rows := receiveError(t, hc, &pgproto3.Parse{Name: "s2", Query: "select * from ddl_shape"},
+				&pgproto3.Bind{PreparedStatement: "s2", ResultFormatCodes: []int16{0, 1, 1}}, &pgproto3.Execute{}, &pgproto3.Sync{}); er != nil || len(rows) != 1 {
+				t.Fatalf("new backend %v: the statement prepared again: error %+v rows %v", newBackend, er, rows)
+			}
+		}
+	}
+}
+
+// A backend keeps a statement prepared before a schema change (here b's);
+// another client that prepared the same text after it elsewhere (c) and
+// meets that stale statement gets 0A000 once (PostgreSQL would have run
+// it); the books then forget the backend's statements, so its next
+// execution is prepared again and runs.
+func TestStaleSharedStatementAfterSchemaChange(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 2}))
+	setup := r.connect(t, "globex")
+	scratchTable(t, setup, "globex", "ddl_stale", "a int, c int")
+	mustExec(t, setup, "insert into ddl_stale values (1, 2)")
+	closeConn(setup)
+	pid := func(hc *pgconn.HijackedConn) string {
+		rows, codes := simpleQuery(t, hc, "select pg_backend_pid()")
+		if len(codes) > 0 || len(rows) != 1 {
+			t.Fatalf("pid: %v %v", rows, codes)
+		}
+		return rows[0]
+	}
+	begin := func(hc *pgconn.HijackedConn) string {
+		if _, codes := simpleQuery(t, hc, "begin"); len(codes) > 0 {
+			t.Fatal(codes)
+		}
+		return pid(hc)
+	}
+	commit := func(hc *pgconn.HijackedConn) {
+		if _, codes := simpleQuery(t, hc, "commit"); len(codes) > 0 {
+			t.Fatal(codes)
+		}
+	}
+	const text = "select * from ddl_stale"
+	a, b, c := hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex"))
+	begin(a) // a holds one backend: b's statement goes to the other, B
+	pidB := pid(b)
+	mustReady(t, b, &pgproto3.Parse{Name: "t", Query: text}, &pgproto3.Sync{})
+	commit(a)
+	if _, codes := simpleQuery(t, a, "alter table ddl_stale add column b int default 7"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	h1, h2 := hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex"))
+	hA, hB := h1, h2
+	if begin(h1) == pidB {
+		hA, hB = h2, h1
+	}
+	begin(h2)
+	commit(hA)
+	mustReady(t, c, &pgproto3.Parse{Name: "t", Query: text}, &pgproto3.Sync{}) // on A, after the change
+	begin(hA)                                                                  // A held: c's next request goes to B
+	commit(hB)
+	bind := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "t", ResultFormatCodes: []int16{0, 1, 1}}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	if er, _ := receiveError(t, c, bind...); er == nil || er.Code != "0A000" {
+		t.Fatalf("c's statement on the backend with the stale one: %+v, want 0A000", er)
+	}
+	if er, rows := receiveError(t, c, bind...); er != nil || len(rows) != 1 {
+		t.Fatalf("c's statement the second time: error %+v rows %v", er, rows)
+	}
+}
+
 // threeClients connects three clients of globex through a router whose
 // pool holds one backend, which they share.
 func threeClients(t *testing.T) (a, b, c *pgconn.HijackedConn) {
