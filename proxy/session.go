@@ -189,6 +189,13 @@ type session struct {
 	wantParams    map[string]string
 	paramsKey     string
 	paramsKeys    []string
+	// paramSet is a SET the client's params follow, until the
+	// ReadyForQuery of its segment settles it (stmt.go: followSetLocked);
+	// nil when none is in flight. Guarded by mu.
+	paramSet *paramSet
+	// attachSegs are the segments the router sent ahead of the client's
+	// first request on the backend attached last (its parameters).
+	attachSegs uint64
 }
 
 func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
@@ -928,6 +935,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.unnamedOp = 0
 	ss.undoN.Store(0)
 	ss.segSent = uint64(swallow)
+	ss.attachSegs = ss.segSent
 	ss.segRecv = 0
 	ss.resetRecsLocked(swallow)
 	ss.execsDone.Store(0)
@@ -1432,6 +1440,9 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	ss.txStatus = status
 	if len(ss.portalActs) > 0 {
 		ss.settlePortalActsLocked(status, segs, failed)
+	}
+	if ps := ss.paramSet; ps != nil && ps.seg < ss.segRecv {
+		ss.settleParamSetLocked(be.State.(*backendState), status == 'I' && !failed)
 	}
 	now := ss.srv.now()
 	st := &ss.ts.stats

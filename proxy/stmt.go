@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -438,6 +439,9 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 					switch {
 					case unsure:
 						ss.unsureActLocked(bs)
+						if pa.act.setsParam() || pa.next.setsParam() {
+							ss.pinLocked(stats.PinSet) // a SET may run
+						}
 					case act != nil:
 						splice(pos, pos, ss.actLocked(bs, act))
 					}
@@ -623,6 +627,117 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 	return appendNamedMsg(nil, 'C', []byte{'S'}, old.name, nil)
 }
 
+// A session-level SET pins a transaction-mode session: the setting stays
+// on the backend. The most common one needs not: a simple Query that is
+// one SET (or RESET) of one parameter to one constant, outside a
+// transaction block, with nothing else in flight (drivers send them after
+// login: pgjdbc's extra_float_digits and application_name). The client's
+// parameters follow it instead, as if it had asked for the value at login:
+// the router sets it on each backend that serves the client and resets it
+// before another client's request. The books change when the Query is
+// written, and are put back unless its segment ends without an error and
+// outside a transaction block.
+
+// paramSet is a followed SET in flight: what the client's parameters and
+// the backend's were before it.
+type paramSet struct {
+	seg      uint64 // its segment
+	name     string
+	bs       *backendState
+	want     map[string]string
+	key      string
+	keys     []string
+	bsParams []string
+}
+
+// unfollowed are the parameters whose SET still pins: they would end a
+// pooled backend (idle_session_timeout), cannot be set once the session
+// used them (temp_buffers), change how the router reads SQL or who the
+// session is, or are better left to the session that set them.
+var unfollowed = map[string]bool{
+	"idle_session_timeout": true, "temp_buffers": true, "standard_conforming_strings": true,
+	"client_encoding": true, "role": true, "session_authorization": true, "all": true,
+}
+
+// followableLocked reports whether the session may follow a SET now:
+// every earlier request is answered (those sent on this backend, or none
+// was but the router's own), no transaction block is open, and no other
+// change to the books is in flight.
+func (ss *session) followableLocked() bool {
+	return ss.tracking && ss.pinned == "" && (ss.segRecv == ss.segSent || ss.segSent == ss.attachSegs) &&
+		ss.txStatus == 'I' && len(ss.undo) == 0 && ss.paramSet == nil
+}
+
+// followableSet returns the SET of a Query text that is one SET or RESET
+// of one parameter to one constant.
+func followableSet(q string) (sqllex.Statement, bool) {
+	var set sqllex.Statement
+	n := 0
+	for _, st := range sqllex.Analyze(q) {
+		if st.Keyword == "" {
+			continue
+		}
+		n++
+		set = st
+	}
+	ok := n == 1 && (set.Keyword == "SET" || set.Keyword == "RESET") && set.Effect == sqllex.EffectSet &&
+		set.SimpleValue && set.Param != "" && !unfollowed[set.Param] && !strings.ContainsRune(set.Value, 0)
+	return set, ok
+}
+
+// setParam is a followable SET: the parameter, and its value or default.
+type setParam struct {
+	name, value string
+	def         bool
+}
+
+// followSetLocked makes the client's parameters, and bs's, what they are
+// once set has run on bs.
+func (ss *session) followSetLocked(bs *backendState, set *setParam) {
+	ss.paramSet = &paramSet{seg: ss.segSent, name: set.name, bs: bs, want: ss.wantParams,
+		key: ss.paramsKey, keys: ss.paramsKeys, bsParams: bs.params}
+	want := make(map[string]string, len(ss.wantParams)+1)
+	for k, v := range ss.wantParams {
+		if !strings.EqualFold(k, set.name) {
+			want[k] = v
+		}
+	}
+	if !set.def {
+		want[set.name] = set.value
+	}
+	ss.wantParams = want
+	ss.paramsKey, ss.paramsKeys = paramsKey(want)
+	bs.paramsKey = ss.paramsKey
+	bs.params = withName(bs.params, set.name)
+}
+
+// settleParamSetLocked settles the followed SET whose segment bs answered:
+// kept if it ran (ok), put back otherwise, the backend's parameters then
+// unknown (the SET may have run and been rolled back, or not run).
+func (ss *session) settleParamSetLocked(bs *backendState, ok bool) {
+	ps := ss.paramSet
+	ss.paramSet = nil
+	if ok {
+		ss.ts.setParamsKnown(ss.paramsKey, true)
+		return
+	}
+	ss.wantParams, ss.paramsKey, ss.paramsKeys = ps.want, ps.key, ps.keys
+	if bs == ps.bs {
+		bs.paramsKey, bs.params = paramsUnknown, withName(ps.bsParams, ps.name)
+	}
+}
+
+// withName returns names with name added if it is not there (names is not
+// changed).
+func withName(names []string, name string) []string {
+	for _, n := range names {
+		if strings.EqualFold(n, name) {
+			return names
+		}
+	}
+	return append(slices.Clip(names), name)
+}
+
 // inspectQuery classifies a statement text: it pins the session for
 // statements whose effect outlives the transaction, and returns a
 // replacement text (with messages to send before it) for statements the
@@ -643,6 +758,20 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 	}
 	if eff&sqllex.EffectSetRole != 0 {
 		return refusalSQL("42501", "pgbridge: SET ROLE and SET SESSION AUTHORIZATION are not allowed: a tenant's sessions always run as its own role"), nil, true, nil
+	}
+	if eff == sqllex.EffectSet && ss.tracking && ss.pinned == "" {
+		if st, ok := followableSet(unsafeString(q)); ok {
+			// (Param and Value may view the client's buffer.)
+			set := &setParam{name: strings.Clone(st.Param), value: strings.Clone(st.Value), def: st.Default}
+			switch {
+			case !simple:
+				// Prepared: it is followed (or pins) when executed.
+				return "", nil, false, &stmtAction{tag: st.Keyword, set: set}
+			case ss.followableLocked():
+				ss.followSetLocked(bs, set)
+				return "", nil, false, nil
+			}
+		}
 	}
 	if eff.Pins() {
 		ss.pinLocked(pinReason(eff))
@@ -775,7 +904,12 @@ type stmtAction struct {
 	// the statement's backend name differs from backend to backend, and
 	// its backend copy is shared.
 	names []string
+	// set is a followable SET (followSetLocked), nil for the others.
+	set *setParam
 }
+
+// setsParam reports whether act is a followable SET.
+func (act *stmtAction) setsParam() bool { return act != nil && act.set != nil }
 
 // actStandIn names the stand-in of a prepared DEALLOCATE's i-th name (not
 // a name newBackendName makes, which are numbers).
@@ -975,6 +1109,14 @@ func (ss *session) healLocked(bs *backendState, msg []byte) {
 // unless its CommandComplete comes, and returns the messages to send before
 // the Execute (its stand-ins).
 func (ss *session) actLocked(bs *backendState, act *stmtAction) (pre []byte) {
+	if act.set != nil {
+		if ss.followableLocked() {
+			ss.followSetLocked(bs, act.set)
+		} else {
+			ss.pinLocked(stats.PinSet)
+		}
+		return nil
+	}
 	// Undone, it gives back the client's names only: the Execute may have
 	// run something else (a portal the router took for another), and books
 	// that lack a statement the backend has only cost a Parse.

@@ -377,6 +377,74 @@ func TestSettingsTheRouterCannotFollowLater(t *testing.T) {
 	}
 }
 
+// A SET of one parameter outside a transaction block, alone in its Query
+// (pgjdbc sends SET extra_float_digits and SET application_name after
+// login), does not pin the session: the client's parameters follow it, set
+// on whichever backend serves the client and reset before another
+// client's request. One that fails changes nothing; one inside a
+// transaction block still pins.
+func TestFollowedSet(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	a, b := hijackDSN(t, r.dsn("acme")), hijackDSN(t, r.dsn("acme"))
+	show := func(hc *pgconn.HijackedConn, q string) string {
+		t.Helper()
+		rows, codes := simpleQuery(t, hc, q)
+		if len(codes) > 0 || len(rows) != 1 {
+			t.Fatalf("%s: rows %v errors %v", q, rows, codes)
+		}
+		return rows[0]
+	}
+	const settings = "select current_setting('extra_float_digits') || '|' || current_setting('application_name') || '|' || current_setting('work_mem')"
+	bWants := show(b, settings)
+	for _, q := range []string{"SET extra_float_digits = 3", "set application_name = 'a''s app'"} {
+		if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
+			t.Fatalf("%s: %v", q, codes)
+		}
+	}
+	// As pgjdbc sends them: Parse, Bind, Execute, Sync.
+	mustReady(t, a, &pgproto3.Parse{Query: "set work_mem to '8MB'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	for i := range 3 { // one backend, taken in turns
+		if got := show(a, settings); got != "3|a's app|8MB" {
+			t.Fatalf("round %d: a sees %s", i, got)
+		}
+		if got := show(b, settings); got != bWants {
+			t.Fatalf("round %d: b sees %s", i, got)
+		}
+	}
+	if _, codes := simpleQuery(t, a, "set work_mem = 'lots'"); len(codes) != 1 || codes[0] != "22023" {
+		t.Fatalf("a bad value: errors %v, want 22023", codes)
+	}
+	if _, codes := simpleQuery(t, a, "reset extra_float_digits"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	show(b, "select 1")
+	if got := show(a, settings); got != "1|a's app|8MB" {
+		t.Fatalf("a after a failed SET and a RESET sees %s", got)
+	}
+	if n := r.counter("acme", "pin", "set"); n != 0 {
+		t.Fatalf("set pins = %d, want 0", n)
+	}
+	// A prepared SET that is never executed changes nothing.
+	mustReady(t, a, &pgproto3.Parse{Name: "never", Query: "set work_mem = '1MB'"}, &pgproto3.Sync{})
+	if got := show(a, settings); got != "1|a's app|8MB" {
+		t.Fatalf("a after preparing a SET sees %s", got)
+	}
+	// Inside a transaction block a SET is undone by ROLLBACK, and
+	// a Query of several statements is not one SET: both pin.
+	for _, qs := range [][]string{{"begin", "set work_mem = '16MB'", "commit"}, {"set work_mem = '16MB'; select 1"}} {
+		c := hijackDSN(t, r.dsn("acme"))
+		for _, q := range qs {
+			if _, codes := simpleQuery(t, c, q); len(codes) > 0 {
+				t.Fatalf("%s: %v", q, codes)
+			}
+		}
+		c.Conn.Close()
+	}
+	if n := r.counter("acme", "pin", "set"); n != 2 {
+		t.Fatalf("set pins = %d, want 2", n)
+	}
+}
+
 // A function called through the fastpath interface (FunctionCall) may
 // leave session state the router cannot see, here set_config: it pins the
 // session, and the backend is reset before the tenant's next client.

@@ -93,6 +93,14 @@ type Statement struct {
 	// "timezone", SET NAMES "client_encoding", SET SCHEMA "search_path",
 	// RESET ALL "all"; "" when unknown.
 	Param string
+	// Value is, for a SET of one parameter to one constant (a number,
+	// optionally negative, a word, or a string; not a list), the value as
+	// SET reads it: unquoted words lower-cased, strings unquoted. Default
+	// says the statement sets the parameter back to its default instead
+	// (SET ... TO DEFAULT, RESET name). Simple says one of the two holds.
+	Value       string
+	Default     bool
+	SimpleValue bool
 	// Name is, for DEALLOCATE, the statement name or "" for ALL; it also
 	// names the prepared statement of PREPARE, the cursor of DECLARE and
 	// the channel of LISTEN. Unquoted names are lower-cased.
@@ -663,6 +671,9 @@ func (a *analyzer) classifySet(st *Statement, h *head) {
 		a.setParam(st, "xmloption")
 	case isName(t):
 		isRole = a.varName(st, h, i)
+		if a.detail && !isRole {
+			a.setValue(st, h, i)
+		}
 	}
 	switch {
 	case isRole:
@@ -670,6 +681,49 @@ func (a *analyzer) classifySet(st *Statement, h *head) {
 	case !local:
 		st.Effect |= EffectSet
 	}
+}
+
+// setValue fills st.Value, Default and SimpleValue for SET name {=|TO}
+// value, the dotted name starting at h.t[i], when nothing follows the one
+// value.
+func (a *analyzer) setValue(st *Statement, h *head, i int) {
+	j := i
+	for j+2 < headSize && a.op(h.t[j+1], ".") && isName(h.t[j+2]) {
+		j += 2
+	}
+	j++
+	if j+2 >= headSize || !a.op(h.t[j], "=") && !a.kw(h.t[j], "to") {
+		return
+	}
+	v, end := h.t[j+1], j+2
+	neg := false
+	if a.op(v, "-") && h.t[j+2].Kind == Number && j+3 < headSize {
+		v, end, neg = h.t[j+2], j+3, true
+	}
+	if h.t[end].Kind != EOF {
+		return
+	}
+	switch {
+	case v.Kind == Number:
+		st.Value = a.src[v.Start:v.End]
+		if neg {
+			st.Value = "-" + st.Value
+		}
+	case neg:
+		return
+	case v.Kind == Ident && a.kw(v, "default"):
+		st.Default = true
+	case isName(v):
+		st.Value = lowerString(a.identString(v))
+		if v.Kind == QuotedIdent {
+			st.Value = a.identString(v)
+		}
+	case v.Kind == String && v.Flags&(UnicodeEscapes|Unterminated) == 0:
+		st.Value = string(AppendStringValue(nil, a.src, v, '\\'))
+	default:
+		return
+	}
+	st.SimpleValue = true
 }
 
 // classifyReset handles RESET statements.
@@ -694,6 +748,13 @@ func (a *analyzer) classifyReset(st *Statement, h *head) {
 		if a.varName(st, h, 1) {
 			st.Effect |= EffectSetRole
 			return
+		}
+		j := 1
+		for j+2 < headSize && a.op(h.t[j+1], ".") && isName(h.t[j+2]) {
+			j += 2
+		}
+		if a.detail && j+1 < headSize && h.t[j+1].Kind == EOF {
+			st.Default, st.SimpleValue = true, true
 		}
 	}
 	st.Effect |= EffectSet

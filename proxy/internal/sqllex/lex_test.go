@@ -661,3 +661,40 @@ func TestSetConfigScanBoundIsConservative(t *testing.T) {
 		t.Errorf("after %d argument tokens the local call is not treated as session-level: %v", maxArgScans, got)
 	}
 }
+
+// SET of one parameter to one constant gives its value as SET reads it;
+// anything else gives none.
+func TestSetValue(t *testing.T) {
+	type v struct {
+		param, value string
+		def, simple  bool
+	}
+	for sql, w := range map[string]v{
+		"SET extra_float_digits = 3":                      {"extra_float_digits", "3", false, true},
+		"set extra_float_digits to -15":                   {"extra_float_digits", "-15", false, true},
+		"SET application_name = 'PostgreSQL JDBC Driver'": {"application_name", "PostgreSQL JDBC Driver", false, true},
+		"SET SESSION application_name = 'it''s'":          {"application_name", "it's", false, true},
+		"set DateStyle = ISO":                             {"datestyle", "iso", false, true},
+		`set search_path = "MySchema"`:                    {"search_path", "MySchema", false, true},
+		"set app.tenant = '42'":                           {"app.tenant", "42", false, true},
+		"set work_mem to default":                         {"work_mem", "", true, true},
+		"reset work_mem":                                  {"work_mem", "", true, true},
+		"reset all":                                       {"all", "", false, false},
+		"set search_path = a, b":                          {"search_path", "", false, false},
+		"set statement_timeout = 1 + 1":                   {"statement_timeout", "", false, false},
+		"set time zone 'UTC'":                             {"timezone", "", false, false},
+		"set x = E'a\\nb'":                                {"x", "a\nb", false, true},
+		"set x = U&'a'":                                   {"x", "", false, false},
+		"set x = - 'a'":                                   {"x", "", false, false},
+		"set local work_mem = '64MB'":                     {"work_mem", "64MB", false, true},
+	} {
+		sts := Analyze(sql)
+		if len(sts) != 1 {
+			t.Fatalf("%q: %d statements", sql, len(sts))
+		}
+		st := sts[0]
+		if got := (v{st.Param, st.Value, st.Default, st.SimpleValue}); got != w {
+			t.Errorf("%q: got %+v, want %+v", sql, got, w)
+		}
+	}
+}
