@@ -6,7 +6,7 @@ export CGO_ENABLED ?= 1
 
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 
-.PHONY: all build test run lint fuzz deps clean check-monitoring promtool-deps
+.PHONY: all build test run lint fuzz deps driver-deps clean check-monitoring promtool-deps
 
 all: build
 
@@ -29,6 +29,28 @@ deps:
 	  exit 1; \
 	fi
 
+# driver-deps installs what the driver checks (proxy/drivers_test.go) run:
+# psycopg 3 for the system Python, Java and the PostgreSQL JDBC driver
+# (Debian packages), Node.js and node-postgres (npm ci, pinned by
+# proxy/testdata/drivers/node/package-lock.json).
+driver-deps:
+	@need=""; \
+	/usr/bin/python3 -c 'import psycopg' 2>/dev/null || need="$$need python3-psycopg"; \
+	command -v java >/dev/null 2>&1 || need="$$need default-jre-headless"; \
+	[ -f /usr/share/java/postgresql.jar ] || need="$$need libpostgresql-jdbc-java"; \
+	{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || need="$$need nodejs npm"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing the driver checks' runtimes (apt-get install -y$$need)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	  else \
+	    echo "The driver checks need:$$need"; \
+	    echo "On Debian/Ubuntu run: sudo apt-get install -y$$need"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@cd proxy/testdata/drivers/node && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -39,7 +61,7 @@ lint:
 
 # test is what CI runs: lint, every test with the race detector against
 # real PostgreSQL, and the monitoring assets checked with promtool.
-test: deps lint
+test: deps driver-deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory check-monitoring
 
