@@ -113,6 +113,7 @@ type session struct {
 	// is when the watchdog first saw the client's turn in the middle of a
 	// request, sent being turnMark then.
 	endsExec  bool
+	copyDone  bool // CopyDone or CopyFail written since the last CopyInResponse
 	sent      uint64
 	turnSince time.Time
 	turnMark  uint64
@@ -194,8 +195,11 @@ type session struct {
 	// nil when none is in flight. Guarded by mu.
 	paramSet *paramSet
 	// attachSegs are the segments the router sent ahead of the client's
-	// first request on the backend attached last (its parameters).
+	// first request on the backend attached last (its parameters);
+	// segExecs are the Executes written before the message rewriteLocked
+	// looks at, since the last sync point.
 	attachSegs uint64
+	segExecs   int
 }
 
 func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
@@ -691,6 +695,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	refusal := errRateLimit(ss.ts.name, pol.QueryRate, pol.PoolWaitTimeout)
 	ss.ts.stats.Rejections.Inc(string(ReasonRateLimit))
 	ss.log.Info("query refused", zap.String("reason", string(ReasonRateLimit)))
+	ss.prepaid = false // (a refused request pays nothing more)
 	if !attached {
 		return nil, false, false, ss.answerRefusal(batch, refusal)
 	}
@@ -852,6 +857,9 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 			// whose client paused (see watch).
 			ss.srv.pool.Busy(be)
 			ss.sent++
+		}
+		if ss.batch&batchCopyEnd != 0 {
+			ss.copyDone = true // the COPY's turn is the server's now
 		}
 		if ss.batch&batchOther != 0 {
 			ss.endsExec = ss.batch&batchEndsExec != 0
@@ -1243,7 +1251,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			case 'G', 'W':
 				copyIn = true
 				ss.mu.Lock()
-				ss.inCopy, ss.copyEnded = true, false
+				ss.inCopy, ss.copyEnded, ss.copyDone = true, false, false
 				ss.copyStartedLocked()
 				ss.mu.Unlock()
 			case '1', '3':
@@ -1734,13 +1742,16 @@ const (
 	batchExecute                         // an Execute
 	batchDirty                           // a message other than COPY data after the batch's last sync point
 	batchEndsExec                        // its last message other than Flush is an Execute
+	batchCopyEnd                         // CopyDone or CopyFail
 )
 
 // add accounts for one more message, of type typ.
 func (f batchFlags) add(typ byte) batchFlags {
 	switch typ {
-	case 'd', 'c', 'f':
+	case 'd':
 		return f&^batchEndsExec | batchCopy
+	case 'c', 'f':
+		return f&^batchEndsExec | batchCopy | batchCopyEnd
 	case 'H':
 		return f
 	case 'Q', 'S', 'F':

@@ -268,6 +268,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 		last = end
 	}
 	portal := ss.portalStart
+	execs := ss.tailExecs // Executes written since the last sync point
+	ss.segExecs = execs
 	for pos := 0; pos+5 <= len(batch); {
 		typ := batch[pos]
 		end := pos + 1 + int(binary.BigEndian.Uint32(batch[pos+1:pos+5]))
@@ -290,18 +292,22 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			ss.unnamedTok = 0 // (its text is kept: a driver repeats it)
 			ss.unnamedOp = ss.segSent + 1
 			ss.unnamedAct = nil
+			ss.segExecs = execs
 			if q, pre, ok, _ := ss.inspectQuery(bs, body[:max(len(body)-1, 0)], true); ok {
 				splice(pos, end, pre, appendMsg(nil, 'Q', cstr(q)))
 			}
 			ss.segSent++
+			execs = 0
 		case 'S':
 			ss.segSent++
+			execs = 0
 		case 'F':
 			// A function called by the fastpath interface: the router
 			// cannot tell what it does (set_config, an advisory lock, a
 			// large object), so the session keeps its backend.
 			ss.pinLocked(stats.PinFunctionCall)
 			ss.segSent++
+			execs = 0
 		case 'P':
 			nameC, rest, ok := splitCString(body)
 			if !ok {
@@ -422,6 +428,11 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 				ss.bindActLocked(unsafeString(portal), unsafeString(stmt))
 			}
 		case 'E':
+			ss.segExecs = execs
+			execs++
+			if ps := ss.paramSet; ps != nil && ps.seg == ss.segSent {
+				ps.more = true
+			}
 			if !track || len(ss.portalActs) == 0 {
 				break
 			}
@@ -642,6 +653,7 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 // the backend's were before it.
 type paramSet struct {
 	seg      uint64 // its segment
+	more     bool   // an Execute followed it in its segment
 	name     string
 	bs       *backendState
 	want     map[string]string
@@ -650,22 +662,26 @@ type paramSet struct {
 	bsParams []string
 }
 
-// unfollowed are the parameters whose SET still pins: they would end a
-// pooled backend (idle_session_timeout), cannot be set once the session
-// used them (temp_buffers), change how the router reads SQL or who the
-// session is, or are better left to the session that set them.
-var unfollowed = map[string]bool{
-	"idle_session_timeout": true, "temp_buffers": true, "standard_conforming_strings": true,
-	"client_encoding": true, "role": true, "session_authorization": true, "all": true,
+// followed are the parameters whose SET is followed: those drivers and
+// frameworks set after login, which set_config reads as SET does from one
+// constant (not lists that SET quotes, such as search_path), may be set at
+// any time (not transaction_isolation), and do nothing but hold a value
+// (not seed). Any other SET pins.
+var followed = map[string]bool{
+	"extra_float_digits": true, "application_name": true, "datestyle": true, "intervalstyle": true,
+	"timezone": true, "client_min_messages": true, "bytea_output": true, "statement_timeout": true,
+	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "work_mem": true,
+	"default_transaction_isolation": true, "default_transaction_read_only": true,
 }
 
 // followableLocked reports whether the session may follow a SET now:
 // every earlier request is answered (those sent on this backend, or none
-// was but the router's own), no transaction block is open, and no other
-// change to the books is in flight.
+// was but the router's own), no transaction block is open, no other
+// change to the books is in flight, and no Execute ran before it in its
+// segment (a BEGIN there would make it a SET inside a block; segExecs).
 func (ss *session) followableLocked() bool {
 	return ss.tracking && ss.pinned == "" && (ss.segRecv == ss.segSent || ss.segSent == ss.attachSegs) &&
-		ss.txStatus == 'I' && len(ss.undo) == 0 && ss.paramSet == nil
+		ss.txStatus == 'I' && len(ss.undo) == 0 && ss.paramSet == nil && ss.segExecs == 0
 }
 
 // followableSet returns the SET of a Query text that is one SET or RESET
@@ -681,7 +697,10 @@ func followableSet(q string) (sqllex.Statement, bool) {
 		set = st
 	}
 	ok := n == 1 && (set.Keyword == "SET" || set.Keyword == "RESET") && set.Effect == sqllex.EffectSet &&
-		set.SimpleValue && set.Param != "" && !unfollowed[set.Param] && !strings.ContainsRune(set.Value, 0)
+		set.SimpleValue && followed[set.Param] && !strings.ContainsRune(set.Value, 0)
+	if n, err := strconv.ParseInt(set.Value, 10, 32); err == nil {
+		set.Value = strconv.FormatInt(n, 10) // SET reads an integer constant as one (007 is 7)
+	}
 	return set, ok
 }
 
@@ -713,10 +732,19 @@ func (ss *session) followSetLocked(bs *backendState, set *setParam) {
 
 // settleParamSetLocked settles the followed SET whose segment bs answered:
 // kept if it ran (ok), put back otherwise, the backend's parameters then
-// unknown (the SET may have run and been rolled back, or not run).
+// unknown (the SET may have run and been rolled back, or not run). If an
+// Execute followed it in its segment (a ROLLBACK would undo it, a COMMIT
+// keep it), the session keeps its backend instead, as for any SET.
 func (ss *session) settleParamSetLocked(bs *backendState, ok bool) {
 	ps := ss.paramSet
 	ss.paramSet = nil
+	if ps.more {
+		ss.pinLocked(stats.PinSet)
+		if bs == ps.bs {
+			bs.paramsKey, bs.params = paramsUnknown, withName(bs.params, ps.name)
+		}
+		return
+	}
 	if ok {
 		ss.ts.setParamsKnown(ss.paramsKey, true)
 		return

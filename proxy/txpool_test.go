@@ -445,6 +445,112 @@ func TestFollowedSet(t *testing.T) {
 	}
 }
 
+// Only a SET the router can follow exactly is followed; the others pin,
+// and behave as on PostgreSQL on their own backend: a parameter that
+// set_config cannot set at any time (transaction_deferrable), one whose SET
+// has an effect (seed), one that SET quotes as a list (search_path), and a
+// SET with another Execute in its segment (after a BEGIN, or before a
+// ROLLBACK that undoes it). A followed integer constant is read as SET
+// reads it.
+func TestFollowedSetLimits(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	pins := uint64(0)
+	wantPinned := func(what string, pinned bool) {
+		t.Helper()
+		if pinned {
+			pins++
+		}
+		if n := r.counter("acme", "pin", "set"); n != pins {
+			t.Fatalf("%s: set pins = %d, want %d", what, n, pins)
+		}
+	}
+	query := func(hc *pgconn.HijackedConn, q string) string {
+		t.Helper()
+		rows, codes := simpleQuery(t, hc, q)
+		if len(codes) > 0 || len(rows) != 1 {
+			t.Fatalf("%s: rows %v errors %v", q, rows, codes)
+		}
+		return rows[0]
+	}
+	for _, c := range []struct{ set, show, want string }{
+		{"set transaction_deferrable = on", "show transaction_deferrable", "off"}, // (its own transaction's)
+		{"set seed = 0.5", "select 1", "1"},
+		{`set search_path = "MySchema"`, "show search_path", `"MySchema"`},
+		{`set search_path = 'a, b'`, "show search_path", `"a, b"`},
+	} {
+		a := hijackDSN(t, r.dsn("acme"))
+		query(a, "select 1")
+		if _, codes := simpleQuery(t, a, c.set); len(codes) > 0 {
+			t.Fatalf("%s: %v", c.set, codes)
+		}
+		wantPinned(c.set, true)
+		if got := query(a, c.show); got != c.want {
+			t.Errorf("%s: %s, want %s", c.set, got, c.want)
+		}
+		a.Conn.Close() // gives the pinned backend back, reset
+	}
+	a := hijackDSN(t, r.dsn("acme"))
+	query(a, "select 1")
+	mustReady(t, a, &pgproto3.Parse{Query: "begin"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "set application_name = 'inblock'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantPinned("SET after BEGIN", true)
+	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	if got := query(a, "show application_name"); got != "inblock" {
+		t.Errorf("SET after BEGIN, after COMMIT: %s", got)
+	}
+	a.Conn.Close()
+
+	a = hijackDSN(t, r.dsn("acme"))
+	before := query(a, "show application_name")
+	mustReady(t, a, &pgproto3.Parse{Query: "set application_name = 'rolledback'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "rollback"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantPinned("SET before ROLLBACK", true)
+	if got := query(a, "show application_name"); got != before {
+		t.Errorf("SET rolled back in its segment: %s, want %s", got, before)
+	}
+	a.Conn.Close()
+
+	a, b := hijackDSN(t, r.dsn("acme")), hijackDSN(t, r.dsn("acme"))
+	if _, codes := simpleQuery(t, a, "set application_name = 007"); len(codes) > 0 {
+		t.Fatal(codes)
+	}
+	wantPinned("followed", false)
+	query(b, "select 1") // b takes the backend: a's setting is set again
+	if got := query(a, "show application_name"); got != "7" {
+		t.Errorf("application_name = 007 after a backend change: %s, want 7", got)
+	}
+}
+
+// A COPY from the client that the client has ended (CopyDone) is the
+// server's turn, however long it takes to finish: not idle.
+func TestCopyEndedIsNotIdle(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"idle_in_transaction_timeout": "400ms"}))
+	setup := r.connect(t, "acme")
+	scratchTable(t, setup, "acme", "copy_slow", "id int")
+	db := tenants["acme"].Database
+	ctx := testCtx(t, 15*time.Second)
+	if err := cluster.Exec(ctx, db, `create or replace function public.copy_slow_trg() returns trigger language plpgsql as $$ begin perform pg_sleep(1.5); return null; end $$`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Exec(context.Background(), db, "drop function if exists public.copy_slow_trg() cascade")
+	})
+	if err := cluster.Exec(ctx, db, `create trigger copy_slow_trg after insert on copy_slow for each statement execute function public.copy_slow_trg()`); err != nil {
+		t.Fatal(err)
+	}
+	hc := hijackDSN(t, r.dsn("acme"))
+	startCopy(t, hc, "copy copy_slow from stdin")
+	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 {
+		t.Fatalf("COPY: %v", codes)
+	}
+	if n := r.counter("acme", "close", "idle_in_transaction"); n != 0 {
+		t.Fatalf("idle_in_transaction closes = %d", n)
+	}
+}
+
 // A function called through the fastpath interface (FunctionCall) may
 // leave session state the router cannot see, here set_config: it pins the
 // session, and the backend is reset before the tenant's next client.

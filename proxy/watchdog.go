@@ -220,8 +220,9 @@ func (ss *session) watch(now time.Time) (parking bool) {
 }
 
 // clientsTurnLocked reports whether a session in the middle of a request
-// waits for its client, which the client loop does: a COPY from the
-// client runs, or no Sync is unanswered and the backend has finished every
+// waits for its client, which the client loop does (and no answer is
+// still being written to a client slow to read it): a COPY from the
+// client runs and the client has not ended it, or no Sync is unanswered and the backend has finished every
 // Execute sent, the last message written (Flush aside) being one of them,
 // or has skipped the rest after an error. (A Parse, Bind or Describe
 // written after the last Execute may still wait on a lock: that is not
@@ -230,8 +231,13 @@ func (ss *session) clientsTurnLocked() bool {
 	switch {
 	case !ss.inFill:
 		return false
+	case !ss.wmu.TryLock():
+		return false // an answer is still being written to the client
+	}
+	ss.wmu.Unlock()
+	switch {
 	case ss.inCopy:
-		return true
+		return !ss.copyDone
 	case ss.pending > 0 || ss.boundary:
 		return false
 	}
