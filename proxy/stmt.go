@@ -639,15 +639,17 @@ func (ss *session) evictLocked(bs *backendState) []byte {
 }
 
 // A session-level SET pins a transaction-mode session: the setting stays
-// on the backend. The most common one needs not: a simple Query that is
-// one SET (or RESET) of one parameter to one constant, outside a
-// transaction block, with nothing else in flight (drivers send them after
+// on the backend. The most common ones need not: a Query or a prepared
+// statement that is one SET (or RESET) of one of the followed parameters
+// to one constant, run outside a transaction block with nothing else in
+// flight and nothing before it in its segment (drivers send them after
 // login: pgjdbc's extra_float_digits and application_name). The client's
 // parameters follow it instead, as if it had asked for the value at login:
 // the router sets it on each backend that serves the client and resets it
-// before another client's request. The books change when the Query is
-// written, and are put back unless its segment ends without an error and
-// outside a transaction block.
+// before another client's request. The books change when the Query or
+// Execute is written, and are put back unless its segment ends without an
+// error and outside a transaction block; anything executed after it in its
+// segment pins the session after all.
 
 // paramSet is a followed SET in flight: what the client's parameters and
 // the backend's were before it.
@@ -698,9 +700,6 @@ func followableSet(q string) (sqllex.Statement, bool) {
 	}
 	ok := n == 1 && (set.Keyword == "SET" || set.Keyword == "RESET") && set.Effect == sqllex.EffectSet &&
 		set.SimpleValue && followed[set.Param] && !strings.ContainsRune(set.Value, 0)
-	if n, err := strconv.ParseInt(set.Value, 10, 32); err == nil {
-		set.Value = strconv.FormatInt(n, 10) // SET reads an integer constant as one (007 is 7)
-	}
 	return set, ok
 }
 

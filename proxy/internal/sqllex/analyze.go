@@ -1,6 +1,9 @@
 package sqllex
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Effect is what a statement does beyond its transaction.
 type Effect uint16
@@ -708,6 +711,9 @@ func (a *analyzer) setValue(st *Statement, h *head, i int) {
 		st.Value = a.src[v.Start:v.End]
 		if neg {
 			st.Value = "-" + st.Value
+		}
+		if n, err := strconv.ParseInt(st.Value, 10, 32); err == nil {
+			st.Value = strconv.FormatInt(n, 10) // an integer constant, as SET reads it (007 is 7)
 		}
 	case neg:
 		return

@@ -672,6 +672,9 @@ func TestSetValue(t *testing.T) {
 	for sql, w := range map[string]v{
 		"SET extra_float_digits = 3":                      {"extra_float_digits", "3", false, true},
 		"set extra_float_digits to -15":                   {"extra_float_digits", "-15", false, true},
+		"set application_name = 007":                      {"application_name", "7", false, true},
+		"set application_name = '007'":                    {"application_name", "007", false, true},
+		"set work_mem = 1.50":                             {"work_mem", "1.50", false, true},
 		"SET application_name = 'PostgreSQL JDBC Driver'": {"application_name", "PostgreSQL JDBC Driver", false, true},
 		"SET SESSION application_name = 'it''s'":          {"application_name", "it's", false, true},
 		"set DateStyle = ISO":                             {"datestyle", "iso", false, true},
