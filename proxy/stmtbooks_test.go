@@ -298,7 +298,7 @@ func TestStatementResultChangedBySchemaChange(t *testing.T) {
 			})
 		}
 		er, _ := receiveError(t, a, &pgproto3.Bind{PreparedStatement: "s", ResultFormatCodes: []int16{0, 1}}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		if er == nil || er.Code != "0A000" || er.Routine != "RevalidateCachedQuery" {
+		if er == nil || er.Code != "0A000" || er.Routine != "RevalidateCachedQuery" || er.Message != "cached plan must not change result type" {
 			t.Fatalf("new backend %v: a's Bind after the schema change: %+v, want 0A000 from RevalidateCachedQuery", newBackend, er)
 		}
 		// a prepares it again, as pgjdbc does; b prepares the same text:
@@ -323,13 +323,7 @@ func TestStaleSharedStatementAfterSchemaChange(t *testing.T) {
 	scratchTable(t, setup, "globex", "ddl_stale", "a int, c int")
 	mustExec(t, setup, "insert into ddl_stale values (1, 2)")
 	closeConn(setup)
-	pid := func(hc *pgconn.HijackedConn) string {
-		rows, codes := simpleQuery(t, hc, "select pg_backend_pid()")
-		if len(codes) > 0 || len(rows) != 1 {
-			t.Fatalf("pid: %v %v", rows, codes)
-		}
-		return rows[0]
-	}
+	pid := func(hc *pgconn.HijackedConn) string { return oneRow(t, hc, "select pg_backend_pid()") }
 	begin := func(hc *pgconn.HijackedConn) string {
 		if _, codes := simpleQuery(t, hc, "begin"); len(codes) > 0 {
 			t.Fatal(codes)
@@ -377,6 +371,21 @@ func threeClients(t *testing.T) (a, b, c *pgconn.HijackedConn) {
 	return hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex")), hijackDSN(t, r.dsn("globex"))
 }
 
+// skippedParseThenBind has c (which prepared "z" as select 1/0) run z, then
+// in the same segment Parse its unnamed statement anew (skipped after z's
+// error), and Bind and Execute the unnamed statement in the next segment
+// of the same write; it returns that segment's rows and errors.
+func skippedParseThenBind(t *testing.T, c *pgconn.HijackedConn) (rows, codes []string) {
+	t.Helper()
+	sendAll(t, c,
+		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
+		t.Fatalf("seg1: %v", codes)
+	}
+	return receiveUntil[*pgproto3.ReadyForQuery](t, c)
+}
+
 // A client's unnamed Parse skipped (an error earlier in its segment), and
 // a Bind of the unnamed statement in the next segment of the same write:
 // the backend still holds its previous unnamed statement, another
@@ -385,13 +394,7 @@ func TestSkippedUnnamedParseThenBindInTheSameWrite(t *testing.T) {
 	c, x := twoClients(t)
 	mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
 	mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
-	sendAll(t, c,
-		&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
-		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
-		t.Fatalf("seg1: %v", codes)
-	}
-	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+	rows, codes := skippedParseThenBind(t, c)
 	for _, r := range rows {
 		if r == "x-secret" {
 			t.Fatalf("c's Bind of its unnamed statement ran x's statement: rows %v errors %v (PostgreSQL: 26000, c had none)", rows, codes)
@@ -432,13 +435,7 @@ func TestSkippedUnnamedParseLeavesDiscardAll(t *testing.T) {
 				owner = c
 			}
 			mustReady(t, owner, &pgproto3.Parse{Query: "discard all"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
-			sendAll(t, c,
-				&pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "select 'c-new'"}, &pgproto3.Sync{},
-				&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-			if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c); len(codes) != 1 || codes[0] != "22012" {
-				t.Fatalf("seg1: %v", codes)
-			}
-			rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
+			rows, codes := skippedParseThenBind(t, c)
 			t.Logf("c's second segment: rows %v errors %v", rows, codes)
 			wantRunsAs(t, b, "bs", "b")
 		})

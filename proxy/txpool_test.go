@@ -331,6 +331,10 @@ func TestSettingsTheRouterCannotFollowLater(t *testing.T) {
 		"set_config":      {"begin", "select set_config('standard_conforming_strings', 'off', true)"},
 		"client_encoding": {"set client_encoding = 'SJIS'"},
 	} {
+		says := "standard_conforming_strings was set to off"
+		if name == "client_encoding" {
+			says = "client_encoding was set to SJIS"
+		}
 		a := hijackDSN(t, r.dsn("acme"))
 		for _, q := range steps[:len(steps)-1] {
 			if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
@@ -350,8 +354,8 @@ func TestSettingsTheRouterCannotFollowLater(t *testing.T) {
 				fatal = e
 			}
 		}
-		if fatal == nil || fatal.Code != "0A000" {
-			t.Fatalf("%s: messages %v, want a FATAL 0A000", name, msgs)
+		if fatal == nil || fatal.Code != "0A000" || !strings.Contains(fatal.Message, says) {
+			t.Fatalf("%s: messages %v, want a FATAL 0A000 saying %q", name, msgs, says)
 		}
 		b := r.connect(t, "acme") // pool_size 1: the backend a left, or a new one
 		if got := queryString(t, b, "show work_mem"); got != "4MB" {
@@ -386,16 +390,8 @@ func TestSettingsTheRouterCannotFollowLater(t *testing.T) {
 func TestFollowedSet(t *testing.T) {
 	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
 	a, b := hijackDSN(t, r.dsn("acme")), hijackDSN(t, r.dsn("acme"))
-	show := func(hc *pgconn.HijackedConn, q string) string {
-		t.Helper()
-		rows, codes := simpleQuery(t, hc, q)
-		if len(codes) > 0 || len(rows) != 1 {
-			t.Fatalf("%s: rows %v errors %v", q, rows, codes)
-		}
-		return rows[0]
-	}
 	const settings = "select current_setting('extra_float_digits') || '|' || current_setting('application_name') || '|' || current_setting('work_mem')"
-	bWants := show(b, settings)
+	bWants := oneRow(t, b, settings)
 	for _, q := range []string{"SET extra_float_digits = 3", "set application_name = 'a''s app'"} {
 		if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
 			t.Fatalf("%s: %v", q, codes)
@@ -404,10 +400,10 @@ func TestFollowedSet(t *testing.T) {
 	// As pgjdbc sends them: Parse, Bind, Execute, Sync.
 	mustReady(t, a, &pgproto3.Parse{Query: "set work_mem to '8MB'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	for i := range 3 { // one backend, taken in turns
-		if got := show(a, settings); got != "3|a's app|8MB" {
+		if got := oneRow(t, a, settings); got != "3|a's app|8MB" {
 			t.Fatalf("round %d: a sees %s", i, got)
 		}
-		if got := show(b, settings); got != bWants {
+		if got := oneRow(t, b, settings); got != bWants {
 			t.Fatalf("round %d: b sees %s", i, got)
 		}
 	}
@@ -417,8 +413,8 @@ func TestFollowedSet(t *testing.T) {
 	if _, codes := simpleQuery(t, a, "reset extra_float_digits"); len(codes) > 0 {
 		t.Fatal(codes)
 	}
-	show(b, "select 1")
-	if got := show(a, settings); got != "1|a's app|8MB" {
+	oneRow(t, b, "select 1")
+	if got := oneRow(t, a, settings); got != "1|a's app|8MB" {
 		t.Fatalf("a after a failed SET and a RESET sees %s", got)
 	}
 	if n := r.counter("acme", "pin", "set"); n != 0 {
@@ -426,7 +422,7 @@ func TestFollowedSet(t *testing.T) {
 	}
 	// A prepared SET that is never executed changes nothing.
 	mustReady(t, a, &pgproto3.Parse{Name: "never", Query: "set work_mem = '1MB'"}, &pgproto3.Sync{})
-	if got := show(a, settings); got != "1|a's app|8MB" {
+	if got := oneRow(t, a, settings); got != "1|a's app|8MB" {
 		t.Fatalf("a after preparing a SET sees %s", got)
 	}
 	// Inside a transaction block a SET is undone by ROLLBACK, and
@@ -464,14 +460,6 @@ func TestFollowedSetLimits(t *testing.T) {
 			t.Fatalf("%s: set pins = %d, want %d", what, n, pins)
 		}
 	}
-	query := func(hc *pgconn.HijackedConn, q string) string {
-		t.Helper()
-		rows, codes := simpleQuery(t, hc, q)
-		if len(codes) > 0 || len(rows) != 1 {
-			t.Fatalf("%s: rows %v errors %v", q, rows, codes)
-		}
-		return rows[0]
-	}
 	for _, c := range []struct{ set, show, want string }{
 		{"set transaction_deferrable = on", "show transaction_deferrable", "off"}, // (its own transaction's)
 		{"set seed = 0.5", "select 1", "1"},
@@ -479,35 +467,35 @@ func TestFollowedSetLimits(t *testing.T) {
 		{`set search_path = 'a, b'`, "show search_path", `"a, b"`},
 	} {
 		a := hijackDSN(t, r.dsn("acme"))
-		query(a, "select 1")
+		oneRow(t, a, "select 1")
 		if _, codes := simpleQuery(t, a, c.set); len(codes) > 0 {
 			t.Fatalf("%s: %v", c.set, codes)
 		}
 		wantPinned(c.set, true)
-		if got := query(a, c.show); got != c.want {
+		if got := oneRow(t, a, c.show); got != c.want {
 			t.Errorf("%s: %s, want %s", c.set, got, c.want)
 		}
 		a.Conn.Close() // gives the pinned backend back, reset
 	}
 	a := hijackDSN(t, r.dsn("acme"))
-	query(a, "select 1")
+	oneRow(t, a, "select 1")
 	mustReady(t, a, &pgproto3.Parse{Query: "begin"}, &pgproto3.Bind{}, &pgproto3.Execute{},
 		&pgproto3.Parse{Query: "set application_name = 'inblock'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	wantPinned("SET after BEGIN", true)
 	if _, codes := simpleQuery(t, a, "commit"); len(codes) > 0 {
 		t.Fatal(codes)
 	}
-	if got := query(a, "show application_name"); got != "inblock" {
+	if got := oneRow(t, a, "show application_name"); got != "inblock" {
 		t.Errorf("SET after BEGIN, after COMMIT: %s", got)
 	}
 	a.Conn.Close()
 
 	a = hijackDSN(t, r.dsn("acme"))
-	before := query(a, "show application_name")
+	before := oneRow(t, a, "show application_name")
 	mustReady(t, a, &pgproto3.Parse{Query: "set application_name = 'rolledback'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
 		&pgproto3.Parse{Query: "rollback"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	wantPinned("SET before ROLLBACK", true)
-	if got := query(a, "show application_name"); got != before {
+	if got := oneRow(t, a, "show application_name"); got != before {
 		t.Errorf("SET rolled back in its segment: %s, want %s", got, before)
 	}
 	a.Conn.Close()
@@ -517,8 +505,8 @@ func TestFollowedSetLimits(t *testing.T) {
 		t.Fatal(codes)
 	}
 	wantPinned("followed", false)
-	query(b, "select 1") // b takes the backend: a's setting is set again
-	if got := query(a, "show application_name"); got != "7" {
+	oneRow(t, b, "select 1") // b takes the backend: a's setting is set again
+	if got := oneRow(t, a, "show application_name"); got != "7" {
 		t.Errorf("application_name = 007 after a backend change: %s, want 7", got)
 	}
 }
@@ -1515,6 +1503,17 @@ func TestQuietAfterAFailedCopy(t *testing.T) {
 	if rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, hc); len(codes) > 0 || len(rows) != 1 {
 		t.Fatalf("after: rows %v errors %v", rows, codes)
 	}
+}
+
+// oneRow runs q as a simple Query on hc and returns the first column of its
+// one row, failing the test on an error or any other number of rows.
+func oneRow(t *testing.T, hc *pgconn.HijackedConn, q string) string {
+	t.Helper()
+	rows, codes := simpleQuery(t, hc, q)
+	if len(codes) > 0 || len(rows) != 1 {
+		t.Fatalf("%s: rows %v errors %v", q, rows, codes)
+	}
+	return rows[0]
 }
 
 // simpleQuery sends sql as a simple Query on hc and reads the answer up to
