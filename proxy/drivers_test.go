@@ -62,10 +62,17 @@ var drivers = []driver{
 }
 
 func TestDrivers(t *testing.T) {
-	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 2}))
 	ti := tenants["globex"]
-	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(r.port),
-		"PGUSER="+ti.Login, "PGPASSWORD="+ti.LoginPassword, "PGDATABASE="+ti.Database, "PGSSLMODE=disable")
+	port, user, password := cluster.Port, ti.User, ti.Password
+	if os.Getenv("PGBRIDGE_DRIVERS_DIRECT") == "" {
+		r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 2}))
+		port, user, password = r.port, ti.Login, ti.LoginPassword
+	} else {
+		// The checks' expectations are PostgreSQL's: they pass directly.
+		t.Log("PGBRIDGE_DRIVERS_DIRECT: the drivers connect to PostgreSQL itself")
+	}
+	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(port),
+		"PGUSER="+user, "PGPASSWORD="+password, "PGDATABASE="+ti.Database, "PGSSLMODE=disable")
 	for _, d := range drivers {
 		t.Run(d.name, func(t *testing.T) {
 			argv, missing := d.command()

@@ -148,12 +148,12 @@ func errProtocol(format string, args ...any) *clientError {
 
 // errQueryInSegment refuses a Query or FunctionCall sent after
 // extended-protocol messages with no Sync between, in transaction pooling
-// mode. PostgreSQL ignores it when one of those messages failed, and
-// answers it otherwise; the router cannot know which before it must count
-// the answers it waits for (and which backend's unnamed statement a later
-// Bind uses). No driver sends it: each ends its messages with a Sync.
+// mode, that the router cannot hold back until the backend has answered
+// them (hold.go): a COPY FROM STDIN one of them started still waits for
+// its data, or the session's count of answers is unsure since a failed
+// COPY. PostgreSQL would fail the COPY over it; no driver sends this.
 func errQueryInSegment() *clientError {
-	return errProtocol("a Query or FunctionCall must not follow extended-protocol messages before their Sync in transaction pooling mode")
+	return errProtocol("a Query or FunctionCall must not follow extended-protocol messages before their Sync while a COPY they started is in progress, in transaction pooling mode")
 }
 
 func errInternal() *clientError {

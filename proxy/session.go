@@ -180,7 +180,22 @@ type session struct {
 	// still running is one of the tailExecs.
 	tailExecs int
 	execsDone atomic.Int32
-	copyEnded bool // a COPY ended short of a boundary; only copy messages came since
+	// A Query or FunctionCall held back behind extended-protocol messages
+	// (holdQuery): segMsgs counts the client's Parse, Bind, Describe,
+	// Close and Execute messages since its last sync point (client loop),
+	// answers the backend's answers to such messages since its last
+	// ReadyForQuery (relay), holdCh the waiting client loop (mu), armed
+	// that holdCh is set.
+	segMsgs int
+	answers atomic.Int32
+	holdCh  chan holdResult
+	armed   atomic.Bool
+	// copyEndSent says a CopyDone or CopyFail came after the client's last
+	// Execute in the open segment (client loop); holdCopyEnd is its value
+	// for the held Query (mu).
+	copyEndSent bool
+	holdCopyEnd bool
+	copyEnded   bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -442,6 +457,22 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 			break
 		}
+		if (typ == 'Q' || typ == 'F') && ss.extOpen && ss.tracking {
+			if pos > 0 {
+				break // what comes before it goes out first
+			}
+			switch ss.holdQuery() {
+			case holdRun:
+				ss.extOpen = false // its ReadyForQuery ends the segment
+			case holdDrop:
+				ss.crd.Discard(total)
+				return "", false, nil
+			case holdRefuse:
+				return "protocol violation", true, errQueryInSegment()
+			default:
+				return "backend error", true, nil
+			}
+		}
 		if logQueries && (typ == 'Q' || typ == 'P') {
 			ss.logQuery(ss.crd.Bytes()[pos : pos+total])
 		}
@@ -456,12 +487,10 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 				// PostgreSQL would end the backend's session over it.
 				return "protocol violation", true, errProtocol("invalid Query message: its text must end with a NUL byte")
 			}
-			if ss.extOpen && ss.tracking {
-				return "protocol violation", true, errQueryInSegment()
-			}
 			syncs++
 			boundary = true
 			execs = 0
+			ss.segMsgs = 0
 			// Plain queries go out untouched; only statements with
 			// session-level effects need the rewrite pass.
 			rewrite = rewrite || sqllex.Effects(queryText(ss.crd.Bytes()[pos:pos+total])) != sqllex.EffectNone
@@ -471,13 +500,12 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			boundary = true
 			execs = 0
 			ss.extOpen = false
+			ss.segMsgs = 0
 		case 'F':
-			if ss.extOpen && ss.tracking {
-				return "protocol violation", true, errQueryInSegment()
-			}
 			syncs++
 			boundary = true
 			execs = 0
+			ss.segMsgs = 0
 			rewrite = rewrite || ss.tracking // it pins the session
 		case 'c', 'f':
 			// The end of a COPY run by a Query; one run by an Execute ends
@@ -485,13 +513,17 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			// them: after extended-protocol messages the request goes on
 			// up to the Sync, and its backend must not change hands.)
 			boundary = execs == 0 && !ss.extOpen
+			ss.copyEndSent = true
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
 			ss.extOpen = true
+			ss.segMsgs++
 		case 'E':
 			boundary = false
 			ss.extOpen = true
+			ss.segMsgs++
+			ss.copyEndSent = false
 			execs++
 			rewrite = rewrite || ss.acts
 		case 'd':
@@ -1203,6 +1235,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					return relayDone
 				}
 				ss.execsDone.Store(0)
+				ss.answers.Store(0)
 				if swallow > 0 {
 					swallow--
 					ss.mu.Lock()
@@ -1337,6 +1370,8 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				obuf = append(obuf, rd.Bytes()[start:pos]...)
 				start = pos + total
 				dropped = true
+			} else if answersMsg(typ) {
+				ss.answers.Add(1)
 			}
 			pos += total
 			if release {
@@ -1390,6 +1425,11 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		}
 		rd.Discard(pos)
 		obuf = obuf[:0]
+		if ss.armed.Load() {
+			ss.mu.Lock()
+			ss.checkHoldLocked()
+			ss.mu.Unlock()
+		}
 		if drainNow {
 			ss.afterBoundary() // a session that keeps its backend, at a boundary
 		}

@@ -26,6 +26,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand"
 	"os"
 	"strconv"
@@ -71,6 +72,15 @@ var soakKnown = map[string]bool{
 	// comparison up to the ReadyForQuery) where PostgreSQL reports the
 	// client's own message's error.
 	"abortedreparse": true,
+	// A simple Query inside a pipeline, once a failed COPY with Syncs in
+	// its run (libpq's way) made the router unsure of its count of
+	// answers: the session ends with 08P01 (proxy/hold.go).
+	"heldunsure": true,
+	// An Execute or Describe of the unnamed portal bound before a simple
+	// Query inside the pipeline: the router takes the Query to end it, as
+	// one that runs does (see portalStep in stmt.go); one that fails in an
+	// aborted transaction leaves it on PostgreSQL.
+	"heldportal": true,
 	// A libpq-style COPY (a Sync behind the Execute) that fails leaves the
 	// router unsure how many answers are due (copysync.go): the session
 	// keeps its backend, and its statement books can no longer be settled
@@ -191,8 +201,13 @@ type soakStep struct {
 	syncOnError bool // after the wait, send a Sync if the request failed
 	waitKinds   string
 	waitN       int
-	split       bool          // send the messages one write each (at Syncs only, unless "afterror")
-	pause       time.Duration // before sending
+	split       bool // send the messages one write each (at Syncs only, unless "afterror")
+	whole       bool // send each part in one write, whatever soakSyncWait says
+	// heldRead: the step has simple Queries inside a pipeline of one part,
+	// which earn a ReadyForQuery only if nothing failed before them (rfq
+	// is 0): read the answer message by message (soakReadHeld).
+	heldRead bool
+	pause    time.Duration // before sending
 }
 
 // soakPart is a run of messages sent together; when waitCopy, the client
@@ -218,10 +233,19 @@ type soakGen struct {
 	// unnamedHere: the unnamed statement was parsed in the step being
 	// generated (for the known divergence "unnamed").
 	unnamedHere bool
+	// held draws the simple Queries put inside pipelines (heldQueries),
+	// apart from r so that the other messages of a seed stay the same;
+	// libpqCopied says a COPY ran libpq's way (known divergence
+	// "heldunsure").
+	held        *rand.Rand
+	libpqCopied bool
 }
 
 func newSoakGen(r *rand.Rand, table string) *soakGen {
-	return &soakGen{r: r, table: table, stmts: map[string]int{}, unnamed: -1, portals: map[string]bool{}}
+	h := fnv.New64a()
+	h.Write([]byte(table))
+	return &soakGen{r: r, table: table, stmts: map[string]int{}, unnamed: -1, portals: map[string]bool{},
+		held: rand.New(rand.NewSource(int64(h.Sum64())))}
 }
 
 func (g *soakGen) script(n int) []soakStep {
@@ -236,6 +260,9 @@ func (g *soakGen) script(n int) []soakStep {
 		switch {
 		case g.open || k < 45:
 			st = g.pipelineStep()
+			if !g.open && g.held.Intn(4) == 0 && (!g.libpqCopied || g.allowKnown("heldunsure")) {
+				g.heldQueries(&st)
+			}
 		case k < 75:
 			st = g.simpleStep()
 		case k < 82:
@@ -655,6 +682,77 @@ func (g *soakGen) pipelineStep() soakStep {
 	return st
 }
 
+// heldQueries puts a simple Query or two (or a FunctionCall) among the
+// extended-protocol messages of a pipeline of one Sync, before the Sync:
+// PostgreSQL runs them if every message before them succeeded, and ignores
+// them otherwise (proxy/hold.go). Which, the script cannot know: the
+// runner reads the answer message by message.
+func (g *soakGen) heldQueries(st *soakStep) {
+	msgs := st.parts[0].msgs
+	syncs := 0
+	for _, m := range msgs {
+		if _, ok := m.(*pgproto3.Sync); ok {
+			syncs++
+		}
+	}
+	if syncs != 1 || len(msgs) < 2 {
+		return
+	}
+	if _, ok := msgs[len(msgs)-1].(*pgproto3.Sync); !ok {
+		return
+	}
+	r := g.held
+	for n := 1 + r.Intn(2); n > 0; n-- {
+		var m pgproto3.FrontendMessage
+		switch k := r.Intn(12); {
+		case k < 4:
+			m = &pgproto3.Query{String: "select 'held " + strconv.Itoa(k) + "'"}
+		case k < 6:
+			m = &pgproto3.Query{String: "select 1/0"}
+		case k < 7:
+			m = &pgproto3.Query{String: "savepoint soak_held"}
+		case k < 9:
+			id := 1000000 + r.Intn(20)
+			m = &pgproto3.Query{String: fmt.Sprintf("insert into %s values (%d, 'held')", g.table, id)}
+		case k < 11:
+			m = &pgproto3.Query{String: "select pg_sleep(0.001); select 'two'"}
+		default:
+			m = &pgproto3.FunctionCall{Function: 1299} // now()
+		}
+		at := 1 + r.Intn(len(msgs)-1) // after the first message, before the Sync
+		if _, ok := m.(*pgproto3.Query); ok && !g.allowKnown("heldportal") && usesUnnamedPortal(msgs[at:]) {
+			continue
+		}
+		msgs = append(msgs[:at], append([]pgproto3.FrontendMessage{m}, msgs[at:]...)...)
+	}
+	st.parts[0].msgs = msgs
+	st.rfq = 0
+	st.whole = true
+	st.heldRead = true
+}
+
+// usesUnnamedPortal reports whether msgs execute or describe the unnamed
+// portal before they bind it.
+func usesUnnamedPortal(msgs []pgproto3.FrontendMessage) bool {
+	for _, m := range msgs {
+		switch m := m.(type) {
+		case *pgproto3.Bind:
+			if m.DestinationPortal == "" {
+				return false
+			}
+		case *pgproto3.Execute:
+			if m.Portal == "" {
+				return true
+			}
+		case *pgproto3.Describe:
+			if m.ObjectType == 'P' && m.Name == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func soakWaitKind(m pgproto3.FrontendMessage) string {
 	switch m.(type) {
 	case *pgproto3.Parse:
@@ -742,6 +840,7 @@ func (g *soakGen) copyInExtendedStep() soakStep {
 	case 1: // Flush, wait for the COPY to start
 		return soakStep{parts: []soakPart{{msgs: append(head, &pgproto3.Flush{}), waitCopy: true}, {msgs: data}}, rfq: 2}
 	default: // libpq: Sync, wait, data, Sync
+		g.libpqCopied = true
 		return soakStep{parts: []soakPart{{msgs: append(head, &pgproto3.Sync{}), waitCopy: true}, {msgs: data}}, rfq: 3, libpqCopy: true}
 	}
 }
@@ -855,6 +954,36 @@ func soakRun(hc *pgconn.HijackedConn, steps []soakStep) ([][]string, error) {
 				}
 			}
 		}
+		if st.heldRead {
+			// PostgreSQL answers each Parse, Bind, Describe, Close and
+			// Execute with one message that ends its answer, or an error
+			// after which it ignores everything up to the Sync, simple
+			// Queries too; a Query it runs ends with a ReadyForQuery.
+			skip := false
+			for _, m := range st.parts[0].msgs {
+				var stop func(string) bool
+				switch m.(type) {
+				case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Close, *pgproto3.Execute:
+					stop = func(k string) bool {
+						skip = skip || k == "E"
+						return skip || strings.Contains("123nTCIs", k)
+					}
+				case *pgproto3.Query, *pgproto3.FunctionCall, *pgproto3.Sync:
+					stop = func(k string) bool { return k == "Z" }
+				default:
+					continue
+				}
+				_, sync := m.(*pgproto3.Sync)
+				if skip && !sync {
+					continue
+				}
+				if err := read(stop); err != nil {
+					return out, err
+				}
+				skip = skip && !sync
+			}
+			wantZ = gotZ
+		}
 		if gotZ < wantZ {
 			if err := read(func(string) bool { return gotZ >= wantZ }); err != nil {
 				return out, err
@@ -900,7 +1029,7 @@ func soakRun(hc *pgconn.HijackedConn, steps []soakStep) ([][]string, error) {
 // ReadyForQuery before writing more of step: for steps without COPY, while
 // the known divergence "staleparse" is not generated.
 func soakSyncWait(st soakStep) bool {
-	if !soakKnown["staleparse"] || soakAllowKnown() || st.libpqCopy {
+	if !soakKnown["staleparse"] || soakAllowKnown() || st.libpqCopy || st.whole {
 		return false
 	}
 	for _, p := range st.parts {

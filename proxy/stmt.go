@@ -525,8 +525,8 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 }
 
 // portalStep follows the client's unnamed portal through one message: a
-// Bind of it makes it usable up to the end of the Sync segment (a Sync, a
-// Query, a FunctionCall). It reports whether the message is an Execute or
+// Bind of it makes it usable up to the end of the Sync segment (a Sync or a
+// Query; a FunctionCall leaves portals alone). It reports whether the message is an Execute or
 // a Describe of the unnamed portal while none is: those go to a portal
 // that does not exist (34000). A legitimate client never sends them (a
 // simple Query drops the unnamed portal, a Sync ends it outside a
@@ -541,7 +541,7 @@ func portalStep(typ byte, body []byte, bound *bool) bool {
 		if len(body) > 0 && body[0] == 0 {
 			*bound = true
 		}
-	case 'S', 'Q', 'F':
+	case 'S', 'Q':
 		*bound = false
 	case 'E':
 		return len(body) > 0 && body[0] == 0 && !*bound

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -502,36 +501,6 @@ func TestSkippedUnnamedCloseThenQueryKeepsDiscardAllDropped(t *testing.T) {
 	rows, codes := receiveUntil[*pgproto3.ReadyForQuery](t, c)
 	t.Logf("c's Bind of the unnamed statement: rows %v errors %v (PostgreSQL: 26000)", rows, codes)
 	wantRunsAs(t, b, "bs", "b")
-}
-
-// A Query or FunctionCall sent after extended-protocol messages before
-// their Sync: PostgreSQL ignores it if one of them failed, answers it
-// otherwise, and the router cannot count the answers due. In transaction
-// mode the session ends with 08P01, and the backend serves the next
-// client; nothing of another client's reaches it.
-func TestQueryBeforeSyncEndsSession(t *testing.T) {
-	for name, msg := range map[string]pgproto3.FrontendMessage{
-		"query":        &pgproto3.Query{String: "select 'q'"},
-		"functioncall": &pgproto3.FunctionCall{Function: 1299},
-	} {
-		t.Run(name, func(t *testing.T) {
-			c, x := twoClients(t)
-			mustReady(t, x, &pgproto3.Parse{Query: "select 'x-secret'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
-			mustReady(t, c, &pgproto3.Parse{Name: "z", Query: "select 1/0"}, &pgproto3.Sync{})
-			sendAll(t, c, &pgproto3.Bind{PreparedStatement: "z"}, &pgproto3.Execute{}, msg, &pgproto3.Sync{})
-			msgs, err := receiveUntilClosed(c, 10*time.Second)
-			if err != nil || len(msgs) != 1 {
-				t.Fatalf("want one FATAL and the close: %v %v", msgs, err)
-			}
-			if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Severity != "FATAL" || e.Code != "08P01" ||
-				!strings.Contains(e.Message, "must not follow extended-protocol messages before their Sync") {
-				t.Fatalf("want FATAL 08P01 naming the rule, got %#v", msgs[0])
-			}
-			if rows := mustReady(t, x, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); len(rows) != 1 || rows[0] != "x-secret" {
-				t.Fatalf("x's unnamed statement: %v", rows)
-			}
-		})
-	}
 }
 
 // A CopyDone or CopyFail outside a COPY, after a Bind with no Sync between:

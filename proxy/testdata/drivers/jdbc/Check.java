@@ -14,8 +14,8 @@
 // The connections keep pgjdbc's defaults, so pgjdbc runs `SET
 // extra_float_digits = 3` and `SET application_name = ...` after login: the
 // router follows them as the client's parameters rather than pinning the
-// connection (the last check counts on it). autosave=always/conservative is
-// not checked: pgbridge refuses it in transaction mode (see README.md).
+// connection (the last check counts on it). Two more connections run with
+// autosave=always and autosave=conservative (section 11).
 
 import java.io.StringReader;
 import java.io.StringWriter;
@@ -60,6 +60,7 @@ import org.postgresql.copy.CopyManager;
 public class Check {
   static final String[] TABLES = {
     "jdbc_batch", "jdbc_rw", "jdbc_tx", "jdbc_big", "jdbc_types", "jdbc_copy", "jdbc_gk", "jdbc_evolve",
+    "jdbc_auto",
   };
 
   static String url;
@@ -236,6 +237,7 @@ public class Check {
     sessionState();
     say("backend pids per connection so far: " + new TreeMap<>(PIDS));
     planInvalidation();
+    autosave();
     dropTables();
     for (Connection c : new Connection[] {cA, cB, cC, cD, cE, setup}) c.close();
     defaultUrl();
@@ -258,6 +260,7 @@ public class Check {
     exec(setup, "create table jdbc_gk (id bigint generated always as identity primary key, v text not null)");
     exec(setup, "create table jdbc_evolve (id int primary key, a text not null)");
     exec(setup, "insert into jdbc_evolve values (1, 'one'), (2, 'two')");
+    exec(setup, "create table jdbc_auto (id int primary key, v text not null)");
   }
 
   // ------------------------------------------------- 1. prepared statements
@@ -978,6 +981,57 @@ public class Check {
     }
     pa.close();
     pb.close();
+  }
+
+  // ------------------------------------------------------------ 11. autosave
+
+  static void autosave() throws Exception {
+    say("11. autosave=always: pgjdbc's SAVEPOINT rides behind its BEGIN, before the Sync; an error rolls back to it"
+        + " and the transaction goes on");
+    try (Connection c = connect("autosave-always", "prepareThreshold", "1", "autosave", "always")) {
+      c.setAutoCommit(false);
+      exec(c, "insert into jdbc_auto (id, v) values (1, 'a')");
+      expectError("23505", "duplicate insert", () -> exec(c, "insert into jdbc_auto (id, v) values (1, 'dup')"));
+      eq(scalarLong(c, "select count(*) from jdbc_auto"), 1L, "rows after the error, in the transaction");
+      expectError("22012", "division by zero", () -> scalarLong(c, "select 1 / (? - ?)", 3, 3));
+      try (PreparedStatement p = c.prepareStatement("insert into jdbc_auto (id, v) values (?, ?)")) {
+        for (int i = 2; i <= 4; i++) {
+          p.setInt(1, i);
+          p.setString(2, "a");
+          eq(p.executeUpdate(), 1, "autosave insert " + i);
+        }
+      }
+      eq(ids(cB, "jdbc_auto", "true"), List.of(), "B during the autosave transaction");
+      c.commit();
+      eq(ids(cB, "jdbc_auto", "true"), List.of(1, 2, 3, 4), "rows after the autosave transaction");
+      exec(c, "insert into jdbc_auto (id, v) values (5, 'r')");
+      c.rollback();
+      eq(ids(c, "jdbc_auto", "id = 5"), List.of(), "rolled back row");
+      c.setAutoCommit(true);
+      eq(scalarLong(c, "select count(*) from jdbc_auto"), 4L, "rows in autocommit after");
+    }
+    say("11. autosave=conservative: a server-prepared select * across ALTER TABLE, inside a transaction:"
+        + " pgjdbc rolls back to its savepoint, prepares it again and retries, and the transaction goes on");
+    try (Connection c = connect("autosave-conservative", "prepareThreshold", "1", "autosave", "conservative")) {
+      PreparedStatement p = c.prepareStatement("select * from jdbc_auto where id = ?");
+      for (int i = 0; i < 3; i++) {
+        p.setInt(1, 1);
+        try (ResultSet rs = p.executeQuery()) { eq(rs.getMetaData().getColumnCount(), 2, "columns before ALTER"); }
+      }
+      exec(setup, "alter table jdbc_auto add column extra int not null default 9");
+      c.setAutoCommit(false);
+      exec(c, "insert into jdbc_auto (id, v) values (6, 'c')");
+      p.setInt(1, 6);
+      try (ResultSet rs = p.executeQuery()) {
+        eq(rs.getMetaData().getColumnCount(), 3, "columns after ALTER");
+        check(rs.next(), "row 6 missing");
+        eq(rs.getInt(1) + "|" + rs.getString(2) + "|" + rs.getInt(3), "6|c|9", "row 6");
+      }
+      c.commit();
+      c.setAutoCommit(true);
+      eq(ids(cB, "jdbc_auto", "id = 6"), List.of(6), "row 6 committed");
+      p.close();
+    }
   }
 
   // ------------------------------------------------------- 9. session state

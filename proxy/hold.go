@@ -1,0 +1,120 @@
+package proxy
+
+// A simple Query (or FunctionCall) sent after extended-protocol messages
+// with no Sync between them, in transaction pooling mode.
+//
+// PostgreSQL runs such a Query and answers it with a ReadyForQuery of its
+// own, unless one of the messages before it failed: then it ignores it,
+// like everything else up to the Sync. pgjdbc sends this with
+// autosave=always or conservative (its SAVEPOINT right behind an
+// extended-protocol BEGIN). The router counts the ReadyForQuery messages
+// due to know when a transaction is over, so it must know which case it
+// is before the Query goes out: it holds the Query back, writes a Flush
+// (which makes the backend send what it has buffered, and changes nothing
+// else; a Sync would end the error state and commit an implicit
+// transaction), and waits until the backend has answered every message
+// of the segment or failed one of them. Each of the client's Parse, Bind,
+// Describe, Close and Execute messages gets exactly one answer that ends
+// it (answersMsg) unless an earlier one failed: the router adds messages
+// of its own but never drops or answers one of the client's. Then the
+// Query goes out, or is dropped as PostgreSQL would ignore it.
+//
+// It costs a round trip, only to the clients that send this. A COPY FROM
+// STDIN still waiting for its data (no CopyDone or CopyFail after the last
+// Execute), or a session whose count of answers
+// is unsure since a COPY failed (copysync.go), cannot be held this way:
+// the session ends with 08P01 as before (errQueryInSegment).
+
+// holdResult says what to do with a held Query.
+type holdResult int
+
+const (
+	holdRun    holdResult = iota // every message before it succeeded: send it
+	holdDrop                     // one failed: drop it, as the backend would ignore it
+	holdRefuse                   // the router cannot tell: end the session (08P01)
+	holdGone                     // the session or its backend ended while it waited
+)
+
+var flushMsg = []byte{'H', 0, 0, 0, 4}
+
+// answersMsg reports whether a backend message of type typ ends the answer
+// to one extended-protocol message: ParseComplete, BindComplete,
+// CloseComplete, NoData or RowDescription (Describe; a statement's
+// ParameterDescription comes before one of those), CommandComplete,
+// EmptyQueryResponse or PortalSuspended (Execute). An ErrorResponse ends the
+// rest of the segment (segFailed).
+func answersMsg(typ byte) bool {
+	switch typ {
+	case '1', '2', '3', 'n', 'T', 'C', 'I', 's':
+		return true
+	}
+	return false
+}
+
+// holdQuery holds back the Query or FunctionCall at the front of the client
+// buffer, sent after extended-protocol messages with no Sync between, until
+// the backend has answered them.
+func (ss *session) holdQuery() holdResult {
+	if ss.skipToSync {
+		// The router failed the request, which never reached a backend:
+		// everything up to the Sync is ignored.
+		return holdDrop
+	}
+	ss.mu.Lock()
+	be := ss.be
+	ss.holdCopyEnd = ss.copyEndSent
+	if be == nil || ss.unsure || ss.inCopy && !ss.holdCopyEnd {
+		ss.mu.Unlock()
+		return holdRefuse
+	}
+	ss.mu.Unlock()
+	if ss.syncRd != nil {
+		ss.handOver(be) // (a batch without Sync has a pump already)
+	}
+	if _, err := be.Write(flushMsg); err != nil {
+		return holdGone
+	}
+	ch := make(chan holdResult, 1)
+	ss.mu.Lock()
+	ss.holdCh = ch
+	ss.armed.Store(true)
+	ss.checkHoldLocked()
+	done := ss.pumpDone
+	ss.mu.Unlock()
+	select {
+	case r := <-ch:
+		return r
+	case <-ss.ctx.Done():
+	case <-done:
+	}
+	ss.mu.Lock()
+	ss.holdCh = nil
+	ss.armed.Store(false)
+	ss.mu.Unlock()
+	return holdGone
+}
+
+// checkHoldLocked resolves the held Query once the backend has answered
+// every sync point written and every message of the open segment, or
+// failed one. The relay calls it after each read while a Query is held;
+// answers count what it relayed before it looks at armed, so that the
+// client loop, arming after, sees them.
+func (ss *session) checkHoldLocked() {
+	if ss.holdCh == nil || ss.segRecv != ss.segSent {
+		return
+	}
+	var r holdResult
+	switch {
+	case ss.unsure || ss.inCopy && !ss.holdCopyEnd:
+		r = holdRefuse
+	case ss.segFailed:
+		r = holdDrop
+	case int(ss.answers.Load()) >= ss.segMsgs:
+		r = holdRun
+	default:
+		return
+	}
+	ss.holdCh <- r
+	ss.holdCh = nil
+	ss.armed.Store(false)
+}
