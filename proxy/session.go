@@ -205,6 +205,9 @@ type session struct {
 	wantParams    map[string]string
 	paramsKey     string
 	paramsKeys    []string
+	// startParams is wantParams as the login left it: the session
+	// defaults that RESET and DISCARD ALL go back to.
+	startParams map[string]string
 	// paramSet is a SET the client's params follow, until the
 	// ReadyForQuery of its segment settles it (stmt.go: followSetLocked);
 	// nil when none is in flight. Guarded by mu.

@@ -154,7 +154,7 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 			delete(want, k) // already the backend's value
 		}
 	}
-	ss.wantParams = want
+	ss.wantParams, ss.startParams = want, want
 	ss.paramsKey, ss.paramsKeys = paramsKey(want)
 	ss.mu.Lock()
 	ss.idleSince = ss.srv.now()

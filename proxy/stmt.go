@@ -720,12 +720,27 @@ func (ss *session) followSetLocked(bs *backendState, set *setParam) {
 			want[k] = v
 		}
 	}
+	login := false
 	if !set.def {
 		want[set.name] = set.value
+	} else {
+		// RESET: back to the session default, the login's value if it
+		// gave one, else the server's (the backend's RESET).
+		for k, v := range ss.startParams {
+			if strings.EqualFold(k, set.name) {
+				want[k], login = v, true
+			}
+		}
 	}
 	ss.wantParams = want
 	ss.paramsKey, ss.paramsKeys = paramsKey(want)
 	bs.paramsKey = ss.paramsKey
+	if login {
+		// The backend's RESET gives its own login's value: the client's
+		// goes on before its next request there (statements pipelined
+		// behind the RESET still see the backend's).
+		bs.paramsKey = paramsUnknown
+	}
 	bs.params = withName(bs.params, set.name)
 }
 
@@ -918,6 +933,13 @@ func (ss *session) discardAllLocked(bs *backendState) {
 	bs.forget()
 	bs.paramsKey, bs.params, bs.unnamed = paramsUnknown, params, unnamed
 	clear(ss.stmts)
+	// The client's parameters go back to its login's (RESET ALL), also
+	// after a followed SET still in flight: this runs after it.
+	ss.wantParams = ss.startParams
+	ss.paramsKey, ss.paramsKeys = paramsKey(ss.startParams)
+	if ps := ss.paramSet; ps != nil {
+		ps.want, ps.key, ps.keys = ss.wantParams, ss.paramsKey, ss.paramsKeys
+	}
 }
 
 // stmtAction is what executing a DISCARD ALL or DEALLOCATE prepared with
@@ -1200,6 +1222,9 @@ type stmtUndo struct {
 	bstmts     map[string]*backendStmt // backend statements before (whole)
 	pkey       string                  // backend parameters before (params)
 	pvals      []string
+	cwant      map[string]string // and the client's (wantParams, paramsKey, paramsKeys)
+	ckey       string
+	ckeys      []string
 	name       string       // DEALLOCATE name in a Query: the client's name
 	cs         *clientStmt  // and statement
 	bst        *backendStmt // and its backend statement, if the backend had it
@@ -1214,6 +1239,7 @@ func (ss *session) noteUndoLocked(bs *backendState, u stmtUndo) {
 	}
 	if u.params {
 		u.pkey, u.pvals = bs.paramsKey, bs.params
+		u.cwant, u.ckey, u.ckeys = ss.wantParams, ss.paramsKey, ss.paramsKeys
 	}
 	ss.undo = append(ss.undo, u)
 	ss.undoN.Store(int32(len(ss.undo)))
@@ -1247,6 +1273,7 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 	}
 	stmts, bstmts := ss.stmts, bs.stmts
 	pkey, pvals := &bs.paramsKey, &bs.params
+	cwant, ckey, ckeys := &ss.wantParams, &ss.paramsKey, &ss.paramsKeys
 	for i := len(ss.undo) - 1; i >= n; i-- { // the earliest pending wins
 		w := &ss.undo[i]
 		if w.whole {
@@ -1260,6 +1287,7 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 		}
 		if w.params {
 			pkey, pvals = &w.pkey, &w.pvals
+			cwant, ckey, ckeys = &w.cwant, &w.ckey, &w.ckeys
 		}
 	}
 	for i := n - 1; i >= 0; i-- {
@@ -1293,6 +1321,9 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 		}
 		if u.params && *pkey == paramsUnknown {
 			*pkey, *pvals = u.pkey, u.pvals
+		}
+		if u.params {
+			*cwant, *ckey, *ckeys = u.cwant, u.ckey, u.ckeys
 		}
 	}
 	clear(ss.undo[:n]) // (their maps and pointers)

@@ -1574,3 +1574,39 @@ func scratchTable(t *testing.T, conn *pgx.Conn, tenant, table, cols string) {
 		_ = cluster.Exec(context.Background(), tenants[tenant].Database, "drop table if exists "+table)
 	})
 }
+
+// RESET and DISCARD ALL put a parameter back to its session default, the
+// value the client's startup packet gave, not the server's: also for a
+// parameter the router follows. The same script runs directly and through
+// a router whose one backend another client uses in between.
+func TestFollowedSetBackToStartupValue(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	ti := tenants["acme"]
+	const startup = " application_name=app1 extra_float_digits=2"
+	const show = "select current_setting('application_name') || '|' || current_setting('extra_float_digits')"
+	script := []string{
+		show,
+		"set application_name = 'x'", "set extra_float_digits = 3", show,
+		"reset application_name", show,
+		"set application_name = 'y'", "discard all", show,
+		"set application_name = 'z'", "begin", "discard all", "rollback", show,
+	}
+	run := func(hc, other *pgconn.HijackedConn) []string {
+		var out []string
+		for _, q := range script {
+			rows, codes := simpleQuery(t, hc, q)
+			out = append(out, q+" -> "+strings.Join(rows, ",")+" "+strings.Join(codes, ","))
+			if other != nil && q == show {
+				oneRow(t, other, "select 1") // the backend goes to another client
+			}
+		}
+		return out
+	}
+	direct := run(hijackDSN(t, cluster.DSN(ti.User, ti.Password, ti.Database)+startup), nil)
+	routed := run(hijackDSN(t, r.dsn("acme")+startup), hijackDSN(t, r.dsn("acme")))
+	for i := range direct {
+		if direct[i] != routed[i] {
+			t.Errorf("directly %q, through the router %q", direct[i], routed[i])
+		}
+	}
+}
