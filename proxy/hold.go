@@ -20,8 +20,8 @@ package proxy
 // Query goes out, or is dropped as PostgreSQL would ignore it.
 //
 // It costs a round trip, only to the clients that send this. A COPY FROM
-// STDIN still waiting for its data (no CopyDone or CopyFail after the last
-// Execute), or a session whose count of answers
+// STDIN still waiting for its data (the client sent only CopyData and
+// Flush after the Execute that started it), or a session whose count of answers
 // is unsure since a COPY failed (copysync.go), cannot be held this way:
 // the session ends with 08P01 as before (errQueryInSegment).
 
@@ -62,8 +62,8 @@ func (ss *session) holdQuery() holdResult {
 	}
 	ss.mu.Lock()
 	be := ss.be
-	ss.holdCopyEnd = ss.copyEndSent
-	if be == nil || ss.unsure || ss.inCopy && !ss.holdCopyEnd {
+	ss.holdExecLast = ss.execLast
+	if be == nil || ss.unsure {
 		ss.mu.Unlock()
 		return holdRefuse
 	}
@@ -83,6 +83,12 @@ func (ss *session) holdQuery() holdResult {
 	ss.mu.Unlock()
 	select {
 	case r := <-ch:
+		if r == holdRun {
+			ss.mu.Lock()
+			ss.busySince = ss.srv.now() // the server's work on it starts now
+			ss.queryAfterSetLocked()
+			ss.mu.Unlock()
+		}
 		return r
 	case <-ss.ctx.Done():
 	case <-done:
@@ -105,7 +111,9 @@ func (ss *session) checkHoldLocked() {
 	}
 	var r holdResult
 	switch {
-	case ss.unsure || ss.inCopy && !ss.holdCopyEnd:
+	case ss.unsure || ss.holdExecLast && ss.copyActive.Load() && int(ss.copyAt.Load()) == ss.segMsgs:
+		// A COPY FROM STDIN that the client's last Execute started
+		// waits for data that will not come before the Sync.
 		r = holdRefuse
 	case ss.segFailed:
 		r = holdDrop

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,23 @@ func TestQueryInsideSegment(t *testing.T) {
 			heldStep(2, &pgproto3.Parse{Query: "copy " + tbl + " from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{},
 				&pgproto3.CopyData{Data: []byte("7\n8\n")}, &pgproto3.CopyDone{}, q("select 'after copy'"), sync),
 			count,
+			// The COPY has ended (CommandComplete) when the Query comes,
+			// with an Execute between.
+			heldStep(2, &pgproto3.Parse{Query: "copy " + tbl + " from stdin"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.CopyData{Data: []byte("9\n")}, &pgproto3.CopyDone{},
+				&pgproto3.Parse{Query: "select 'next'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				q("select 'after copy'"), sync),
+			count,
+		},
+		// A SET the router would follow, then a BEGIN in the same
+		// segment: the SET belongs to the block, which COMMIT keeps.
+		"set then begin": {
+			heldStep(3, cat(ext("set application_name = 'held_set'"), q("begin"), q("commit"), sync)...),
+			soakMsgs(q("show application_name")),
+			soakMsgs(q("select 1")),
+			soakMsgs(q("show application_name")),
+			heldStep(2, cat(ext("set application_name = 'held_set2'"), q("select 1/0"), sync)...),
+			soakMsgs(q("show application_name")),
 		},
 		"functioncall": {
 			heldStep(2, cat(ext("select 1"), &pgproto3.FunctionCall{Function: 1299, ResultFormatCode: 0}, sync)...),
@@ -112,6 +130,25 @@ func TestQueryInsideSegment(t *testing.T) {
 			soakReplay(t, append([]soakStep{setup}, steps...)...)
 		})
 	}
+}
+
+// Answers too big for the relay's buffer, which it streams: an error that
+// quotes a long value, a RowDescription of many columns.
+func TestQueryInsideSegmentBigAnswers(t *testing.T) {
+	var cols strings.Builder
+	for i := range 700 {
+		if i > 0 {
+			cols.WriteString(", ")
+		}
+		fmt.Fprintf(&cols, "1 as c%060d", i)
+	}
+	soakReplay(t,
+		heldStep(1, cat(ext("select repeat('x', 40000)::int"), q("select 'ignored'"), &pgproto3.Sync{})...),
+		soakMsgs(q("select 'after'")),
+		heldStep(2, &pgproto3.Parse{Query: "select " + cols.String()}, &pgproto3.Describe{ObjectType: 'S'},
+			q("select 'held'"), &pgproto3.Sync{}),
+		soakMsgs(q("select 'after'")),
+	)
 }
 
 // The Query is held back until the backend has answered what came before

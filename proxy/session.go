@@ -188,14 +188,22 @@ type session struct {
 	// that holdCh is set.
 	segMsgs int
 	answers atomic.Int32
-	holdCh  chan holdResult
-	armed   atomic.Bool
-	// copyEndSent says a CopyDone or CopyFail came after the client's last
-	// Execute in the open segment (client loop); holdCopyEnd is its value
-	// for the held Query (mu).
-	copyEndSent bool
-	holdCopyEnd bool
-	copyEnded   bool // a COPY ended short of a boundary; only copy messages came since
+	// copyActive: the backend started a COPY FROM STDIN (CopyInResponse)
+	// that has not ended yet (CommandComplete or ErrorResponse), copyAt
+	// is 1 + the answers before it: the place in its segment of the
+	// Execute that started it (relay).
+	copyActive atomic.Bool
+	copyAt     atomic.Int32
+	holdCh     chan holdResult
+	armed      atomic.Bool
+	// execLast says the client's last message but CopyData and Flush was
+	// an Execute (client loop): a COPY FROM STDIN it started still waits
+	// for data (any other message ends it, or fails it). holdExecLast is
+	// its value for the held Query (mu), when that Execute is the
+	// segMsgs-th message of the segment.
+	execLast     bool
+	holdExecLast bool
+	copyEnded    bool // a COPY ended short of a boundary; only copy messages came since
 	// beReads counts the relay's reads from the backend; the watchdog
 	// compares it (progressReads, at progressAt) to see whether a request
 	// it cancelled still makes progress.
@@ -516,17 +524,18 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			// them: after extended-protocol messages the request goes on
 			// up to the Sync, and its backend must not change hands.)
 			boundary = execs == 0 && !ss.extOpen
-			ss.copyEndSent = true
+			ss.execLast = false
 		case 'P', 'B', 'D', 'C':
 			boundary = false
 			rewrite = rewrite || typ == 'P' || ss.tracking
 			ss.extOpen = true
 			ss.segMsgs++
+			ss.execLast = false
 		case 'E':
 			boundary = false
 			ss.extOpen = true
 			ss.segMsgs++
-			ss.copyEndSent = false
+			ss.execLast = true
 			execs++
 			rewrite = rewrite || ss.acts
 		case 'd':
@@ -1220,6 +1229,10 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					var dst io.Writer = clientWriter{ss}
 					if swallow > 0 {
 						dst = io.Discard
+					} else if typ == 'E' {
+						ss.backendError(bs, rd.Bytes()[5:]) // (its start)
+					} else if answersMsg(typ) {
+						ss.answers.Add(1) // (a RowDescription of many columns)
 					}
 					if err := rd.StreamBody(dst, total); err != nil {
 						ss.pumpStreamFailed(be, err)
@@ -1262,6 +1275,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				be.WaitCancel()
 			case 'C', 's', 'I':
 				ss.execsDone.Add(1) // an Execute (or a Query's statement) finished
+				if typ == 'C' && ss.copyActive.Load() {
+					ss.copyActive.Store(false) // a COPY FROM STDIN ended
+				}
 				if typ == 'C' && ss.undoN.Load() > 0 {
 					tag, _, _ := splitCString(rd.Bytes()[pos+5 : pos+total])
 					ss.mu.Lock()
@@ -1286,6 +1302,8 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				}
 			case 'G', 'W':
 				copyIn = true
+				ss.copyAt.Store(ss.answers.Load() + 1)
+				ss.copyActive.Store(true)
 				ss.mu.Lock()
 				ss.inCopy, ss.copyEnded, ss.copyDone = true, false, false
 				ss.copyStartedLocked()
@@ -1311,23 +1329,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.drain(fatal(ReasonBackendDown, er.Code, "", "the server refused this session's startup parameters: %s", er.Message))
 					break
 				}
-				ss.execsDone.Store(execsSettled) // the rest up to the Sync is skipped
-				code := sqlstate(rd.Bytes()[pos+5 : pos+total])
-				ss.mu.Lock()
-				if ss.inCopy {
-					ss.copyErr = true
-				}
-				ss.mu.Unlock()
-				if len(code) == 5 {
-					ss.ts.stats.Errors.Inc(code[:2])
-				}
-				if code == "25006" {
-					// Read-only: possibly the old writer after a failover.
-					// This backend is not reused, and the pool checks the
-					// others before handing them out.
-					bs.discard = true
-					ss.srv.suspectBackends()
-				}
+				code := ss.backendError(bs, rd.Bytes()[pos+5:pos+total])
 				if code == "57014" {
 					if e := ss.takeRouterCancel(); e != nil {
 						// The router cancelled it: say which limit did.
@@ -1337,36 +1339,17 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 						dropped = true
 					}
 				}
-				if ss.tracking {
-					body := rd.Bytes()[pos+5 : pos+total]
-					ss.mu.Lock()
-					ss.skipSegmentLocked(bs)
-					switch code {
-					case "26000":
-						ss.healLocked(bs, errorField(body, 'M'))
-					case "0A000":
-						if string(errorField(body, 'R')) == "RevalidateCachedQuery" {
-							// A statement the backend prepared before a
-							// schema change, which changed its result:
-							// it fails at every use from now on, for
-							// every client whose statement is that text.
-							// Prepare them all again.
-							ss.unsureActLocked(bs)
-						}
-					}
-					ss.mu.Unlock()
-					if code == "08P01" && string(errorField(body, 'R')) == "PortalSetResultFormat" {
-						// The client's result formats are for columns its
-						// statement no longer has: the router prepared it
-						// again on this backend after a schema change
-						// changed its result. PostgreSQL would refuse the
-						// statement itself; say so as it would, so that
-						// drivers prepare it again (pgjdbc does).
-						obuf = append(obuf, rd.Bytes()[start:pos]...)
-						obuf = appendResultChanged(obuf, rd.Bytes()[pos:pos+total])
-						start = pos + total
-						dropped = true
-					}
+				if ss.tracking && code == "08P01" && string(errorField(rd.Bytes()[pos+5:pos+total], 'R')) == "PortalSetResultFormat" {
+					// The client's result formats are for columns its
+					// statement no longer has: the router prepared it
+					// again on this backend after a schema change changed
+					// its result. PostgreSQL would refuse the statement
+					// itself; say so as it would, so that drivers prepare
+					// it again (pgjdbc does).
+					obuf = append(obuf, rd.Bytes()[start:pos]...)
+					obuf = appendResultChanged(obuf, rd.Bytes()[pos:pos+total])
+					start = pos + total
+					dropped = true
 				}
 			}
 			if drop {
@@ -1382,6 +1365,11 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			}
 		}
 		if pos < 0 {
+			if ss.armed.Load() {
+				ss.mu.Lock()
+				ss.checkHoldLocked()
+				ss.mu.Unlock()
+			}
 			continue
 		}
 		out := rd.Bytes()[:pos]
@@ -1451,6 +1439,51 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			}
 		}
 	}
+}
+
+// backendError accounts for an ErrorResponse that answers the client (body
+// may be the start of one too big for the buffer) and returns its
+// SQLSTATE: the backend skips the rest up to the Sync.
+func (ss *session) backendError(bs *backendState, body []byte) string {
+	ss.execsDone.Store(execsSettled)
+	if ss.copyActive.Load() {
+		ss.copyActive.Store(false)
+	}
+	code := sqlstate(body)
+	ss.mu.Lock()
+	if ss.inCopy {
+		ss.copyErr = true
+	}
+	ss.mu.Unlock()
+	if len(code) == 5 {
+		ss.ts.stats.Errors.Inc(code[:2])
+	}
+	if code == "25006" {
+		// Read-only: possibly the old writer after a failover. This
+		// backend is not reused, and the pool checks the others before
+		// handing them out.
+		bs.discard = true
+		ss.srv.suspectBackends()
+	}
+	if !ss.tracking {
+		return code
+	}
+	ss.mu.Lock()
+	ss.skipSegmentLocked(bs)
+	switch code {
+	case "26000":
+		ss.healLocked(bs, errorField(body, 'M'))
+	case "0A000":
+		if string(errorField(body, 'R')) == "RevalidateCachedQuery" {
+			// A statement the backend prepared before a schema change,
+			// which changed its result: it fails at every use from now
+			// on, for every client whose statement is that text. Prepare
+			// them all again.
+			ss.unsureActLocked(bs)
+		}
+	}
+	ss.mu.Unlock()
+	return code
 }
 
 // readyForQuery accounts for a ReadyForQuery. It reports whether the

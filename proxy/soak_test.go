@@ -42,6 +42,14 @@ import (
 // soakTenant is the tenant the soak runs as; its tables are app_data.soak_*.
 const soakTenant = "initech"
 
+// soakPlans makes every session plan each statement with its parameters'
+// values. Otherwise PostgreSQL switches a statement to a generic plan after
+// five executions in one session, and an error that a custom plan meets
+// at Bind (10/$1 with 0, folded) comes at Execute instead, or never if
+// the portal is not executed: a script would then get other answers from
+// backends that ran it more or fewer times, directly as through a pool.
+const soakPlans = "options='-c plan_cache_mode=force_custom_plan'"
+
 // soakKnown lists kinds of scripts that still show divergences, which it
 // does not generate by default so that it can look for others;
 // PGBRIDGE_SOAK_KNOWN=1 generates them too. Most are pipelines that go on
@@ -144,7 +152,7 @@ func runSoakSeed(t *testing.T, seed int64) bool {
 		}
 		t.Cleanup(dropTables)
 		ti := tenants[soakTenant]
-		directDSN := cluster.DSN(ti.User, ti.Password, ti.Database)
+		directDSN := cluster.DSN(ti.User, ti.Password, ti.Database) + " " + soakPlans
 		direct := make([][][]string, nClients)
 		dropTables()
 		for c, sc := range scripts {
@@ -160,7 +168,7 @@ func runSoakSeed(t *testing.T, seed int64) bool {
 		r := startRouter(t, tenantOverride(soakTenant, cfgMap{"pool_size": poolSize, "pool_wait_timeout": "20s"}))
 		hcs := make([]*pgconn.HijackedConn, nClients)
 		for c := range hcs {
-			hcs[c] = hijackDSN(t, r.dsn(soakTenant))
+			hcs[c] = hijackDSN(t, r.dsn(soakTenant, soakPlans))
 		}
 		routed := make([][][]string, nClients)
 		errs := make([]error, nClients)
@@ -1299,14 +1307,14 @@ func soakFrontend(m pgproto3.FrontendMessage) string {
 func soakReplay(t *testing.T, steps ...soakStep) {
 	t.Helper()
 	ti := tenants[soakTenant]
-	hc := hijackDSN(t, cluster.DSN(ti.User, ti.Password, ti.Database))
+	hc := hijackDSN(t, cluster.DSN(ti.User, ti.Password, ti.Database)+" "+soakPlans)
 	direct, err := soakRun(hc, steps)
 	hc.Conn.Close()
 	if err != nil {
 		t.Fatalf("directly: %v\n%s", err, soakTranscript(steps, direct, nil))
 	}
 	r := startRouter(t, tenantOverride(soakTenant, cfgMap{"pool_size": 1, "pool_wait_timeout": "5s"}))
-	hc = hijackDSN(t, r.dsn(soakTenant))
+	hc = hijackDSN(t, r.dsn(soakTenant, soakPlans))
 	routed, err := soakRun(hc, steps)
 	hc.Conn.Close()
 	if d := soakDiff(steps, direct, routed, err); d != "" {

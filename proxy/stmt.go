@@ -703,6 +703,17 @@ func followableSet(q string) (sqllex.Statement, bool) {
 	return set, ok
 }
 
+// queryAfterSetLocked accounts for a Query or FunctionCall written in the
+// segment of a followed SET that an Execute ran, before its Sync
+// (hold.go): it runs in the SET's implicit transaction, which a BEGIN
+// there turns into a block, and the ReadyForQuery that settles the SET
+// comes with it. Like an Execute after the SET, it pins the session.
+func (ss *session) queryAfterSetLocked() {
+	if ps := ss.paramSet; ps != nil && ps.seg == ss.segSent {
+		ps.more = true
+	}
+}
+
 // setParam is a followable SET: the parameter, and its value or default.
 type setParam struct {
 	name, value string
