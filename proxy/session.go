@@ -136,17 +136,25 @@ type session struct {
 	portalActs  map[string]portalAct
 	unnamedAct  *stmtAction // the action of the client's unnamed statement
 	sqlPrepared bool        // the client ran an SQL PREPARE (its session is pinned)
-	segFailed   bool        // an ErrorResponse came in the segment being answered
-	extOpen     bool        // extended-protocol messages written since the last Sync (client loop)
-	portalSeq   uint64      // Binds and Closes of portals with actions (portalAct.order)
-	unnamedOp   uint64      // 1 + the segment of the last Parse, Close or Query that set the backend's unnamed statement
-	obuf        []byte
-	pinned      string        // why the session keeps its backend ("" = not pinned)
-	expect      []expectation // Parses and Closes in flight
-	undo        []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
-	undoN       atomic.Int32  // len(undo), read by the relay without mu
-	segSent     uint64        // sync points (Query, Sync, FunctionCall) written
-	segRecv     uint64        // ReadyForQuery messages received
+	// pinEvents counts the session's pins (also those of a session pinned
+	// already), pinKeep says one was for something DISCARD ALL does not
+	// undo (LOAD, a FunctionCall, copy_sync), unpinAt is 1 + pinEvents
+	// when a DISCARD ALL that can unpin the session has succeeded
+	// (unpinLocked).
+	pinEvents uint64
+	pinKeep   bool
+	unpinAt   uint64
+	segFailed bool   // an ErrorResponse came in the segment being answered
+	extOpen   bool   // extended-protocol messages written since the last Sync (client loop)
+	portalSeq uint64 // Binds and Closes of portals with actions (portalAct.order)
+	unnamedOp uint64 // 1 + the segment of the last Parse, Close or Query that set the backend's unnamed statement
+	obuf      []byte
+	pinned    string        // why the session keeps its backend ("" = not pinned)
+	expect    []expectation // Parses and Closes in flight
+	undo      []stmtUndo    // book changes of DISCARD ALL and DEALLOCATE awaiting their CommandComplete
+	undoN     atomic.Int32  // len(undo), read by the relay without mu
+	segSent   uint64        // sync points (Query, Sync, FunctionCall) written
+	segRecv   uint64        // ReadyForQuery messages received
 	// Syncs the backend ignores in copy-in mode (copysync.go): recs from
 	// recHead are the sync points written and not answered yet; tailExecs
 	// counts the Executes written since the last one, sinceQE that only
@@ -1557,6 +1565,9 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	}
 	answered = ss.pending == 0 && ss.boundary
 	idle = answered && status == 'I'
+	if idle && ss.unpinAt != 0 {
+		ss.unpinLocked()
+	}
 	if idle && ss.pinned != "" && !ss.waiting {
 		// The transaction is over; the next one is readmitted (attach).
 		// (Not while attach waits in Readmit, which owns the count then:

@@ -828,6 +828,9 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 	}
 	if eff.Pins() {
 		ss.pinLocked(pinReason(eff))
+		if eff&sqllex.EffectLoad != 0 {
+			ss.pinLocked(stats.PinLoad) // (a SET before it names the pin)
+		}
 	}
 	if eff&sqllex.EffectPrepare != 0 {
 		ss.sqlPrepared = true
@@ -842,7 +845,11 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		// DISCARD ALL drops every prepared statement and parameter of the
 		// backend session, and the client's statements with them.
 		if simple {
-			ss.noteUndoLocked(bs, stmtUndo{tag: "DISCARD ALL", whole: true, params: true})
+			u := stmtUndo{tag: "DISCARD ALL", whole: true, params: true}
+			if ss.pinned != "" && !ss.pinKeep {
+				u.unpin = ss.pinEvents + 1
+			}
+			ss.noteUndoLocked(bs, u)
 		}
 		ss.discardAllLocked(bs)
 	}
@@ -1239,6 +1246,9 @@ type stmtUndo struct {
 	name       string       // DEALLOCATE name in a Query: the client's name
 	cs         *clientStmt  // and statement
 	bst        *backendStmt // and its backend statement, if the backend had it
+	// unpin is 1 + pinEvents when a DISCARD ALL Query was written in a
+	// session pinned for nothing but what it undoes (0: no such thing).
+	unpin uint64
 }
 
 // noteUndoLocked records u, about to be applied to the books, with what
@@ -1262,6 +1272,9 @@ func (ss *session) noteUndoLocked(bs *backendState, u stmtUndo) {
 // books lack what the backend has, which costs a Parse.)
 func (ss *session) confirmLocked(tag string) {
 	if len(ss.undo) > 0 && ss.undo[0].tag == tag {
+		if u := ss.undo[0].unpin; u != 0 {
+			ss.unpinAt = u
+		}
 		clear(ss.undo[:1])
 		ss.undo = append(ss.undo[:0], ss.undo[1:]...)
 		ss.undoN.Store(int32(len(ss.undo)))
@@ -1342,10 +1355,37 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 	ss.undoN.Store(int32(len(ss.undo)))
 }
 
+// unpinLocked gives a pinned session back to transaction pooling after a
+// DISCARD ALL Query it sent succeeded, at a ReadyForQuery between
+// transactions with nothing else in flight, if nothing pinned it since:
+// DISCARD ALL undoes every session state that pins (SET, SQL PREPARE,
+// LISTEN, temporary tables, session advisory locks, WITH HOLD cursors)
+// but LOAD and what a FunctionCall did, and a Query drops the unnamed
+// statement, whose text may pin. The backend goes back to the pool at
+// this ReadyForQuery, its parameters unknown (discardAllLocked).
+func (ss *session) unpinLocked() {
+	at := ss.unpinAt
+	ss.unpinAt = 0
+	if at-1 != ss.pinEvents || ss.pinned == "" || ss.pinKeep || ss.unsure || ss.waiting {
+		return
+	}
+	ss.pinned = ""
+	ss.sqlPrepared = false
+	ss.log.Debug("session unpinned by DISCARD ALL")
+}
+
 // pinLocked pins a transaction-mode session to its backend for reason,
 // unless it is pinned already.
 func (ss *session) pinLocked(reason string) {
-	if !ss.tracking || ss.pinned != "" {
+	if !ss.tracking {
+		return
+	}
+	ss.pinEvents++
+	switch reason {
+	case stats.PinLoad, stats.PinFunctionCall, stats.PinCopySync:
+		ss.pinKeep = true // what DISCARD ALL does not undo
+	}
+	if ss.pinned != "" {
 		return
 	}
 	ss.pinned = reason

@@ -1590,6 +1590,8 @@ func TestFollowedSetBackToStartupValue(t *testing.T) {
 		"reset application_name", show,
 		"set application_name = 'y'", "discard all", show,
 		"set application_name = 'z'", "begin", "discard all", "rollback", show,
+		// Pinned, then unpinned by DISCARD ALL (TestDiscardAllUnpins).
+		"set search_path = public", "set application_name = 'p'", "discard all", show,
 	}
 	run := func(hc, other *pgconn.HijackedConn) []string {
 		var out []string
@@ -1609,4 +1611,56 @@ func TestFollowedSetBackToStartupValue(t *testing.T) {
 			t.Errorf("directly %q, through the router %q", direct[i], routed[i])
 		}
 	}
+}
+
+// A session pinned for session state that DISCARD ALL undoes goes back to
+// transaction pooling once a DISCARD ALL it sends succeeds: its backend
+// serves other clients again, with nothing of the session left on it. One
+// pinned for what DISCARD ALL leaves (a FunctionCall's effects) keeps its
+// backend, and so does one whose DISCARD ALL failed.
+func TestDiscardAllUnpins(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1, "pool_wait_timeout": "500ms"}))
+	a, b := hijackDSN(t, r.dsn("acme")), hijackDSN(t, r.dsn("acme"))
+	wantPinned := func(what string, pinned bool) {
+		t.Helper()
+		_, codes := simpleQuery(t, b, "select 1")
+		if got := len(codes) > 0; got != pinned {
+			t.Fatalf("%s: another client's query got errors %v; want the backend held: %v", what, codes, pinned)
+		}
+	}
+	for _, q := range []string{"set search_path = public", "create temp table held_tt (x int)", "select pg_advisory_lock(42)",
+		"prepare p as select 1", "listen chan", "begin", "declare c cursor with hold for select 1", "commit"} {
+		if _, codes := simpleQuery(t, a, q); len(codes) > 0 {
+			t.Fatalf("%s: %v", q, codes)
+		}
+	}
+	wantPinned("pinned", true)
+	mustReady(t, a, q("begin"))
+	if _, codes := simpleQuery(t, a, "discard all"); len(codes) != 1 || codes[0] != "25001" {
+		t.Fatalf("DISCARD ALL in a block: errors %v, want 25001", codes)
+	}
+	mustReady(t, a, q("rollback"))
+	wantPinned("after a DISCARD ALL that failed", true)
+	mustReady(t, a, q("discard all"))
+	wantPinned("after DISCARD ALL", false)
+	for q, want := range map[string]string{
+		"select count(*) from pg_class where relname = 'held_tt'":   "0",
+		"select count(*) from pg_locks where locktype = 'advisory'": "0",
+		"select count(*) from pg_prepared_statements":               "0",
+		"select count(*) from pg_listening_channels()":              "0",
+		"select count(*) from pg_cursors":                           "0",
+		"select current_setting('search_path')":                     `"$user", public`,
+	} {
+		if got := oneRow(t, b, q); got != want {
+			t.Errorf("another client of the backend: %s = %s, want %s", q, got, want)
+		}
+	}
+	if n := oneRow(t, a, "select 1"); n != "1" {
+		t.Fatal(n)
+	}
+	// A FunctionCall pins for good.
+	sendAll(t, a, &pgproto3.FunctionCall{Function: 1299})
+	receiveUntil[*pgproto3.ReadyForQuery](t, a)
+	mustReady(t, a, q("discard all"))
+	wantPinned("pinned by a FunctionCall, after DISCARD ALL", true)
 }
