@@ -63,7 +63,14 @@ func (c *Conn) Tenant() string { return c.tenant.name }
 // resets and probes (DISCARD ALL), never for client traffic. The caller must
 // not have unread bytes of this connection buffered elsewhere.
 func (c *Conn) Exec(ctx context.Context, sql string) error {
-	_, err := c.simpleQuery(ctx, sql)
+	_, err := c.simpleQuery(ctx, sql, nil)
+	return err
+}
+
+// ExecReport is Exec that passes each ParameterStatus of the answer to
+// report.
+func (c *Conn) ExecReport(ctx context.Context, sql string, report func(name, value string)) error {
+	_, err := c.simpleQuery(ctx, sql, report)
 	return err
 }
 
@@ -71,7 +78,7 @@ func (c *Conn) Exec(ctx context.Context, sql string) error {
 // true on a standby, on an Aurora writer demoted by a failover, and where
 // default_transaction_read_only is on.
 func (c *Conn) readOnly(ctx context.Context) (bool, error) {
-	v, err := c.simpleQuery(ctx, "SHOW transaction_read_only")
+	v, err := c.simpleQuery(ctx, "SHOW transaction_read_only", nil)
 	if err != nil {
 		return false, err
 	}
@@ -85,8 +92,9 @@ func (c *Conn) readOnly(ctx context.Context) (bool, error) {
 }
 
 // simpleQuery runs sql as one simple-protocol Query and returns the first
-// column of its first row, if any.
-func (c *Conn) simpleQuery(ctx context.Context, sql string) (string, error) {
+// column of its first row, if any; report, if not nil, gets each
+// ParameterStatus.
+func (c *Conn) simpleQuery(ctx context.Context, sql string, report func(name, value string)) (string, error) {
 	if c.frontend == nil {
 		return "", errors.New("pool: connection cannot run queries (no protocol state)")
 	}
@@ -115,6 +123,10 @@ func (c *Conn) simpleQuery(ctx context.Context, sql string) (string, error) {
 			rows++
 		case *pgproto3.ErrorResponse:
 			pgErr = pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.ParameterStatus:
+			if report != nil {
+				report(m.Name, m.Value)
+			}
 		case *pgproto3.ReadyForQuery:
 			if pgErr != nil {
 				return "", pgErr

@@ -222,8 +222,10 @@ type session struct {
 	paramsKey     string
 	paramsKeys    []string
 	// startParams is wantParams as the login left it: the session
-	// defaults that RESET and DISCARD ALL go back to.
+	// defaults that RESET and DISCARD ALL go back to. told holds the
+	// ParameterStatus values the client was sent last (guarded by mu).
 	startParams map[string]string
+	told        map[string]string
 	// paramSet is a SET the client's params follow, until the
 	// ReadyForQuery of its segment settles it (stmt.go: followSetLocked);
 	// nil when none is in flight. Guarded by mu.
@@ -1059,11 +1061,26 @@ func (ss *session) giveBackIdle(be *pool.Conn, done chan struct{}) {
 func (ss *session) applyParams(be *pool.Conn, sql string) error {
 	ctx, cancel := context.WithTimeout(ss.ctx, paramsTimeout)
 	defer cancel()
-	err := be.Exec(ctx, sql)
+	var report []byte
+	err := be.ExecReport(ctx, sql, func(name, value string) {
+		ss.mu.Lock()
+		if ss.told[name] != value {
+			ss.told[name] = value
+			report, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(report)
+		}
+		ss.mu.Unlock()
+	})
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
 		ss.ts.setParamsKnown(ss.paramsKey, true)
+		if len(report) > 0 {
+			// Values the client was told otherwise (reportLocked).
+			if err := ss.writeClient(report); err != nil {
+				ss.srv.pool.Release(be)
+				return err
+			}
+		}
 		return nil
 	case errors.As(err, &pe):
 		ss.srv.pool.Release(be)
@@ -1293,6 +1310,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.mu.Unlock()
 				}
 			case 'S':
+				ss.mu.Lock()
+				drop = ss.reportLocked(rd.Bytes()[pos+5:pos+total], drop)
+				ss.mu.Unlock()
 				if err := misreadParam(rd.Bytes()[pos+5 : pos+total]); err != nil {
 					// The session changed how the server reads SQL: the
 					// router's lexer would read it otherwise from here on
@@ -1447,6 +1467,28 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			}
 		}
 	}
+}
+
+// reportLocked accounts for a ParameterStatus (body p) on its way to the
+// client, or in the answer to the router's own statements (hidden) that
+// give a backend the client's parameters. The client learns a value that
+// differs from the last one it was told (told): after a RESET or DISCARD
+// ALL, the backend reported its own session default, and the client's
+// comes back with its next request. It reports whether to drop p.
+func (ss *session) reportLocked(p []byte, hidden bool) (drop bool) {
+	name, rest, ok := splitCString(p)
+	if !ok {
+		return hidden
+	}
+	value, _, _ := splitCString(rest)
+	if hidden && ss.told[string(name)] == string(value) {
+		return true
+	}
+	if ss.told == nil {
+		ss.told = make(map[string]string)
+	}
+	ss.told[string(name)] = string(value)
+	return false
 }
 
 // backendError accounts for an ErrorResponse that answers the client (body

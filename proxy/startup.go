@@ -502,12 +502,19 @@ func (ss *session) sendWelcome(params map[string]string) error {
 	b := append(ss.wbuf[:0], ss.held...)
 	ss.held = nil
 	b, _ = (&pgproto3.AuthenticationOk{}).Encode(b)
+	told := make(map[string]string, len(params))
 	for k, v := range params {
-		if w, ok := ss.wantParams[k]; ok {
-			v = w
+		for w, wv := range ss.wantParams {
+			if strings.EqualFold(w, k) {
+				v = wv // (the server's name, the client's value)
+			}
 		}
+		told[k] = v
 		b, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(b)
 	}
+	ss.mu.Lock()
+	ss.told = told
+	ss.mu.Unlock()
 	key := make([]byte, 4)
 	binary.BigEndian.PutUint32(key, ss.key.secret)
 	b, _ = (&pgproto3.BackendKeyData{ProcessID: ss.key.pid, SecretKey: key}).Encode(b)

@@ -662,15 +662,22 @@ type paramSet struct {
 	key      string
 	keys     []string
 	bsParams []string
+	// prev, prevKey, prevKeys: the client's parameters before the SET, which
+	// a DISCARD ALL behind it does not change.
+	prev     map[string]string
+	prevKey  string
+	prevKeys []string
 }
 
 // followed are the parameters whose SET is followed: those drivers and
 // frameworks set after login, which set_config reads as SET does from one
 // constant (not lists that SET quotes, such as search_path), may be set at
-// any time (not transaction_isolation), and do nothing but hold a value
-// (not seed). Any other SET pins.
+// any time (not transaction_isolation), do nothing but hold a value (not
+// seed), and whose value does not depend on the one before (not DateStyle:
+// SET DateStyle = 'SQL' keeps the order of days and months it had). Any
+// other SET pins.
 var followed = map[string]bool{
-	"extra_float_digits": true, "application_name": true, "datestyle": true, "intervalstyle": true,
+	"extra_float_digits": true, "application_name": true, "intervalstyle": true,
 	"timezone": true, "client_min_messages": true, "bytea_output": true, "statement_timeout": true,
 	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "work_mem": true,
 	"default_transaction_isolation": true, "default_transaction_read_only": true,
@@ -724,7 +731,8 @@ type setParam struct {
 // once set has run on bs.
 func (ss *session) followSetLocked(bs *backendState, set *setParam) {
 	ss.paramSet = &paramSet{seg: ss.segSent, name: set.name, bs: bs, want: ss.wantParams,
-		key: ss.paramsKey, keys: ss.paramsKeys, bsParams: bs.params}
+		key: ss.paramsKey, keys: ss.paramsKeys, bsParams: bs.params,
+		prev: ss.wantParams, prevKey: ss.paramsKey, prevKeys: ss.paramsKeys}
 	want := make(map[string]string, len(ss.wantParams)+1)
 	for k, v := range ss.wantParams {
 		if !strings.EqualFold(k, set.name) {
@@ -775,6 +783,13 @@ func (ss *session) settleParamSetLocked(bs *backendState, ok bool) {
 		return
 	}
 	ss.wantParams, ss.paramsKey, ss.paramsKeys = ps.want, ps.key, ps.keys
+	for i := range ss.undo {
+		// A DISCARD ALL written after the SET recorded the SET's value
+		// as the one to give back if it fails.
+		if u := &ss.undo[i]; u.params && u.seg > ps.seg {
+			u.cwant, u.ckey, u.ckeys = ps.prev, ps.prevKey, ps.prevKeys
+		}
+	}
 	if bs == ps.bs {
 		bs.paramsKey, bs.params = paramsUnknown, withName(ps.bsParams, ps.name)
 	}
@@ -1326,6 +1341,9 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 				stmts[u.name] = u.cs
 			}
 		}
+		if u.params {
+			*cwant, *ckey, *ckeys = u.cwant, u.ckey, u.ckeys
+		}
 		if u.clientOnly {
 			if u.whole || u.bst != nil {
 				// The backend may keep statements no book names now.
@@ -1345,9 +1363,6 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 		}
 		if u.params && *pkey == paramsUnknown {
 			*pkey, *pvals = u.pkey, u.pvals
-		}
-		if u.params {
-			*cwant, *ckey, *ckeys = u.cwant, u.ckey, u.ckeys
 		}
 	}
 	clear(ss.undo[:n]) // (their maps and pointers)

@@ -444,7 +444,8 @@ func TestFollowedSet(t *testing.T) {
 // Only a SET the router can follow exactly is followed; the others pin,
 // and behave as on PostgreSQL on their own backend: a parameter that
 // set_config cannot set at any time (transaction_deferrable), one whose SET
-// has an effect (seed), one that SET quotes as a list (search_path), and a
+// has an effect (seed), one that SET quotes as a list (search_path), one
+// whose new value depends on the old (DateStyle), and a
 // SET with another Execute in its segment (after a BEGIN, or before a
 // ROLLBACK that undoes it). A followed integer constant is read as SET
 // reads it.
@@ -465,6 +466,9 @@ func TestFollowedSetLimits(t *testing.T) {
 		{"set seed = 0.5", "select 1", "1"},
 		{`set search_path = "MySchema"`, "show search_path", `"MySchema"`},
 		{`set search_path = 'a, b'`, "show search_path", `"a, b"`},
+		// SET DateStyle keeps the part of the old value it does not name.
+		{"set datestyle = 'German'", "select current_setting('DateStyle')", "German, DMY"},
+		{"set datestyle = 'SQL'", "select current_setting('DateStyle')", "SQL, MDY"},
 	} {
 		a := hijackDSN(t, r.dsn("acme"))
 		oneRow(t, a, "select 1")
@@ -1573,44 +1577,6 @@ func scratchTable(t *testing.T, conn *pgx.Conn, tenant, table, cols string) {
 	t.Cleanup(func() {
 		_ = cluster.Exec(context.Background(), tenants[tenant].Database, "drop table if exists "+table)
 	})
-}
-
-// RESET and DISCARD ALL put a parameter back to its session default, the
-// value the client's startup packet gave, not the server's: also for a
-// parameter the router follows. The same script runs directly and through
-// a router whose one backend another client uses in between.
-func TestFollowedSetBackToStartupValue(t *testing.T) {
-	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
-	ti := tenants["acme"]
-	const startup = " application_name=app1 extra_float_digits=2"
-	const show = "select current_setting('application_name') || '|' || current_setting('extra_float_digits')"
-	script := []string{
-		show,
-		"set application_name = 'x'", "set extra_float_digits = 3", show,
-		"reset application_name", show,
-		"set application_name = 'y'", "discard all", show,
-		"set application_name = 'z'", "begin", "discard all", "rollback", show,
-		// Pinned, then unpinned by DISCARD ALL (TestDiscardAllUnpins).
-		"set search_path = public", "set application_name = 'p'", "discard all", show,
-	}
-	run := func(hc, other *pgconn.HijackedConn) []string {
-		var out []string
-		for _, q := range script {
-			rows, codes := simpleQuery(t, hc, q)
-			out = append(out, q+" -> "+strings.Join(rows, ",")+" "+strings.Join(codes, ","))
-			if other != nil && q == show {
-				oneRow(t, other, "select 1") // the backend goes to another client
-			}
-		}
-		return out
-	}
-	direct := run(hijackDSN(t, cluster.DSN(ti.User, ti.Password, ti.Database)+startup), nil)
-	routed := run(hijackDSN(t, r.dsn("acme")+startup), hijackDSN(t, r.dsn("acme")))
-	for i := range direct {
-		if direct[i] != routed[i] {
-			t.Errorf("directly %q, through the router %q", direct[i], routed[i])
-		}
-	}
 }
 
 // A session pinned for session state that DISCARD ALL undoes goes back to
