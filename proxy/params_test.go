@@ -172,3 +172,23 @@ func TestParamsPreparedAndOptions(t *testing.T) {
 		sql("select current_setting('extra_float_digits') || '|' || current_setting('DateStyle')"),
 	)
 }
+
+// After a RESET, the client moves to a backend that has its parameters
+// already, where no statement of the router's reports them: it is told
+// its value all the same.
+func TestParamsReportedOnBackendWithParams(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 2}))
+	a := hijackDSN(t, r.dsn("acme")+" application_name=app1")
+	b := hijackDSN(t, r.dsn("acme")+" application_name=app1")
+	told := map[string]string{"application_name": a.ParameterStatuses["application_name"]}
+	mustReady(t, a, q("begin"))
+	mustReady(t, b, q("select 1")) // both backends get app1's parameters
+	mustReady(t, a, q("commit"))
+	send(1, q("reset application_name"))(t, a, told)
+	mustReady(t, b, q("begin")) // b takes the backend the RESET ran on
+	got := send(1, q("select current_setting('application_name')"))(t, a, told)
+	mustReady(t, b, q("commit"))
+	if got != "R app1; Z I" || told["application_name"] != "app1" {
+		t.Errorf("after RESET on another backend: %s, told application_name=%q (PostgreSQL: app1)", got, told["application_name"])
+	}
+}

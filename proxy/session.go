@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -226,6 +227,9 @@ type session struct {
 	// ParameterStatus values the client was sent last (guarded by mu).
 	startParams map[string]string
 	told        map[string]string
+	// toldCheck says told may differ from what a backend with the
+	// client's parameters reports (after a RESET or DISCARD ALL).
+	toldCheck bool
 	// paramSet is a SET the client's params follow, until the
 	// ReadyForQuery of its segment settles it (stmt.go: followSetLocked);
 	// nil when none is in flight. Guarded by mu.
@@ -956,7 +960,19 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	}
 	bs := stateOf(be.State)
 	be.State = bs
+	if bs.reported == nil {
+		bs.reported = maps.Clone(be.Params)
+	}
 	swallow := 0
+	if bs.paramsKey == ss.paramsKey && ss.toldCheck {
+		// No statement of the router's will report the client's values
+		// on this backend, which has them: tell what the client was told
+		// otherwise after a RESET or DISCARD ALL.
+		if err := ss.tellReported(bs); err != nil {
+			ss.srv.pool.Release(be)
+			return nil, nil, err
+		}
+	}
 	if bs.paramsKey != ss.paramsKey {
 		// The backend carries another client's parameters (or none): give
 		// it this client's. A set the tenant's backends have taken before
@@ -1062,7 +1078,9 @@ func (ss *session) applyParams(be *pool.Conn, sql string) error {
 	ctx, cancel := context.WithTimeout(ss.ctx, paramsTimeout)
 	defer cancel()
 	var report []byte
+	bs := stateOf(be.State)
 	err := be.ExecReport(ctx, sql, func(name, value string) {
+		bs.reported[name] = value
 		ss.mu.Lock()
 		if ss.told[name] != value {
 			ss.told[name] = value
@@ -1311,7 +1329,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				}
 			case 'S':
 				ss.mu.Lock()
-				drop = ss.reportLocked(rd.Bytes()[pos+5:pos+total], drop)
+				drop = ss.reportLocked(bs, rd.Bytes()[pos+5:pos+total], drop)
 				ss.mu.Unlock()
 				if err := misreadParam(rd.Bytes()[pos+5 : pos+total]); err != nil {
 					// The session changed how the server reads SQL: the
@@ -1475,12 +1493,15 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 // differs from the last one it was told (told): after a RESET or DISCARD
 // ALL, the backend reported its own session default, and the client's
 // comes back with its next request. It reports whether to drop p.
-func (ss *session) reportLocked(p []byte, hidden bool) (drop bool) {
+func (ss *session) reportLocked(bs *backendState, p []byte, hidden bool) (drop bool) {
 	name, rest, ok := splitCString(p)
 	if !ok {
 		return hidden
 	}
 	value, _, _ := splitCString(rest)
+	if bs.reported != nil && bs.reported[string(name)] != string(value) {
+		bs.reported[string(name)] = string(value)
+	}
 	if hidden && ss.told[string(name)] == string(value) {
 		return true
 	}
@@ -1489,6 +1510,25 @@ func (ss *session) reportLocked(p []byte, hidden bool) (drop bool) {
 	}
 	ss.told[string(name)] = string(value)
 	return false
+}
+
+// tellReported sends the client the values bs reports that differ from
+// what it was told.
+func (ss *session) tellReported(bs *backendState) error {
+	var b []byte
+	ss.mu.Lock()
+	ss.toldCheck = false
+	for name, v := range bs.reported {
+		if ss.told[name] != v {
+			ss.told[name] = v
+			b, _ = (&pgproto3.ParameterStatus{Name: name, Value: v}).Encode(b)
+		}
+	}
+	ss.mu.Unlock()
+	if len(b) == 0 {
+		return nil
+	}
+	return ss.writeClient(b)
 }
 
 // backendError accounts for an ErrorResponse that answers the client (body

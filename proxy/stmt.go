@@ -79,7 +79,10 @@ type clientStmt struct {
 // backendState is the proxy's knowledge of one backend connection, stored
 // in pool.Conn.State.
 type backendState struct {
-	stmts     map[string]*backendStmt // def -> statement
+	stmts map[string]*backendStmt // def -> statement
+	// reported are the ParameterStatus values the backend reported last
+	// (from its login's, be.Params, on), written by whoever reads it.
+	reported  map[string]string
 	tick      uint64
 	paramsKey string // canonical form of the client parameters set on it
 	params    []string
@@ -759,6 +762,7 @@ func (ss *session) followSetLocked(bs *backendState, set *setParam) {
 		// goes on before its next request there (statements pipelined
 		// behind the RESET still see the backend's).
 		bs.paramsKey = paramsUnknown
+		ss.toldCheck = true
 	}
 	bs.params = withName(bs.params, set.name)
 }
@@ -845,6 +849,9 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 		ss.pinLocked(pinReason(eff))
 		if eff&sqllex.EffectLoad != 0 {
 			ss.pinLocked(stats.PinLoad) // (a SET before it names the pin)
+		}
+		if eff&sqllex.EffectSet != 0 && !resetByDiscardAll(unsafeString(q)) {
+			ss.pinKeep = true
 		}
 	}
 	if eff&sqllex.EffectPrepare != 0 {
@@ -970,6 +977,7 @@ func (ss *session) discardAllLocked(bs *backendState) {
 	// after a followed SET still in flight: this runs after it.
 	ss.wantParams = ss.startParams
 	ss.paramsKey, ss.paramsKeys = paramsKey(ss.startParams)
+	ss.toldCheck = true
 	if ps := ss.paramSet; ps != nil {
 		ps.want, ps.key, ps.keys = ss.wantParams, ss.paramsKey, ss.paramsKeys
 	}
@@ -1368,6 +1376,22 @@ func (ss *session) undoLocked(bs *backendState, upTo uint64) {
 	clear(ss.undo[:n]) // (their maps and pointers)
 	ss.undo = append(ss.undo[:0], ss.undo[n:]...)
 	ss.undoN.Store(int32(len(ss.undo)))
+}
+
+// resetByDiscardAll reports whether DISCARD ALL undoes every SET of q: one
+// of a parameter that RESET ALL resets, by name. Not seed (its generator
+// stays seeded), nor a custom name (app.x stays defined, empty), nor
+// set_config, whose names the lexer may not all know.
+func resetByDiscardAll(q string) bool {
+	for _, st := range sqllex.Analyze(q) {
+		if st.Effect&sqllex.EffectSet == 0 {
+			continue
+		}
+		if st.Keyword != "SET" && st.Keyword != "RESET" || st.Param == "" || st.Param == "seed" || strings.Contains(st.Param, ".") {
+			return false
+		}
+	}
+	return true
 }
 
 // unpinLocked gives a pinned session back to transaction pooling after a

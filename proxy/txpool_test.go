@@ -1624,6 +1624,18 @@ func TestDiscardAllUnpins(t *testing.T) {
 	if n := oneRow(t, a, "select 1"); n != "1" {
 		t.Fatal(n)
 	}
+	// What DISCARD ALL leaves on the backend keeps the session pinned: a
+	// seeded random generator, a custom setting (defined, empty; the
+	// backend keeps it after the client leaves too, see README), and a
+	// set_config, whose names the lexer may not all know.
+	for _, set := range []string{"set seed = 0.5", "set myapp.x = 'secret'", "select set_config('work_mem', '7MB', false)"} {
+		mustReady(t, a, q(set))
+		wantPinned(set, true)
+		mustReady(t, a, q("discard all"))
+		wantPinned(set+", after DISCARD ALL", true)
+		a.Conn.Close()
+		a = hijackDSN(t, r.dsn("acme"))
+	}
 	// A FunctionCall pins for good.
 	sendAll(t, a, &pgproto3.FunctionCall{Function: 1299})
 	receiveUntil[*pgproto3.ReadyForQuery](t, a)
