@@ -1257,6 +1257,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		drainNow := false
 		answered := false
 		copyIn := false
+		var endErr *clientError
 		for {
 			typ, total, ok, err := rd.Header(pos)
 			if err != nil {
@@ -1339,12 +1340,13 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					// outlives it.
 					bs.discard = true
 					ss.mu.Lock()
-					fire := !ss.guardFired
+					if !ss.guardFired {
+						// Ended once what came before is written: a
+						// write under way would keep the FATAL out.
+						endErr = err
+					}
 					ss.guardFired = true
 					ss.mu.Unlock()
-					if fire {
-						go ss.end(err)
-					}
 				}
 			case 'G', 'W':
 				copyIn = true
@@ -1406,7 +1408,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				ss.answers.Add(1)
 			}
 			pos += total
-			if release {
+			if release || endErr != nil {
 				break
 			}
 		}
@@ -1462,6 +1464,10 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		}
 		rd.Discard(pos)
 		obuf = obuf[:0]
+		if endErr != nil {
+			ss.end(endErr)
+			return relayDone
+		}
 		if ss.armed.Load() {
 			ss.mu.Lock()
 			ss.checkHoldLocked()
