@@ -192,3 +192,25 @@ func TestParamsReportedOnBackendWithParams(t *testing.T) {
 		t.Errorf("after RESET on another backend: %s, told application_name=%q (PostgreSQL: app1)", got, told["application_name"])
 	}
 }
+
+// A pinned session's backend, reset when its client leaves, reports its
+// own values then: the next client is told what the backend has.
+func TestParamsReportedAfterPinnedBackendReset(t *testing.T) {
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	p := hijackDSN(t, r.dsn("acme"))
+	mustReady(t, p, q("set seed = 0.5")) // pins
+	mustReady(t, p, q("set timezone = 'Asia/Tokyo'"))
+	sendAll(t, p, &pgproto3.Terminate{})
+	p.Conn.Close()
+	c := hijackDSN(t, r.dsn("acme")+" application_name=app1") // waits for the backend p leaves
+	told := map[string]string{}
+	for k, v := range c.ParameterStatuses {
+		told[k] = v
+	}
+	for _, s := range []string{"select current_setting('TimeZone')", "reset application_name", "select current_setting('TimeZone')"} {
+		send(1, q(s))(t, c, told)
+	}
+	if got := send(1, q("select current_setting('TimeZone')"))(t, c, told); got != "R "+told["TimeZone"]+"; Z I" {
+		t.Errorf("server TimeZone %s, client told TimeZone=%q", got, told["TimeZone"])
+	}
+}

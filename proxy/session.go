@@ -1769,7 +1769,14 @@ func (ss *session) detachAtExit() {
 	defer cancel()
 	err := be.Exec(ctx, "SELECT pg_catalog.pg_advisory_unlock_all()")
 	if err == nil {
-		err = be.Exec(ctx, "DISCARD ALL")
+		// (What the backend reports now is what the next client that
+		// gets it may be told: tellReported.)
+		bs := stateOf(be.State)
+		err = be.ExecReport(ctx, "DISCARD ALL", func(name, value string) {
+			if bs.reported != nil {
+				bs.reported[name] = value
+			}
+		})
 	}
 	if err != nil {
 		ss.log.Info("backend reset failed; closing it", zap.Error(err))

@@ -1628,7 +1628,7 @@ func TestDiscardAllUnpins(t *testing.T) {
 	// seeded random generator, a custom setting (defined, empty; the
 	// backend keeps it after the client leaves too, see README), and a
 	// set_config, whose names the lexer may not all know.
-	for _, set := range []string{"set seed = 0.5", "set myapp.x = 'secret'", "select set_config('work_mem', '7MB', false)"} {
+	for _, set := range []string{"set seed = 0.5", "select setseed(0.5)", "set myapp.x = 'secret'", "select set_config('work_mem', '7MB', false)"} {
 		mustReady(t, a, q(set))
 		wantPinned(set, true)
 		mustReady(t, a, q("discard all"))

@@ -11,7 +11,7 @@ type Effect uint16
 const (
 	EffectNone Effect = 0
 	// session state that pins the client to its backend:
-	EffectSet          Effect = 1 << iota // SET / RESET without LOCAL (also SET SESSION ...), set_config(..., false)
+	EffectSet          Effect = 1 << iota // SET / RESET without LOCAL (also SET SESSION ...), set_config(..., false), setseed(...)
 	EffectPrepare                         // SQL PREPARE name AS ...
 	EffectListen                          // LISTEN (UNLISTEN doesn't pin)
 	EffectTempTable                       // CREATE TEMP TABLE/VIEW/SEQUENCE, objects in pg_temp, SELECT ... INTO TEMP
@@ -1166,6 +1166,7 @@ const (
 	fnNone = iota
 	fnAdvisory
 	fnSetConfig
+	fnSetSeed
 )
 
 var advisoryLockFuncs = [...]string{"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared"}
@@ -1189,6 +1190,8 @@ func (a *analyzer) call(r *ring, lx Lexer, st *Statement) Effect {
 	fn := fnNone
 	if a.nameIs(name, esc, "set_config") {
 		fn = fnSetConfig
+	} else if a.nameIs(name, esc, "setseed") {
+		fn = fnSetSeed
 	} else {
 		for _, f := range advisoryLockFuncs {
 			if a.nameIs(name, esc, f) {
@@ -1213,8 +1216,15 @@ func (a *analyzer) call(r *ring, lx Lexer, st *Statement) Effect {
 			return EffectNone
 		}
 	}
-	if fn == fnAdvisory {
+	switch fn {
+	case fnAdvisory:
 		return EffectAdvisoryLock
+	case fnSetSeed:
+		// setseed(x) seeds the session's random(), as SET seed does.
+		if st.Param == "" {
+			st.Param = "seed"
+		}
+		return EffectSet
 	}
 	return a.setConfig(lx, st)
 }

@@ -126,6 +126,9 @@ var analyzeCases = []struct {
 	{"SELECT my_set_config('a.b', 'c', false)", one("SELECT", none)},
 	{"SELECT current_setting('a.b'), set_config", one("SELECT", none)},
 	{"UPDATE t SET v = set_config('a.b', v, false)", one("UPDATE", set, "a.b")},
+	{"SELECT setseed(0.5)", one("SELECT", set, "seed")},
+	{"select pg_catalog.SETSEED($1), random()", one("SELECT", set, "seed")},
+	{"SELECT my_setseed(0.5)", one("SELECT", none)},
 
 	// --- advisory locks ---------------------------------------------------
 	{"SELECT pg_advisory_lock(1)", one("SELECT", adv)},
