@@ -100,6 +100,16 @@ func (ss *session) holdQuery() holdResult {
 	return holdGone
 }
 
+// pollHold resolves a held Query if the answers allow; the relay
+// calls it after each read.
+func (ss *session) pollHold() {
+	if ss.armed.Load() {
+		ss.mu.Lock()
+		ss.checkHoldLocked()
+		ss.mu.Unlock()
+	}
+}
+
 // checkHoldLocked resolves the held Query once the backend has answered
 // every sync point written and every message of the open segment, or
 // failed one. The relay calls it after each read while a Query is held;

@@ -1082,10 +1082,7 @@ func (ss *session) applyParams(be *pool.Conn, sql string) error {
 	err := be.ExecReport(ctx, sql, func(name, value string) {
 		bs.reported[name] = value
 		ss.mu.Lock()
-		if ss.told[name] != value {
-			ss.told[name] = value
-			report, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(report)
-		}
+		report = ss.tellLocked(report, name, value)
 		ss.mu.Unlock()
 	})
 	var pe *pgconn.PgError
@@ -1413,11 +1410,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			}
 		}
 		if pos < 0 {
-			if ss.armed.Load() {
-				ss.mu.Lock()
-				ss.checkHoldLocked()
-				ss.mu.Unlock()
-			}
+			ss.pollHold()
 			continue
 		}
 		out := rd.Bytes()[:pos]
@@ -1468,11 +1461,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			ss.end(endErr)
 			return relayDone
 		}
-		if ss.armed.Load() {
-			ss.mu.Lock()
-			ss.checkHoldLocked()
-			ss.mu.Unlock()
-		}
+		ss.pollHold()
 		if drainNow {
 			ss.afterBoundary() // a session that keeps its backend, at a boundary
 		}
@@ -1525,16 +1514,24 @@ func (ss *session) tellReported(bs *backendState) error {
 	ss.mu.Lock()
 	ss.toldCheck = false
 	for name, v := range bs.reported {
-		if ss.told[name] != v {
-			ss.told[name] = v
-			b, _ = (&pgproto3.ParameterStatus{Name: name, Value: v}).Encode(b)
-		}
+		b = ss.tellLocked(b, name, v)
 	}
 	ss.mu.Unlock()
 	if len(b) == 0 {
 		return nil
 	}
 	return ss.writeClient(b)
+}
+
+// tellLocked appends to b a ParameterStatus of name if the client was told
+// another value.
+func (ss *session) tellLocked(b []byte, name, value string) []byte {
+	if ss.told[name] == value {
+		return b
+	}
+	ss.told[name] = value
+	b, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(b)
+	return b
 }
 
 // backendError accounts for an ErrorResponse that answers the client (body

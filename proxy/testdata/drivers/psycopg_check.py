@@ -282,8 +282,8 @@ def sec_eviction():
 # ---------------------------------------------------------------------------
 # 3. Transactions
 
-def ids(conn, lo, hi):
-    rows = conn.execute("select id from psy_tx where id between %s and %s order by id", (lo, hi)).fetchall()
+def ids(conn, lo, hi, table="psy_tx"):
+    rows = conn.execute("select id from " + table + " where id between %s and %s order by id", (lo, hi)).fetchall()
     return [r[0] for r in rows]
 
 
@@ -396,11 +396,6 @@ def sec_transactions():
 # ---------------------------------------------------------------------------
 # 4. Pipeline mode
 
-def pipe_ids(conn, lo, hi):
-    rows = conn.execute("select id from psy_pipe where id between %s and %s order by id", (lo, hi)).fetchall()
-    return [r[0] for r in rows]
-
-
 def sec_pipeline():
     P = connect(autocommit=True, prepare_threshold=0)
     Q = connect()  # not autocommit
@@ -436,7 +431,7 @@ def sec_pipeline():
                 P.execute(ins, (1003, "d"))  # skipped: psycopg may raise before queueing it
         check_raises("pipeline with a duplicate key", E.UniqueViolation, failing)
         check("P idle after the pipeline", P.info.transaction_status, TS.IDLE)
-        check("what the sync committed stayed, the segment of the error did not", pipe_ids(R, 1000, 1009), [1000, 1001])
+        check("what the sync committed stayed, the segment of the error did not", ids(R, 1000, 1009, "psy_pipe"), [1000, 1001])
         check("P usable after", one(P, ins, (1004, "e")), (1004, "e"))
         check("P prepared still right", one(P, "select count(*), sum(id) from psy_pipe where id <= %s", (9,)),
               (10, 45))
@@ -451,16 +446,16 @@ def sec_pipeline():
                 Q.execute(ins, (2002, "c"))
         check_raises("pipeline with 1/0", E.DivisionByZero, failing_tx)
         check("Q in error", Q.info.transaction_status, TS.INERROR)
-        check("R meanwhile", pipe_ids(R, 2000, 2009), [])
+        check("R meanwhile", ids(R, 2000, 2009, "psy_pipe"), [])
         Q.rollback()
-        check("Q after rollback", pipe_ids(Q, 2000, 2009), [])
+        check("Q after rollback", ids(Q, 2000, 2009, "psy_pipe"), [])
         with Q.pipeline():
             c1 = Q.execute(ins, (2003, "after"))
             c2 = Q.execute("select count(*) from psy_pipe where id >= 2000 and id < 3000")
         check("Q pipeline after error", c1.fetchone(), (2003, "after"))
         check("Q count", c2.fetchone(), (1,))
         Q.commit()
-        check("R sees 2003", pipe_ids(R, 2000, 2009), [2003])
+        check("R sees 2003", ids(R, 2000, 2009, "psy_pipe"), [2003])
 
         say("pipeline: executemany (1000 rows), with returning, in a transaction, failing")
         cur = P.cursor()
@@ -477,15 +472,15 @@ def sec_pipeline():
         check("executemany returning", got, [(4000 + i, "r%d" % i) for i in range(50)])
         qc = Q.cursor()
         qc.executemany("insert into psy_pipe (id, v) values (%s, %s)", [(4100 + i, "q") for i in range(100)])
-        check("R does not see Q's uncommitted executemany", pipe_ids(R, 4100, 4199), [])
+        check("R does not see Q's uncommitted executemany", ids(R, 4100, 4199, "psy_pipe"), [])
         Q.commit()
-        check("R sees Q's executemany", pipe_ids(R, 4100, 4199), list(range(4100, 4200)))
+        check("R sees Q's executemany", ids(R, 4100, 4199, "psy_pipe"), list(range(4100, 4200)))
         check_raises("executemany with a duplicate", E.UniqueViolation,
                      lambda: P.cursor().executemany("insert into psy_pipe (id, v) values (%s, %s)",
                                                     [(5000 + i, "x") for i in range(5)] + [(3000, "dup")] +
                                                     [(5006 + i, "y") for i in range(4)]))
         check("P idle after failed executemany", P.info.transaction_status, TS.IDLE)
-        check("failed executemany left nothing", pipe_ids(R, 5000, 5999), [])
+        check("failed executemany left nothing", ids(R, 5000, 5999, "psy_pipe"), [])
         check("P usable after", one(P, ins, (5100, "ok")), (5100, "ok"))
     finally:
         for c in (P, Q, R):
