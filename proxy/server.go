@@ -44,6 +44,7 @@ type Server struct {
 	reloader   func() error
 	logQueries atomic.Bool  // log.queries
 	suspectAt  atomic.Int64 // unix nanos of the last pool.Suspect
+	pumpWrites func()       // tests: runs before a pump writes the answer that released its backend
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

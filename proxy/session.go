@@ -621,6 +621,20 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 // toBackend writes a batch of complete client messages to the session's
 // backend, acquiring one first if none is attached.
 func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query bool) error {
+	ss.mu.Lock()
+	prev := ss.pumpDone
+	if ss.be != nil {
+		prev = nil
+	} else {
+		ss.pumpDone = nil
+	}
+	ss.mu.Unlock()
+	if prev != nil {
+		// The pump that gave the last backend back may not have written
+		// its answer yet: nothing of the next request's (its answer, a
+		// refusal) may reach the client first.
+		<-prev
+	}
 	if ss.skipToSync {
 		// A router error ended the previous extended-protocol batch: like
 		// PostgreSQL, ignore everything up to the next Sync.
@@ -1437,6 +1451,8 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			// request and write its answer ahead of this one.
 			if sync {
 				giveBack()
+			} else if h := ss.srv.pumpWrites; h != nil {
+				h()
 			}
 			err := ss.writeClient(out)
 			if !sync {
