@@ -23,7 +23,7 @@ var (
 	closeReasons  = []string{
 		stats.CloseIdleInTransaction, stats.CloseClientIdle, stats.CloseDrain,
 		stats.CloseTenantRemoved, stats.CloseKilled, stats.CloseBackendLost,
-		stats.CloseStatementTimeout,
+		stats.CloseStatementTimeout, stats.CloseProtocol,
 	}
 	pinReasons = []string{
 		stats.PinSet, stats.PinPrepare, stats.PinListen, stats.PinTempTable,

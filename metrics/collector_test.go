@@ -190,6 +190,7 @@ pgbridge_session_closes_total{reason="tenant_removed",tenant="acme"} 0
 pgbridge_session_closes_total{reason="killed",tenant="acme"} 0
 pgbridge_session_closes_total{reason="backend_lost",tenant="acme"} 0
 pgbridge_session_closes_total{reason="statement_timeout",tenant="acme"} 0
+pgbridge_session_closes_total{reason="protocol_violation",tenant="acme"} 0
 pgbridge_session_closes_total{reason="idle_in_transaction",tenant="globex"} 0
 pgbridge_session_closes_total{reason="client_idle",tenant="globex"} 0
 pgbridge_session_closes_total{reason="drain",tenant="globex"} 0
@@ -197,6 +198,7 @@ pgbridge_session_closes_total{reason="tenant_removed",tenant="globex"} 0
 pgbridge_session_closes_total{reason="killed",tenant="globex"} 0
 pgbridge_session_closes_total{reason="backend_lost",tenant="globex"} 0
 pgbridge_session_closes_total{reason="statement_timeout",tenant="globex"} 0
+pgbridge_session_closes_total{reason="protocol_violation",tenant="globex"} 0
 # HELP pgbridge_pinned_sessions Client sessions pinned to their backend connection right now because of session state.
 # TYPE pgbridge_pinned_sessions gauge
 pgbridge_pinned_sessions{tenant="acme"} 1

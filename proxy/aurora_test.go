@@ -147,6 +147,7 @@ func TestBackendDownPastResumeTimeout(t *testing.T) {
 	if !strings.Contains(pe.Message, "cannot reach the database backend") {
 		t.Errorf("message %q", pe.Message)
 	}
+	eventually(t, 5*time.Second, "the close counted", func() bool { return r.counter("acme", "close", "backend_lost") == 1 })
 }
 
 // TestClusterStartingUpPastResumeTimeout: a cluster that answers every

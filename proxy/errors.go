@@ -37,7 +37,7 @@ const (
 	ReasonTenantRemoved     Reason = stats.CloseTenantRemoved
 	ReasonKilled            Reason = stats.CloseKilled
 	ReasonBackendDown       Reason = "backend_unavailable"
-	ReasonProtocol          Reason = "protocol_violation"
+	ReasonProtocol          Reason = stats.CloseProtocol
 	ReasonTLSRequired       Reason = "tls_required"
 	ReasonLoginTimeout      Reason = "login_timeout"
 	ReasonInternal          Reason = "internal"

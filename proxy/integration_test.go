@@ -919,13 +919,21 @@ func TestBadInput(t *testing.T) {
 	})
 
 	t.Run("invalid message type after login", func(t *testing.T) {
+		before := r.counter("acme", "close", "protocol_violation")
 		sendWantProtocolFatal(t, hijack(t, r), []byte{'z', 0, 0, 0, 4})
 		stillServes("invalid message type")
+		if n := r.counter("acme", "close", "protocol_violation") - before; n != 1 {
+			t.Errorf("protocol_violation closes counted %d, want 1", n)
+		}
 	})
 
 	t.Run("invalid message length after login", func(t *testing.T) {
+		before := r.counter("acme", "close", "protocol_violation")
 		sendWantProtocolFatal(t, hijack(t, r), []byte{'Q', 0, 0, 0, 2})
 		stillServes("invalid message length")
+		if n := r.counter("acme", "close", "protocol_violation") - before; n != 1 {
+			t.Errorf("protocol_violation closes counted %d, want 1", n)
+		}
 	})
 
 	t.Run("terminate", func(t *testing.T) {

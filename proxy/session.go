@@ -405,6 +405,7 @@ func (ss *session) serve() (reason string, parked bool) {
 		for ss.crd.Buffered() > 0 {
 			reason, done, err := ss.forwardClient()
 			if err != nil {
+				ss.countClose(err)
 				ss.kill(err)
 				return reason, false
 			}
@@ -415,6 +416,27 @@ func (ss *session) serve() (reason string, parked bool) {
 				break
 			}
 		}
+	}
+}
+
+// countClose counts a session the client loop ends over err, which no
+// guardrail counted: a client that broke the protocol, or a backend that
+// failed under the session (a write to it failed, or none could be
+// dialed within backend.resume_timeout). A session another path ended
+// first (which counted it if it counts) is not counted again.
+func (ss *session) countClose(err error) {
+	var ce *clientError
+	ss.mu.Lock()
+	ended := ss.endReason != ""
+	ss.mu.Unlock()
+	if ended || !errors.As(err, &ce) {
+		return
+	}
+	switch ce.reason {
+	case ReasonProtocol:
+		ss.ts.stats.SessionCloses.Inc(stats.CloseProtocol)
+	case ReasonBackendDown:
+		ss.ts.stats.SessionCloses.Inc(stats.CloseBackendLost)
 	}
 }
 

@@ -92,7 +92,7 @@ func newTenantState(t *routing.Tenant) *tenantState {
 func (ts *tenantState) apply(t *routing.Tenant) {
 	ts.cur.Store(t)
 	p := t.Policy
-	setLimiter(&ts.queries, p.QueryRate, p.QueryBurst)
+	setLimiter(&ts.queries, p.QueryRate, p.EffectiveQueryBurst())
 	setLimiter(&ts.logins, p.ConnectionRate, 0)
 }
 

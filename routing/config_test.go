@@ -747,6 +747,14 @@ tenants:
 	if a := iam.Tenants["acme"]; a.BackendAuth != BackendAuthIAM || a.BackendPassword != "" || iam.Backend.AWSRegion != "eu-west-1" {
 		t.Errorf("iam tenant = %+v, region %q", a, iam.Backend.AWSRegion)
 	}
+	// check-config says what the router will do: the IAM login, the
+	// region, and the token bucket's size when query_burst is left 0.
+	burst := mustParse(t, "backend: {host: db, aws_region: eu-west-1, max_active_transactions: 8, tls: {mode: require}}\ntenants:\n  acme:\n    database: d\n    backend_user: u\n    backend_auth: iam\n    users: {u: {password: x}}\n    query_rate: 12.5\n", nil)
+	for _, want := range []string{"u (RDS IAM token per connection)", "aws_region eu-west-1", "max_active_transactions 8", "query_burst 13 (default: -)"} {
+		if out := burst.Explain(); !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("Explain lacks %q:\n%s", want, out)
+		}
+	}
 	mustParse(t, "backend: {host: db}\ndefaults: {max_client_connections: 5, min_pool_size: 1}\ntenants:\n"+
 		tenantYAML("acme", "d", "u", "    max_client_connections: 3\n    min_pool_size: 2\n"), nil)
 }

@@ -46,6 +46,10 @@ func (c *Config) Explain() string {
 		tlsDesc += ", CA " + be.TLS.CAFile
 	}
 	row("  tls", tlsDesc)
+	if be.AWSRegion != "" {
+		row("  aws_region", be.AWSRegion)
+	}
+	row("  max_active_transactions", zeroAs(strconv.Itoa(be.MaxActiveTransactions), be.MaxActiveTransactions == 0, "unlimited"))
 	row("  connect_timeout", fmtDuration(be.ConnectTimeout))
 	row("  resume_timeout", fmtDuration(be.ResumeTimeout))
 	row("  idle_timeout", zeroAs(fmtDuration(be.IdleTimeout), be.IdleTimeout == 0, "never"))
@@ -90,7 +94,10 @@ func (c *Config) Explain() string {
 		}
 		row("  database", db)
 		cred := "no password"
-		if t.BackendPassword != "" {
+		switch {
+		case t.BackendAuth == BackendAuthIAM:
+			cred = "RDS IAM token per connection"
+		case t.BackendPassword != "":
 			cred = "password set"
 		}
 		row("  backend_user", fmt.Sprintf("%s (%s)", t.BackendUser, cred))
@@ -125,7 +132,7 @@ func policyRows(p Policy) []explainRow {
 		{"idle_in_transaction_timeout", zeroAs(fmtDuration(p.IdleInTransactionTimeout), p.IdleInTransactionTimeout == 0, "off")},
 		{"client_idle_timeout", zeroAs(fmtDuration(p.ClientIdleTimeout), p.ClientIdleTimeout == 0, "off")},
 		{"query_rate", zeroAs(strconv.FormatFloat(p.QueryRate, 'g', -1, 64)+"/s", p.QueryRate == 0, "unlimited")},
-		{"query_burst", strconv.Itoa(p.QueryBurst)},
+		{"query_burst", zeroAs(strconv.Itoa(p.EffectiveQueryBurst()), p.QueryRate == 0, "-")},
 		{"connection_rate", zeroAs(strconv.FormatFloat(p.ConnectionRate, 'g', -1, 64)+"/s", p.ConnectionRate == 0, "unlimited")},
 		{"reserved_connections", strconv.Itoa(p.ReservedConnections)},
 		{"max_message_size", fmt.Sprintf("%d bytes", p.MaxMessageSize)},

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"math"
 	"time"
 
 	"github.com/pgbridge/pgbridge/internal/scram"
@@ -140,7 +141,7 @@ type Policy struct {
 	PoolWaitTimeout          time.Duration
 	StatementTimeout         time.Duration // sent to the backend; 0 = backend default
 	MaxStatementTimeout      time.Duration // enforced by the router; 0 = off
-	IdleInTransactionTimeout time.Duration // sent to the backend; 0 = backend default
+	IdleInTransactionTimeout time.Duration // enforced by the router, sent to the backend as 2x+1s as a backstop; 0 = off, nothing sent
 	ClientIdleTimeout        time.Duration // 0 = off
 	QueryRate                float64       // per second; 0 = unlimited
 	QueryBurst               int
@@ -168,4 +169,14 @@ type Tenant struct {
 // ({scram: ...} and {password: ...}) end up as a SCRAM verifier.
 type Credential struct {
 	Verifier scram.Verifier
+}
+
+// EffectiveQueryBurst is the size of the tenant's query token bucket:
+// QueryBurst, or when that is 0, one second's worth of QueryRate (at
+// least 1).
+func (p Policy) EffectiveQueryBurst() int {
+	if p.QueryBurst > 0 {
+		return p.QueryBurst
+	}
+	return max(1, int(math.Ceil(p.QueryRate)))
 }

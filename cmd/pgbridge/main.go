@@ -19,7 +19,9 @@ import (
 )
 
 const usage = `usage:
-  pgbridge serve --config FILE     run the router
+  pgbridge serve [--config FILE]   run the router (FILE: pgbridge.yaml unless given;
+                                   --cpuprofile FILE and --trace FILE record a CPU
+                                   profile and an execution trace until it exits)
   pgbridge check-config FILE       validate a config file and explain it
   pgbridge passwd                  read a password on stdin, print a SCRAM-SHA-256 verifier
 `

@@ -35,6 +35,7 @@ const (
 	CloseKilled            = "killed"
 	CloseBackendLost       = "backend_lost"
 	CloseStatementTimeout  = "statement_timeout"
+	CloseProtocol          = "protocol_violation"
 
 	// pgbridge_pins_total{reason}: what pinned a transaction-mode session
 	// to its backend.
