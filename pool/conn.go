@@ -74,21 +74,25 @@ func (c *Conn) ExecReport(ctx context.Context, sql string, report func(name, val
 	return err
 }
 
-// readOnly asks the backend whether a new transaction would be read-only:
-// true on a standby, on an Aurora writer demoted by a failover, and where
-// default_transaction_read_only is on.
+// readOnly asks the backend whether its server is read-only: true on a
+// standby, on an Aurora writer demoted by a failover, and where the
+// server's (or role's, or database's) default_transaction_read_only is on.
 func (c *Conn) readOnly(ctx context.Context) (bool, error) {
-	v, err := c.simpleQuery(ctx, "SHOW transaction_read_only", nil)
+	// Not SHOW transaction_read_only: a client of the tenant may have set
+	// default_transaction_read_only (a startup option, a followed SET,
+	// applied with set_config) on this backend, which says nothing about
+	// the server. reset_val is the session default, which those leave.
+	v, err := c.simpleQuery(ctx, "SELECT pg_catalog.pg_is_in_recovery() OR (SELECT s.reset_val = 'on' FROM pg_catalog.pg_settings s WHERE s.name = 'default_transaction_read_only')", nil)
 	if err != nil {
 		return false, err
 	}
 	switch v {
-	case "on":
+	case "t":
 		return true, nil
-	case "off":
+	case "f":
 		return false, nil
 	}
-	return false, fmt.Errorf("pool: transaction_read_only is %q", v)
+	return false, fmt.Errorf("pool: read-only check returned %q", v)
 }
 
 // simpleQuery runs sql as one simple-protocol Query and returns the first

@@ -253,7 +253,10 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool) error {
 func RuntimeParams(p routing.Policy) map[string]string {
 	// The router's SQL lexer reads with standard_conforming_strings on:
 	// a role's or database's default of off must not reach a backend.
-	rp := map[string]string{"application_name": "pgbridge", "standard_conforming_strings": "on"}
+	// client_encoding too: a role default of a client-only encoding (ALTER
+	// ROLE CURRENT_USER SET client_encoding = SJIS, which the tenant may run)
+	// would otherwise reach every backend unseen.
+	rp := map[string]string{"application_name": "pgbridge", "standard_conforming_strings": "on", "client_encoding": "UTF8"}
 	if p.StatementTimeout > 0 {
 		rp["statement_timeout"] = strconv.FormatInt(p.StatementTimeout.Milliseconds(), 10)
 	}

@@ -44,8 +44,8 @@
 //     pg_terminate_backend) has left an error or end of stream there. After
 //     Suspect (the proxy calls it when a backend answered 25006 or
 //     57P01-57P03 or broke), every connection that existed is validated with
-//     SHOW transaction_read_only before its next use and dropped if that
-//     fails or says on.
+//     one round trip (Conn.readOnly) before its next use and dropped if
+//     that fails or says the server is read-only.
 //   - Live configuration. Update adds and removes tenants, applies changed
 //     limits (shrinking as connections come back, admitting waiters at
 //     once) and retires connections dialed with settings that changed.

@@ -531,8 +531,8 @@ const minValidate = 100 * time.Millisecond
 // it when a backend answered 25006 (read-only: the old writer after a
 // failover), 57P01/57P02/57P03, or failed at the connection level: the
 // other connections to the same cluster may be on the same dead or demoted
-// server. Acquire validates a marked connection with one round trip (SHOW
-// transaction_read_only) and discards it, trying the next, if that fails or
+// server. Acquire validates a marked connection with one round trip
+// (Conn.readOnly) and discards it, trying the next, if that fails or
 // reports read-only; connections dialed after the call are not marked.
 // Suspect itself is O(1) and does no I/O.
 func (m *Manager) Suspect() {

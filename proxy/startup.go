@@ -247,6 +247,11 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 				return nil, fatal(ReasonProtocol, "0A000", "Use UTF8, the server's encoding, or another encoding PostgreSQL can use on the server.",
 					"the client encoding %q is not supported: pgbridge reads SQL in encodings whose characters never contain a quote or backslash byte", v)
 			}
+		case "search_path":
+			if pooled && strings.Contains(strings.ToLower(v), "pg_temp") {
+				return nil, fatal(ReasonProtocol, "0A000", "",
+					"a search_path naming pg_temp is not supported in transaction pooling mode: it makes CREATE TABLE create temporary tables on a shared backend")
+			}
 		case "idle_session_timeout":
 			if pooled && !zeroSetting(v) {
 				return nil, fatal(ReasonProtocol, "0A000", "pgbridge closes idle clients itself (client_idle_timeout).",

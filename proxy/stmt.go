@@ -831,6 +831,12 @@ func (ss *session) inspectQuery(bs *backendState, q []byte, simple bool) (string
 	if eff&sqllex.EffectSetRole != 0 {
 		return refusalSQL("42501", "pgbridge: SET ROLE and SET SESSION AUTHORIZATION are not allowed: a tenant's sessions always run as its own role"), nil, true, nil
 	}
+	if eff&sqllex.EffectAlterRole != 0 {
+		// A role may change its own password and session defaults: the
+		// router's logins for the tenant would fail, or a client could
+		// log in to the cluster past every guardrail.
+		return refusalSQL("42501", "pgbridge: ALTER ROLE and ALTER USER are not allowed: the tenant's role belongs to the router; change it on the cluster directly"), nil, true, nil
+	}
 	if eff == sqllex.EffectSet && ss.tracking && ss.pinned == "" {
 		if st, ok := followableSet(unsafeString(q)); ok {
 			// (Param and Value may view the client's buffer.)

@@ -19,7 +19,8 @@ const (
 	EffectHoldCursor                      // DECLARE ... CURSOR WITH HOLD
 	EffectLoad                            // LOAD 'lib'
 	// statements the router refuses:
-	EffectSetRole // SET [LOCAL|SESSION] ROLE, SET SESSION AUTHORIZATION, RESET ROLE, RESET SESSION AUTHORIZATION, set_config('role'|'session_authorization', ...)
+	EffectSetRole   // SET [LOCAL|SESSION] ROLE, SET SESSION AUTHORIZATION, RESET ROLE, RESET SESSION AUTHORIZATION, set_config('role'|'session_authorization', ...)
+	EffectAlterRole // ALTER ROLE, ALTER USER (not ALTER USER MAPPING): a role may change its own password and session defaults
 	// statements that reset session state:
 	EffectDiscardAll // DISCARD ALL
 	EffectDeallocate // DEALLOCATE [PREPARE] name | ALL
@@ -30,7 +31,7 @@ const PinEffects = EffectSet | EffectPrepare | EffectListen | EffectTempTable |
 	EffectAdvisoryLock | EffectHoldCursor | EffectLoad
 
 // RefuseEffects are the effects of statements the router refuses.
-const RefuseEffects = EffectSetRole
+const RefuseEffects = EffectSetRole | EffectAlterRole
 
 // Pins reports whether e includes an effect that pins the client.
 func (e Effect) Pins() bool { return e&PinEffects != 0 }
@@ -50,6 +51,7 @@ var effectNames = [...]struct {
 	{EffectHoldCursor, "HoldCursor"},
 	{EffectLoad, "Load"},
 	{EffectSetRole, "SetRole"},
+	{EffectAlterRole, "AlterRole"},
 	{EffectDiscardAll, "DiscardAll"},
 	{EffectDeallocate, "Deallocate"},
 }
@@ -162,7 +164,7 @@ func Analyze(sql string) []Statement {
 // Effects is the union of the effects of all statements in sql, the same
 // as the union over Analyze(sql) but without building statements. Text
 // that contains none of the trigger words (set, prepare, listen, load,
-// temp, advisory, hold, discard, deallocate, u&) is dismissed by a quick
+// temp, advisory, hold, discard, deallocate, execute, alter, u&) is dismissed by a quick
 // pre-scan; otherwise the text is analysed without allocating, except to
 // decode a DO body or EXECUTE literal that is not its source text verbatim.
 func Effects(sql string) Effect {
@@ -177,12 +179,14 @@ func Effects(sql string) Effect {
 // occurs (ignoring ASCII case) in the text of every statement with an
 // effect: "set" (SET, RESET, set_config, SET ROLE), "prepare", "listen",
 // "load", "temp" (TEMP, TEMPORARY, pg_temp), "advisory", "hold",
-// "discard", "deallocate", and "u&" (a U&"..." name can spell anything).
+// "discard", "deallocate", "execute" (PL/pgSQL's EXECUTE of SQL text
+// built at run time, which counts as a SET), "alter" (ALTER ROLE, ALTER
+// USER), and "u&" (a U&"..." name can spell anything).
 //
 // preScan marks the bytes the pre-scan stops at: the first letters of the
 // trigger words, the backslash and the single quote.
 var preScan = func() (t [256]bool) {
-	for _, c := range []byte("spltahdu\\'") {
+	for _, c := range []byte("spltahdeu\\'") {
 		t[c] = true
 		if 'a' <= c && c <= 'z' {
 			t[c-'a'+'A'] = true
@@ -229,7 +233,7 @@ func mayHaveEffects(s string) bool {
 				return true
 			}
 		case 'a':
-			if lower(1) == 'd' && hasFoldPrefix(s[i:], "advisory") {
+			if lower(1) == 'd' && hasFoldPrefix(s[i:], "advisory") || lower(1) == 'l' && hasFoldPrefix(s[i:], "alter") {
 				return true
 			}
 		case 'h':
@@ -238,6 +242,10 @@ func mayHaveEffects(s string) bool {
 			}
 		case 'd':
 			if lower(1) == 'i' && hasFoldPrefix(s[i:], "discard") || lower(1) == 'e' && hasFoldPrefix(s[i:], "deallocate") {
+				return true
+			}
+		case 'e':
+			if lower(1) == 'x' && hasFoldPrefix(s[i:], "execute") {
 				return true
 			}
 		case 'u':
@@ -537,6 +545,11 @@ func (a *analyzer) classify(start, end, depth int, pl bool) Statement {
 		switch string(buf[:n]) {
 		case "set":
 			a.classifySet(&st, &h)
+			if a.setsSearchPath(&h) && containsFold(a.src[start:end], "pg_temp") {
+				// With pg_temp first in search_path, CREATE TABLE and
+				// the like create temporary objects: SET LOCAL too.
+				st.Effect |= EffectTempTable
+			}
 		case "reset":
 			a.classifyReset(&st, &h)
 		case "prepare":
@@ -561,6 +574,12 @@ func (a *analyzer) classify(start, end, depth int, pl bool) Statement {
 			}
 		case "select", "with":
 			o.intoTemp = true
+		case "update":
+			// UPDATE pg_settings SET setting = ... runs set_config(name,
+			// value, false) through the view's rule: a session-level SET.
+			if a.updatesPgSettings(&h) {
+				st.Effect |= EffectSet
+			}
 		case "create":
 			temp = a.classifyCreate(&h, &o)
 		case "explain":
@@ -570,6 +589,10 @@ func (a *analyzer) classify(start, end, depth int, pl bool) Statement {
 		case "do":
 			if depth < maxDepth {
 				a.classifyDo(&st, lx, depth)
+			}
+		case "alter":
+			if a.kw(h.t[1], "role") || a.kw(h.t[1], "user") && !a.kw(h.t[2], "mapping") {
+				st.Effect |= EffectAlterRole
 			}
 		case "drop", "comment", "grant", "revoke", "security":
 			// Functions named here are not called.
@@ -1107,6 +1130,13 @@ func (a *analyzer) scan(from, end, depth int, o scanOpts, st *Statement) (onComm
 			}
 			if o.plExec && a.kw(t, "execute") {
 				exec = true
+				// Dynamic SQL the lexer cannot read (EXECUTE q, EXECUTE
+				// 'LIS' || 'TEN x', EXECUTE format(...)) may do anything
+				// that pins: count it as a session-level SET, so the
+				// session pins and its backend is reset when it leaves.
+				if !a.singleLiteral(lx) {
+					st.Effect |= EffectSet
+				}
 			}
 		case String:
 			if exec && depth < maxDepth {
@@ -1373,10 +1403,24 @@ loop:
 			return EffectSetRole
 		}
 	}
-	if local := args[2]; local.present && a.boolLiteral(local.lit, false) == boolTrue {
-		return EffectNone
+	var e Effect
+	if name := args[0]; name.lit.Kind == String {
+		var buf [64]byte
+		v := AppendStringValue(buf[:0], a.src, name.lit, name.esc)
+		if foldEq(string(v), "search_path") {
+			// pg_temp in search_path makes CREATE TABLE temporary (see
+			// classify); a value that is not a literal may name it.
+			val := args[1]
+			var vb [128]byte
+			if val.lit.Kind != String || containsFold(string(AppendStringValue(vb[:0], a.src, val.lit, val.esc)), "pg_temp") {
+				e |= EffectTempTable
+			}
+		}
 	}
-	return EffectSet
+	if local := args[2]; local.present && a.boolLiteral(local.lit, false) == boolTrue {
+		return e
+	}
+	return e | EffectSet
 }
 
 const (
@@ -1426,4 +1470,50 @@ func (a *analyzer) boolLiteral(t Token, option bool) int {
 		return boolFalse
 	}
 	return boolUnknown
+}
+
+// updatesPgSettings reports whether the UPDATE in h targets the view
+// pg_settings ([ONLY] [pg_catalog.]pg_settings, quoted or not).
+func (a *analyzer) updatesPgSettings(h *head) bool {
+	i := 1
+	if a.kw(h.t[i], "only") {
+		i++
+	}
+	if a.nameIs(h.t[i], '\\', "pg_catalog") && a.op(h.t[i+1], ".") {
+		i += 2
+	}
+	return a.nameIs(h.t[i], '\\', "pg_settings")
+}
+
+// singleLiteral reports whether the tokens after EXECUTE (lx is just past
+// it) are one string literal, ending the statement or followed by INTO or
+// USING (whose expressions give values, never SQL text).
+func (a *analyzer) singleLiteral(lx Lexer) bool {
+	if t := lx.Next(); t.Kind != String {
+		return false
+	}
+	t := lx.Next()
+	return t.Kind == EOF || t.Kind == Semicolon || a.kw(t, "into") || a.kw(t, "using")
+}
+
+// setsSearchPath reports whether the SET statement in h sets search_path
+// (SET [LOCAL|SESSION] search_path | SCHEMA ...).
+func (a *analyzer) setsSearchPath(h *head) bool {
+	i := 1
+	if a.kw(h.t[i], "local") || a.kw(h.t[i], "session") {
+		i++
+	}
+	t := h.t[i]
+	return a.kw(t, "schema") || a.nameIs(t, '\\', "search_path") || quotedFoldIs(a, t, "search_path")
+}
+
+// containsFold reports whether s contains lower (lower-case ASCII),
+// ignoring ASCII case.
+func containsFold(s, lower string) bool {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if foldEq(s[i:i+len(lower)], lower) {
+			return true
+		}
+	}
+	return false
 }

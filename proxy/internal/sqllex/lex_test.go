@@ -268,7 +268,7 @@ var analyzeCases = []struct {
 	{"CREATE FUNCTION f() RETURNS void AS $$ BEGIN SET search_path = a; PERFORM pg_advisory_lock(1); END $$ LANGUAGE plpgsql", one("CREATE", none)},
 	{"CREATE OR REPLACE FUNCTION f() RETURNS void LANGUAGE sql SET search_path = a AS 'SELECT pg_advisory_lock(1)'", one("CREATE", none)},
 	{"CREATE FUNCTION f() RETURNS bigint LANGUAGE sql RETURN pg_advisory_lock(1)", one("CREATE", none)},
-	{"ALTER ROLE bob SET search_path = a", one("ALTER", none)},
+	{"ALTER ROLE bob SET search_path = a", one("ALTER", EffectAlterRole)},
 	{"ALTER DATABASE d SET work_mem = '1MB'", one("ALTER", none)},
 	{"ALTER SYSTEM SET work_mem = '1MB'", one("ALTER", none)},
 	{"ALTER TABLE t ALTER COLUMN a SET DEFAULT 1", one("ALTER", none)},
@@ -365,6 +365,31 @@ var analyzeCases = []struct {
 	{"DO $$ BEGIN EXECUTE 'SE'\n'T ROLE x'; END $$", one("DO", role)},
 	{"DO $$ BEGIN RETURN QUERY EXECUTE 'LISTEN c'; END $$", one("DO", EffectListen)},
 	{"DO $$ BEGIN EXECUTE $x$ DO $y$ BEGIN PERFORM pg_advisory_lock(1); END $y$ $x$; END $$", one("DO", adv)},
+	// SQL text built at run time may do anything: it counts as a SET.
+	{"DO $$ DECLARE q text := 'SELECT 1'; BEGIN EXECUTE q; END $$", one("DO", set)},
+	{"DO $$ BEGIN EXECUTE 'SELECT ' || 1; END $$", one("DO", set)},
+	{"DO $$ BEGIN FOR r IN EXECUTE q LOOP NULL; END LOOP; END $$", one("DO", set)},
+	{"DO $$ BEGIN EXECUTE 'SELECT 1'; END $$", one("DO", none)},
+	{"DO $$ BEGIN EXECUTE 'SELECT $1' INTO STRICT x USING 1; END $$", one("DO", none)},
+	{"DO $$ BEGIN EXECUTE 'SELECT 1'\n; END $$", one("DO", none)},
+	{"EXECUTE q(1)", one("EXECUTE", none)},
+
+	// --- hidden ways to a session-level effect ---------------------------------
+	{"UPDATE pg_settings SET setting = '0' WHERE name = 'statement_timeout'", one("UPDATE", set)},
+	{"update only pg_catalog.pg_settings set setting = 'x'", one("UPDATE", set)},
+	{"UPDATE settings SET v = 1", one("UPDATE", none)},
+	{"SET LOCAL search_path = pg_temp, public", one("SET", temp, "search_path")},
+	{`SET search_path TO "pg_temp"`, one("SET", set|temp, "search_path")},
+	{"SELECT set_config('search_path', 'pg_temp, public', true)", one("SELECT", temp, "search_path")},
+	{"SELECT set_config('search_path', current_setting('x.y'), true)", one("SELECT", temp, "search_path")},
+	{"SELECT set_config('search_path', 'public', true)", one("SELECT", none, "search_path")},
+
+	// --- refused: the tenant's role belongs to the router ----------------------
+	{"ALTER ROLE CURRENT_USER PASSWORD 'x'", one("ALTER", EffectAlterRole)},
+	{"alter user u set work_mem = '1MB'", one("ALTER", EffectAlterRole)},
+	{"DO $$ BEGIN EXECUTE 'ALTER USER x PASSWORD ''y'''; END $$", one("DO", EffectAlterRole)},
+	{"ALTER USER MAPPING FOR u SERVER s OPTIONS (x 'y')", one("ALTER", none)},
+	{"ALTER TABLE t ADD COLUMN c int", one("ALTER", none)},
 
 	// --- plain statements ---------------------------------------------------------
 	{"select 1", one("SELECT", none)},
