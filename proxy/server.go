@@ -45,6 +45,9 @@ type Server struct {
 	logQueries atomic.Bool  // log.queries
 	suspectAt  atomic.Int64 // unix nanos of the last pool.Suspect
 	pumpWrites func()       // tests: runs before a pump writes the answer that released its backend
+	cancelSend func()       // tests: runs in a router cancel between taking the backend's cancel hold and sending it
+	pumpOut    func()       // tests: runs before a pump writes an answer that keeps its backend
+	syncWrites func()       // tests: runs before the client loop (sync relay) writes the answer that released its backend
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

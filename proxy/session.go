@@ -86,6 +86,7 @@ type session struct {
 	boundary   bool          // the last client message ended a request
 	txStatus   byte          // status byte of the latest ReadyForQuery
 	pumpFailed bool          // the pump could not write to the client
+	answering  bool          // the relay counted the ReadyForQuery that made the session idle and has yet to write it
 	drainErr   *clientError  // end the session with this at the next transaction boundary
 	closing    bool
 	skipToSync bool // after a router error in an extended-protocol batch
@@ -406,6 +407,7 @@ func (ss *session) serve() (reason string, parked bool) {
 			reason, done, err := ss.forwardClient()
 			if err != nil {
 				ss.countClose(err)
+				ss.settlePumpWithin(time.Second) // its answer goes before the error
 				ss.kill(err)
 				return reason, false
 			}
@@ -643,19 +645,11 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 // toBackend writes a batch of complete client messages to the session's
 // backend, acquiring one first if none is attached.
 func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query bool) error {
-	ss.mu.Lock()
-	prev := ss.pumpDone
-	if ss.be != nil {
-		prev = nil
-	} else {
-		ss.pumpDone = nil
-	}
-	ss.mu.Unlock()
-	if prev != nil {
-		// The pump that gave the last backend back may not have written
-		// its answer yet: nothing of the next request's (its answer, a
-		// refusal) may reach the client first.
-		<-prev
+	ss.settlePump()
+	if ss.ctx.Err() != nil {
+		// The session was ended (its FATAL sent) while this request
+		// waited: it must not run.
+		return errShutdown()
 	}
 	if ss.skipToSync {
 		// A router error ended the previous extended-protocol batch: like
@@ -714,6 +708,41 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 }
 
 var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
+
+// settlePump waits, when no backend is attached, for the pump that gave
+// the last one back: it may not have written its answer yet, and nothing
+// of the next request's (its answer, a refusal) may reach the client
+// first. The client loop calls it wherever it finds no backend attached.
+func (ss *session) settlePump() {
+	ss.mu.Lock()
+	var prev chan struct{}
+	if ss.be == nil {
+		prev, ss.pumpDone = ss.pumpDone, nil
+	}
+	ss.mu.Unlock()
+	if prev != nil {
+		<-prev
+	}
+}
+
+// settlePumpWithin is settlePump for a session about to end, bounded: a
+// pump stuck on a client that does not read must not keep it open.
+func (ss *session) settlePumpWithin(d time.Duration) {
+	ss.mu.Lock()
+	var prev chan struct{}
+	if ss.be == nil {
+		prev = ss.pumpDone
+	}
+	ss.mu.Unlock()
+	if prev != nil {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-prev:
+		case <-t.C:
+		}
+	}
+}
 
 // execsSettled is session.execsDone after an error: every Execute sent
 // since the last sync point is over.
@@ -791,6 +820,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	ss.log.Info("query refused", zap.String("reason", string(ReasonRateLimit)))
 	ss.prepaid = false // (a refused request pays nothing more)
 	if !attached {
+		ss.settlePump()
 		return nil, false, false, ss.answerRefusal(batch, refusal)
 	}
 	q := appendMsg(nil, 'Q', cstr(refusalSQL(refusal.code, refusal.message)))
@@ -970,8 +1000,11 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return nil, nil, nil
 	}
-	ss.waiting = true
 	ss.mu.Unlock()
+	// The backend may have gone back since toBackend looked (a wait for a
+	// query_rate token in between).
+	ss.settlePump()
+	ss.setWaiting(true)
 
 	t0 := ss.srv.now()
 	if gate := ts.gate.Load(); gate != nil { // admin PAUSE
@@ -1031,7 +1064,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		bs.unnamed = 0
 	}
 	ss.mu.Lock()
-	if ss.closing {
+	if ss.closing || ss.ctx.Err() != nil { // (Acquire hands out an idle backend whatever the context says)
 		ss.mu.Unlock()
 		ss.srv.pool.Release(be)
 		return nil, nil, errShutdown()
@@ -1290,6 +1323,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		drainNow := false
 		answered := false
 		copyIn := false
+		finished := false // an Execute finished or failed: without a Sync, the client's turn
 		var endErr *clientError
 		for {
 			typ, total, ok, err := rd.Header(pos)
@@ -1351,6 +1385,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				// none is taken for a session with nothing in flight.
 				be.WaitCancel()
 			case 'C', 's', 'I':
+				finished = true
 				ss.execsDone.Add(1) // an Execute (or a Query's statement) finished
 				if typ == 'C' && ss.copyActive.Load() {
 					ss.copyActive.Store(false) // a COPY FROM STDIN ended
@@ -1410,6 +1445,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.drain(fatal(ReasonBackendDown, er.Code, "", "the server refused this session's startup parameters: %s", er.Message))
 					break
 				}
+				finished = true
 				code := ss.backendError(bs, rd.Bytes()[pos+5:pos+total])
 				if code == "57014" {
 					if e := ss.takeRouterCancel(); e != nil {
@@ -1473,6 +1509,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			// request and write its answer ahead of this one.
 			if sync {
 				giveBack()
+				if h := ss.srv.syncWrites; h != nil {
+					h()
+				}
 			} else if h := ss.srv.pumpWrites; h != nil {
 				h()
 			}
@@ -1484,10 +1523,23 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			if err != nil {
 				ss.clientWriteFailed()
 			}
+			ss.mu.Lock()
+			ss.answering = false
+			ss.mu.Unlock()
 			ss.afterBoundary()
 			return relayDone
 		}
 		if len(out) > 0 {
+			if finished {
+				// As at a ReadyForQuery: an Execute's end (a batch
+				// without Sync, a cursor fetched in steps) gives the
+				// client its turn too, and a cancel on its way for it
+				// must land before the client can send its next one.
+				be.WaitCancel()
+			}
+			if h := ss.srv.pumpOut; h != nil && !sync {
+				h()
+			}
 			if err := ss.writeClient(out); err != nil {
 				ss.clientWriteFailed()
 				return relayDone
@@ -1501,6 +1553,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		}
 		ss.pollHold()
 		if drainNow {
+			ss.mu.Lock()
+			ss.answering = false
+			ss.mu.Unlock()
 			ss.afterBoundary() // a session that keeps its backend, at a boundary
 		}
 		if sync {
@@ -1684,10 +1739,14 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		if status == 'I' && ss.pinned != "" && !ss.waiting {
 			ss.srv.pool.Pinned(be) // its transaction is over (see below)
 		}
+		ss.answering = status == 'I'
 		return false, true, status == 'I', true
 	}
 	answered = ss.pending == 0 && ss.boundary
 	idle = answered && status == 'I'
+	// Idle, but the answer is still to be written: drain leaves the
+	// session's end to the relay's afterBoundary.
+	ss.answering = idle
 	if idle && ss.unpinAt != 0 {
 		ss.unpinLocked()
 	}
@@ -1853,7 +1912,9 @@ func (ss *session) cancelRunning() {
 // marks it to end at its next boundary.
 func (ss *session) drain(err *clientError) {
 	ss.mu.Lock()
-	idle := ss.be == nil || (ss.pending == 0 && ss.boundary && ss.txStatus == 'I')
+	// (Not while the relay that gave the backend back still writes its
+	// answer: its afterBoundary ends the session then.)
+	idle := !ss.answering && (ss.be == nil || (ss.pending == 0 && ss.boundary && ss.txStatus == 'I'))
 	if ss.drainErr == nil {
 		ss.drainErr = err
 	}

@@ -197,8 +197,10 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			// A COPY failed on its data and the client went quiet: the
 			// client loop waits for the client, so nothing is being
 			// written to the backend; give it back.
+			// (pumpDone stays: the pump may not have written the COPY's
+			// error yet, and the client's next request waits for it.)
 			be, done := ss.be, ss.pumpDone
-			ss.be, ss.pumpDone, ss.copyEnded = nil, nil, false
+			ss.be, ss.copyEnded = nil, false
 			go ss.giveBackIdle(be, done)
 		}
 		if lim := pol.ClientIdleTimeout; lim > 0 && !ss.waiting && now.Sub(ss.idleSince) >= lim {
@@ -293,6 +295,9 @@ func (ss *session) cancelStatement(be *pool.Conn, since time.Time) {
 		return
 	}
 	defer unhold()
+	if h := ss.srv.cancelSend; h != nil {
+		h()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := be.Cancel(ctx); err != nil {
