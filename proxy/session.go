@@ -1950,7 +1950,7 @@ func (ss *session) kill(err error) {
 	}
 	ss.mu.Unlock()
 	ss.cancel()
-	if ss.wmu.TryLock() {
+	if ss.lockWriteWithin(10 * time.Millisecond) {
 		_ = ss.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = ss.nc.Write(encodeError(nil, err))
 		ss.wmu.Unlock()
@@ -1961,6 +1961,21 @@ func (ss *session) kill(err error) {
 	// socket ends that write.
 	ss.srv.parker.wake(ss) // a parked session wakes to see the connection closed
 	_ = ss.nc.Close()
+}
+
+// lockWriteWithin takes the client write lock if it comes free within d:
+// the watchdog holds it for an instant to see whether a write is under
+// way, and a short answer may be on its way out; a write stuck on a client
+// that stopped reading is not waited for.
+func (ss *session) lockWriteWithin(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !ss.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return true
 }
 
 // writeError writes the messages in prefix, then err as an ErrorResponse,
