@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -154,6 +155,11 @@ type Manager struct {
 	suspect      uint64        // Suspect generation
 	updates      int           // Update calls
 	closed       bool
+
+	// fills runs fill beside the maintenance loop, one at a time, so that
+	// a slow min_pool_size dial does not hold up reaping and hand-overs.
+	fills   sync.WaitGroup
+	filling atomic.Bool
 
 	ctx    context.Context // ends at Close; bounds every dial
 	cancel context.CancelFunc
@@ -398,12 +404,16 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 		got = c
 		break
 	}
-	reserved := got == nil && m.reserveLocked(tp, &doomed)
 	var grants []pending
+	if got == nil && m.waiting > 0 {
+		// Tenants already queued get cold idle slots before this caller.
+		grants = m.handOverColdLocked(&doomed)
+	}
+	reserved := got == nil && m.reserveLocked(tp, &doomed)
 	if len(doomed) > 0 {
 		// Expired connections freed budget that waiters of other tenants
 		// may be queued for.
-		grants = m.dispatchLocked()
+		grants = append(grants, m.dispatchLocked()...)
 	}
 	var w *waiter
 	if got == nil && !reserved {
@@ -693,7 +703,8 @@ func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 		if share == nil {
 			share = m.sharesLocked(tp)
 		}
-		if m.warmLocked(o, o.idle[0], share) {
+		// A tenant below its reserve is owed the slot: no warm rule.
+		if tp.open >= tp.reserve() && m.warmLocked(o, o.idle[0], share) {
 			continue
 		}
 		over := o.open > share(o)
@@ -720,13 +731,19 @@ func (m *Manager) idleVictimLocked(tp *tenantPool) *Conn {
 func (m *Manager) handOverColdLocked(doomed *[]*Conn) []pending {
 	var out []pending
 	for m.waiting > 0 {
-		var taker *tenantPool
-		var victim *Conn
+		// The neediest first (below reserve, then the fewest connections
+		// for pool_size), round-robin on ties, as dispatchLocked.
+		var cands []*tenantPool
 		for i := range m.order {
 			o := m.order[(m.next+i)%len(m.order)]
-			if len(o.waiters) == 0 || o.open >= o.tenant.Policy.PoolSize {
-				continue
+			if len(o.waiters) > 0 && o.open < o.tenant.Policy.PoolSize {
+				cands = append(cands, o)
 			}
+		}
+		sort.SliceStable(cands, func(i, j int) bool { return needier(cands[i], cands[j]) })
+		var taker *tenantPool
+		var victim *Conn
+		for _, o := range cands {
 			if victim = m.idleVictimLocked(o); victim != nil {
 				taker = o
 				break
@@ -739,6 +756,15 @@ func (m *Manager) handOverColdLocked(doomed *[]*Conn) []pending {
 		out = append(out, m.grantDialLocked(taker))
 	}
 	return out
+}
+
+// needier reports whether o comes before b for free budget: below its
+// reserve first, then the fewest connections relative to pool_size.
+func needier(o, b *tenantPool) bool {
+	if ou, bu := o.open < o.reserve(), b.open < b.reserve(); ou != bu {
+		return ou
+	}
+	return o.open*b.tenant.Policy.PoolSize < b.open*o.tenant.Policy.PoolSize
 }
 
 // dial opens the connection for a slot already reserved for tp and settles
@@ -1387,6 +1413,7 @@ func (m *Manager) Close() {
 // most a second), read again each round.
 func (m *Manager) maintain() {
 	defer close(m.done)
+	defer m.fills.Wait()
 	t := time.NewTimer(m.period())
 	defer t.Stop()
 	for {
@@ -1395,7 +1422,14 @@ func (m *Manager) maintain() {
 			return
 		case <-t.C:
 			m.reap()
-			m.fill()
+			if m.filling.CompareAndSwap(false, true) {
+				m.fills.Add(1)
+				go func() {
+					defer m.fills.Done()
+					defer m.filling.Store(false)
+					m.fill()
+				}()
+			}
 			t.Reset(m.period())
 		}
 	}
