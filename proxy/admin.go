@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net"
@@ -37,9 +38,9 @@ var adminParams = map[string]string{
 // adminLogin authenticates an admin console login. Unknown names run the
 // same mock exchange as unknown tenant users: a tenant login asking for the
 // console gets the same 28P01 as a wrong password.
-func (ss *session) adminLogin(sm *startupMessage) (bool, error) {
+func (ss *session) adminLogin(ctx context.Context, sm *startupMessage) (bool, error) {
 	cred, known := ss.srv.config().Admin.Users[sm.user]
-	if err := ss.checkPassword(sm.user, cred, known); err != nil {
+	if err := ss.checkPassword(ctx, sm.user, cred, known); err != nil {
 		return false, err
 	}
 	if err := ss.srv.registerAdmin(ss); err != nil {

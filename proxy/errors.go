@@ -156,6 +156,12 @@ func errQueryInSegment() *clientError {
 	return errProtocol("a Query or FunctionCall must not follow extended-protocol messages before their Sync while a COPY they started is in progress, in transaction pooling mode")
 }
 
+// errWaitCancelled answers a request the client cancelled while it waited
+// for a backend (a query_rate token, a PAUSE, the pool): it never ran.
+func errWaitCancelled() *clientError {
+	return &clientError{severity: "ERROR", code: "57014", message: "pgbridge: canceling statement due to user request (it was waiting for a backend connection and did not run)"}
+}
+
 func errInternal() *clientError {
 	return &clientError{reason: ReasonInternal, severity: "FATAL", code: "XX000", message: "pgbridge: internal error"}
 }

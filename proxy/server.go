@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -197,8 +198,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || temporaryAccept(err) {
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				if temporaryAccept(err) {
+					// (Out of file descriptors, say: the router goes on
+					// serving its sessions and accepts again later.)
+					s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("after", tempDelay))
+				}
 				time.Sleep(tempDelay)
 				continue
 			}
@@ -254,6 +260,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 		ss.kill(errShutdown()) // outside s.mu: a kill may wait up to a second on its client
 	}
 	<-done
+}
+
+// temporaryAccept reports accept errors that pass: out of file
+// descriptors or memory, a connection aborted before it was accepted.
+func temporaryAccept(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED)
 }
 
 func (s *Server) handle(nc net.Conn) {

@@ -240,12 +240,26 @@ type session struct {
 	// segExecs are the Executes written before the message rewriteLocked
 	// looks at, since the last sync point.
 	attachSegs uint64
-	segExecs   int
+	// cancelAfter says a client cancel came while the router's own
+	// segments sent ahead of the client's (attachSegs) were unanswered:
+	// it goes out once they are, so it cannot cancel the router's
+	// statement and let the client's run without its settings (mu).
+	cancelAfter bool
+	segExecs    int
+	// A request waiting for a backend (query_rate, PAUSE, the pool, the
+	// round trip that gives a backend the client's parameters) is
+	// cancelled through waitCtx: requesting says one is under way and
+	// waitCancelled that the client's CancelRequest hit it; waitCtx is
+	// made again after it was cancelled (mu).
+	requesting    bool
+	waitCancelled bool
+	waitCtx       context.Context
+	waitCancel    context.CancelFunc
 }
 
 func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{
+	ss := &session{
 		srv: srv, nc: nc, id: id, log: log,
 		crd:      wire.NewReaderBuf(nc, getClientBuf()),
 		key:      newCancelKey(),
@@ -255,6 +269,35 @@ func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
 		txStatus: 'I',
 		boundary: true,
 	}
+	ss.waitCtx, ss.waitCancel = context.WithCancel(ctx)
+	return ss
+}
+
+// beginRequest marks a request that has no backend yet: until attach
+// gives it one (or it is answered), a client cancel ends its wait. It
+// returns the context its waits use.
+func (ss *session) beginRequest() context.Context {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.requesting, ss.waitCancelled = true, false
+	return ss.waitCtx
+}
+
+// endRequest ends what beginRequest began and reports whether the
+// client's cancel hit the request while it waited.
+func (ss *session) endRequestLocked() (cancelled bool) {
+	cancelled = ss.waitCancelled
+	ss.requesting, ss.waitCancelled = false, false
+	if cancelled {
+		ss.waitCtx, ss.waitCancel = context.WithCancel(ss.ctx)
+	}
+	return cancelled
+}
+
+func (ss *session) endRequest() (cancelled bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.endRequestLocked()
 }
 
 // guard runs one stretch of the session's life on the current goroutine:
@@ -651,6 +694,13 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		// waited: it must not run.
 		return errShutdown()
 	}
+	ss.mu.Lock()
+	fresh := ss.be == nil
+	ss.mu.Unlock()
+	if fresh {
+		ss.beginRequest()
+		defer ss.endRequest()
+	}
 	if ss.skipToSync {
 		// A router error ended the previous extended-protocol batch: like
 		// PostgreSQL, ignore everything up to the next Sync.
@@ -800,6 +850,11 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	}
 	pol := ss.ts.tenant().Policy
 	ctx := ss.ctx
+	if !attached {
+		ss.mu.Lock()
+		ctx = ss.waitCtx // (a client cancel ends the wait)
+		ss.mu.Unlock()
+	}
 	bounded := !attached || boundary && !midRequest
 	if bounded && pol.PoolWaitTimeout > 0 {
 		var cancel context.CancelFunc
@@ -814,6 +869,10 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	}
 	if ss.ctx.Err() != nil {
 		return nil, false, false, errShutdown()
+	}
+	if !attached && ss.endRequest() {
+		ss.settlePump()
+		return nil, false, false, ss.answerRefusal(batch, errWaitCancelled())
 	}
 	refusal := errRateLimit(ss.ts.name, pol.QueryRate, pol.PoolWaitTimeout)
 	ss.ts.stats.Rejections.Inc(string(ReasonRateLimit))
@@ -1000,6 +1059,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return nil, nil, nil
 	}
+	wctx := ss.waitCtx
 	ss.mu.Unlock()
 	// The backend may have gone back since toBackend looked (a wait for a
 	// query_rate token in between).
@@ -1010,15 +1070,23 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	if gate := ts.gate.Load(); gate != nil { // admin PAUSE
 		select {
 		case <-*gate:
-		case <-ss.ctx.Done():
+		case <-wctx.Done():
 			ss.setWaiting(false)
-			return nil, nil, errShutdown()
+			if ss.ctx.Err() != nil {
+				return nil, nil, errShutdown()
+			}
+			ss.endRequest()
+			return nil, nil, ss.answerRefusal(batch, errWaitCancelled())
 		}
 	}
-	be, err = ss.srv.pool.Acquire(ss.ctx, ts.name)
+	be, err = ss.srv.pool.Acquire(wctx, ts.name)
 	t1 := ss.srv.now()
 	ts.stats.PoolWait.Observe(t1.Sub(t0))
 	ss.setWaiting(false)
+	if err != nil && ss.ctx.Err() == nil && wctx.Err() != nil {
+		ss.endRequest()
+		return nil, nil, ss.answerRefusal(batch, errWaitCancelled())
+	}
 	if err != nil {
 		if errors.Is(err, pool.ErrWaitTimeout) {
 			ts.stats.Rejections.Inc(string(ReasonPoolTimeout))
@@ -1050,7 +1118,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		// server refuses a value (PostgreSQL would have refused the login),
 		// the batch must not run with the previous client's settings.
 		sql := paramsSQL(bs.params, ss.wantParams, ss.paramsKeys)
-		if ts.paramsKnown(ss.paramsKey) {
+		if ts.paramsKnown(ss.paramsKey) && len(bs.params) == 0 { // nothing of another client's to leave behind if it fails
 			pre = appendMsg(nil, 'Q', cstr(sql))
 			swallow = 1
 		} else if err := ss.applyParams(be, sql); err != nil {
@@ -1069,6 +1137,13 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.srv.pool.Release(be)
 		return nil, nil, errShutdown()
 	}
+	if ss.endRequestLocked() {
+		// The client cancelled the request while it waited; nothing of it
+		// ran (what applyParams set stays on the backend, as the books say).
+		ss.mu.Unlock()
+		ss.srv.pool.Release(be)
+		return nil, nil, ss.answerRefusal(batch, errWaitCancelled())
+	}
 	ss.be = be
 	ss.pending = syncs
 	ss.boundary = boundary
@@ -1083,6 +1158,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ss.undoN.Store(0)
 	ss.segSent = uint64(swallow)
 	ss.attachSegs = ss.segSent
+	ss.cancelAfter = false
 	ss.segRecv = 0
 	ss.resetRecsLocked(swallow)
 	ss.execsDone.Store(0)
@@ -1369,7 +1445,14 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.segRecv++
 					ss.popRecsLocked(1)
 					ss.skipLocked(bs, ss.segRecv)
+					late := ss.cancelAfter && ss.segRecv >= ss.attachSegs
+					if late {
+						ss.cancelAfter = false
+					}
 					ss.mu.Unlock()
+					if late {
+						go ss.cancelRunning()
+					}
 					break
 				}
 				var owned, idle, done bool
@@ -1890,9 +1973,22 @@ func (ss *session) detachAtExit() {
 func (ss *session) cancelRunning() {
 	ss.mu.Lock()
 	be := ss.be
+	if be == nil && ss.requesting && !ss.waitCancelled {
+		// The request waits for a backend: it ends unrun (57014).
+		ss.waitCancelled = true
+		ss.waitCancel()
+		ss.mu.Unlock()
+		ss.ts.stats.Cancels.Inc(stats.CancelClient)
+		return
+	}
 	if be == nil || ss.pending == 0 && ss.boundary {
 		ss.mu.Unlock()
 		return // nothing of the client's can be running
+	}
+	if ss.segRecv < ss.attachSegs {
+		ss.cancelAfter = true // (relay)
+		ss.mu.Unlock()
+		return
 	}
 	unhold, ok := be.HoldForCancel()
 	ss.mu.Unlock()

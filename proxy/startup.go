@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgbridge/pgbridge/internal/scram"
+	"github.com/pgbridge/pgbridge/proxy/internal/wire"
 	"github.com/pgbridge/pgbridge/routing"
 )
 
@@ -103,7 +104,7 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	}
 
 	if sm.database == routing.ReservedName {
-		return ss.adminLogin(sm)
+		return ss.adminLogin(ctx, sm)
 	}
 
 	tenant, cred, known := cfg.LookupUser(sm.user)
@@ -113,7 +114,7 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		known = ts != nil
 	}
 	ss.ts = ts // refusals are counted for the tenant when the user is one of its logins
-	if err := ss.checkPassword(sm.user, cred, known); err != nil {
+	if err := ss.checkPassword(ctx, sm.user, cred, known); err != nil {
 		return false, err
 	}
 	tenant = ts.tenant()
@@ -167,16 +168,37 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 // a (client address, user) pair with many recent failures waits before it
 // may try again, known user or not. Every wrong proof is the same 28P01,
 // every malformed exchange the same 08P01.
-func (ss *session) checkPassword(user string, cred routing.Credential, known bool) error {
+func (ss *session) checkPassword(ctx context.Context, user string, cred routing.Credential, known bool) error {
 	tkey := throttleKey(ss.nc.RemoteAddr(), user)
 	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
-		return errLoginThrottled(wait)
+		return errLoginThrottled(wait) // (early: before any SCRAM work)
+	}
+	reserved := false
+	defer func() {
+		if reserved {
+			ss.srv.throttle.end(tkey)
+		}
+	}()
+	// The proof is checked under a reservation: attempts of one pair
+	// running at once count as if one came after another, so parallel
+	// guesses get no more tries than serial ones; only the check itself is
+	// serialised, not the exchange.
+	gate := func() error {
+		wait, err := ss.srv.throttle.begin(ctx, tkey, ss.srv.now)
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			return errLoginThrottled(wait)
+		}
+		reserved = true
+		return nil
 	}
 	v := cred.Verifier
 	if !known {
 		v = scram.MockVerifier(user, ss.srv.mockSecret)
 	}
-	if err := ss.authenticate(v); err != nil {
+	if err := ss.authenticate(v, gate); err != nil {
 		// The answer must not depend on whether the user exists: a
 		// malformed exchange is the same protocol error for both (as on
 		// PostgreSQL, which also runs a mock exchange), and counts as a
@@ -376,7 +398,7 @@ func (ss *session) readStartupPacket(max int) ([]byte, error) {
 	}
 	n := int(binary.BigEndian.Uint32(ss.crd.Bytes()))
 	if n < 8 || n > max {
-		return nil, errProtocol("invalid length of startup packet (%d bytes, limit %d)", n, max)
+		return nil, errProtocol("invalid length of startup packet (%d bytes)", n) // (no limit: nothing is said of the configuration before login)
 	}
 	for ss.crd.Buffered() < n {
 		if err := ss.crd.Fill(n); err != nil {
@@ -451,7 +473,7 @@ func cstring(b []byte) (string, []byte, bool) {
 }
 
 // authenticate runs a SCRAM-SHA-256 exchange against v.
-func (ss *session) authenticate(v scram.Verifier) error {
+func (ss *session) authenticate(v scram.Verifier, gate func() error) error {
 	srv := scram.NewServer(v)
 	if err := ss.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
 		return err
@@ -478,6 +500,9 @@ func (ss *session) authenticate(v scram.Verifier) error {
 	if err := resp.Decode(f[5:]); err != nil {
 		return errProtocol("expected SASLResponse")
 	}
+	if err := gate(); err != nil {
+		return err
+	}
 	final, err := srv.ClientFinal(resp.Data)
 	if err != nil {
 		if errors.Is(err, scram.ErrAuthFailed) {
@@ -491,6 +516,9 @@ func (ss *session) authenticate(v scram.Verifier) error {
 
 func (ss *session) readAuthFrame() ([]byte, error) {
 	f, err := ss.crd.ReadFrame(8192)
+	if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrBadLength) {
+		return nil, errProtocol("invalid password message length")
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"math"
 	"net"
 	"sync"
@@ -128,6 +129,10 @@ type loginThrottle struct {
 type loginFailures struct {
 	n    int
 	last time.Time
+	// inflight counts the pair's exchanges under way; done is closed
+	// (and replaced) whenever one ends.
+	inflight int
+	done     chan struct{}
 }
 
 const (
@@ -177,6 +182,68 @@ func (lt *loginThrottle) check(key string, now time.Time) time.Duration {
 	return 0
 }
 
+// begin reserves an attempt for the pair: it returns the back-off still
+// to wait (nothing reserved), or 0 once fewer attempts are under way than
+// the failures the pair has left before its back-off (one at a time once
+// it started). Without this, attempts running at the same time would all
+// pass check and the pair would get any number of guesses at once.
+// Call end when the attempt is over.
+func (lt *loginThrottle) begin(ctx context.Context, key string, now func() time.Time) (time.Duration, error) {
+	for {
+		lt.mu.Lock()
+		t := now()
+		e := lt.entries[key]
+		if e != nil && t.Sub(e.last) > throttleForget && e.inflight == 0 {
+			delete(lt.entries, key)
+			e = nil
+		}
+		if e == nil {
+			if len(lt.entries) >= lt.limit {
+				lt.evictLocked(t)
+			}
+			e = &loginFailures{}
+			lt.entries[key] = e
+		}
+		if wait := e.last.Add(backoff(e.n)).Sub(t); e.n > 0 && wait > 0 {
+			lt.mu.Unlock()
+			return wait, nil
+		}
+		if e.inflight < max(throttleFree-e.n, 1) {
+			e.inflight++
+			lt.mu.Unlock()
+			return 0, nil
+		}
+		if e.done == nil {
+			e.done = make(chan struct{})
+		}
+		ch := e.done
+		lt.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// end finishes an attempt begin reserved.
+func (lt *loginThrottle) end(key string) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	e := lt.entries[key]
+	if e == nil {
+		return
+	}
+	e.inflight--
+	if e.done != nil {
+		close(e.done)
+		e.done = nil
+	}
+	if e.n == 0 && e.inflight <= 0 {
+		delete(lt.entries, key)
+	}
+}
+
 func (lt *loginThrottle) fail(key string, now time.Time) {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
@@ -194,7 +261,11 @@ func (lt *loginThrottle) fail(key string, now time.Time) {
 
 func (lt *loginThrottle) succeed(key string) {
 	lt.mu.Lock()
-	delete(lt.entries, key)
+	if e := lt.entries[key]; e != nil && e.inflight > 0 {
+		e.n, e.last = 0, time.Time{} // others still under way keep the entry
+	} else {
+		delete(lt.entries, key)
+	}
 	lt.mu.Unlock()
 }
 
@@ -203,6 +274,9 @@ func (lt *loginThrottle) evictLocked(now time.Time) {
 	var oldest string
 	var oldestAt time.Time
 	for k, e := range lt.entries {
+		if e.inflight > 0 {
+			continue // (its attempts under way end it)
+		}
 		if now.Sub(e.last) > throttleForget {
 			delete(lt.entries, k)
 			continue
