@@ -269,28 +269,31 @@ func newSession(srv *Server, nc net.Conn, id uint64, log *zap.Logger) *session {
 		txStatus: 'I',
 		boundary: true,
 	}
-	ss.waitCtx, ss.waitCancel = context.WithCancel(ctx)
 	return ss
 }
 
-// beginRequest marks a request that has no backend yet: until attach
-// gives it one (or it is answered), a client cancel ends its wait. It
-// returns the context its waits use.
-func (ss *session) beginRequest() context.Context {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.requesting, ss.waitCancelled = true, false
+// beginRequestLocked marks a request that has no backend yet: until
+// attach gives it one (or it is answered), a client cancel ends its wait.
+// It returns the context its waits use, made on first use (an idle
+// session holds none) and again after a cancel; kill cancels it.
+func (ss *session) beginRequestLocked() context.Context {
+	if !ss.requesting {
+		ss.requesting, ss.waitCancelled = true, false
+	}
+	if ss.waitCtx == nil || ss.waitCtx.Err() != nil && !ss.waitCancelled {
+		ss.waitCtx, ss.waitCancel = context.WithCancel(context.Background())
+		if ss.ctx.Err() != nil {
+			ss.waitCancel() // (the session is ending)
+		}
+	}
 	return ss.waitCtx
 }
 
-// endRequest ends what beginRequest began and reports whether the
-// client's cancel hit the request while it waited.
+// endRequestLocked ends what beginRequestLocked began and reports whether
+// the client's cancel hit the request while it waited.
 func (ss *session) endRequestLocked() (cancelled bool) {
 	cancelled = ss.waitCancelled
 	ss.requesting, ss.waitCancelled = false, false
-	if cancelled {
-		ss.waitCtx, ss.waitCancel = context.WithCancel(ss.ctx)
-	}
 	return cancelled
 }
 
@@ -694,13 +697,7 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 		// waited: it must not run.
 		return errShutdown()
 	}
-	ss.mu.Lock()
-	fresh := ss.be == nil
-	ss.mu.Unlock()
-	if fresh {
-		ss.beginRequest()
-		defer ss.endRequest()
-	}
+	defer ss.endRequest()
 	if ss.skipToSync {
 		// A router error ended the previous extended-protocol batch: like
 		// PostgreSQL, ignore everything up to the next Sync.
@@ -852,7 +849,7 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	ctx := ss.ctx
 	if !attached {
 		ss.mu.Lock()
-		ctx = ss.waitCtx // (a client cancel ends the wait)
+		ctx = ss.beginRequestLocked() // (a client cancel ends the wait)
 		ss.mu.Unlock()
 	}
 	bounded := !attached || boundary && !midRequest
@@ -1059,7 +1056,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		return nil, nil, nil
 	}
-	wctx := ss.waitCtx
+	wctx := ss.beginRequestLocked()
 	ss.mu.Unlock()
 	// The backend may have gone back since toBackend looked (a wait for a
 	// query_rate token in between).
@@ -2046,6 +2043,11 @@ func (ss *session) kill(err error) {
 	}
 	ss.mu.Unlock()
 	ss.cancel()
+	ss.mu.Lock()
+	if ss.waitCancel != nil {
+		ss.waitCancel() // (after ss.cancel: a wait it ends sees the session ending)
+	}
+	ss.mu.Unlock()
 	if ss.lockWriteWithin(10 * time.Millisecond) {
 		_ = ss.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = ss.nc.Write(encodeError(nil, err))
