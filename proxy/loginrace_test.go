@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -202,4 +203,58 @@ func TestMalformedPasswordMessageGetsAnError(t *testing.T) {
 			t.Errorf("frame % x: got %#v", frame, msgs[0])
 		}
 	}
+}
+
+// saltOf runs the first half of a SCRAM exchange as user and returns the
+// salt and iteration count the router hands out: no password needed.
+func saltOf(t *testing.T, r *router, user, db string) string {
+	t.Helper()
+	nc := rawDial(t, r)
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	fe := pgproto3.NewFrontend(nc, nc)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": user, "database": db}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("got %T", m)
+	}
+	fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abcdefghijkl")})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := m.(*pgproto3.AuthenticationSASLContinue)
+	if !ok {
+		t.Fatalf("got %T", m)
+	}
+	s := string(c.Data)
+	return s[strings.Index(s, ",s="):]
+}
+
+// Whether a name is a tenant's login or an admin's must not show before
+// authentication: the salt a name gets does not depend on the database it
+// asks for, and a login with the right password for a database it may not
+// use gets the same 28P01 as a wrong password.
+func TestSaltDoesNotDependOnTheDatabase(t *testing.T) {
+	r := startRouter(t)
+	ti := tenants["acme"]
+	for _, user := range []string{ti.Login, adminUser, "no_such_user"} {
+		if a, b := saltOf(t, r, user, "pgbridge"), saltOf(t, r, user, ti.Database); a != b {
+			t.Errorf("%s: salt %s for the console, %s for a tenant database", user, a, b)
+		}
+	}
+	_, err := connectCfg(t, connConfig(t, r.dsn("acme", "dbname=pgbridge")))
+	wantCode(t, err, "28P01")
+	cc := connConfig(t, r.dsn("acme"))
+	cc.User, cc.Password = adminUser, adminPassword
+	_, err = connectCfg(t, cc)
+	wantCode(t, err, "28P01")
 }

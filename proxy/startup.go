@@ -114,7 +114,14 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		known = ts != nil
 	}
 	ss.ts = ts // refusals are counted for the tenant when the user is one of its logins
-	if err := ss.checkPassword(ctx, sm.user, cred, known); err != nil {
+	allowed := known
+	if !known {
+		// An admin name asking for a tenant database runs its own exchange
+		// (its salt) and fails after it, so that the salt a client sees
+		// never depends on the database it names.
+		cred, known = cfg.Admin.Users[sm.user]
+	}
+	if err := ss.checkPassword(ctx, sm.user, cred, known, allowed); err != nil {
 		return false, err
 	}
 	tenant = ts.tenant()
@@ -167,8 +174,11 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 // verifier when the user is not known), behind the failed-login throttle:
 // a (client address, user) pair with many recent failures waits before it
 // may try again, known user or not. Every wrong proof is the same 28P01,
-// every malformed exchange the same 08P01.
-func (ss *session) checkPassword(ctx context.Context, user string, cred routing.Credential, known bool) error {
+// every malformed exchange the same 08P01. A login that may not use the
+// database it asked for (allowed false: a tenant login asking for the
+// console, an admin asking for a tenant database) runs the exchange with
+// its own verifier and fails like a wrong password after it.
+func (ss *session) checkPassword(ctx context.Context, user string, cred routing.Credential, known, allowed bool) error {
 	tkey := throttleKey(ss.nc.RemoteAddr(), user)
 	if wait := ss.srv.throttle.check(tkey, ss.srv.now()); wait > 0 {
 		return errLoginThrottled(wait) // (early: before any SCRAM work)
@@ -213,8 +223,10 @@ func (ss *session) checkPassword(ctx context.Context, user string, cred routing.
 		}
 		return err
 	}
-	if !known {
-		return errAuthFailed(user) // unreachable with a mock verifier
+	if !known || !allowed {
+		ss.held = nil // (no SASLFinal: the server would not have proved itself)
+		ss.srv.throttle.fail(tkey, ss.srv.now())
+		return errAuthFailed(user)
 	}
 	ss.srv.throttle.succeed(tkey)
 	return nil

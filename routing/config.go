@@ -528,7 +528,7 @@ func (l *loader) credential(p kp, rc *rawCredential) (Credential, bool) {
 		if !ok {
 			return Credential{}, false
 		}
-		v, err := scram.GenerateVerifier(pw)
+		v, err := passwordVerifier(p.path, pw)
 		if err != nil {
 			l.errorf(at, line, "cannot derive a SCRAM verifier: %v", err)
 			return Credential{}, false
