@@ -4,18 +4,15 @@ package proxy
 // Linux without a goroutine too) (for tests).
 func (s *Server) ParkedSessions() int { return s.parker.len() }
 
-// WithPumpWrites runs f in a pump that has given up its backend (the
-// session is between transactions) before it writes the answer.
-func WithPumpWrites(f func()) Option { return func(s *Server) { s.pumpWrites = f } }
+// HookPoint names a place where a test may stall the router.
+type HookPoint = hookPoint
 
-// WithSyncWrites runs f in the client loop relaying an answer itself
-// (relaySync) after it gave the backend back, before it writes the answer.
-func WithSyncWrites(f func()) Option { return func(s *Server) { s.syncWrites = f } }
+const (
+	HookPumpRelease = hookPumpRelease // a pump gave its backend back, before it writes the answer
+	HookSyncRelease = hookSyncRelease // the client loop relaying an answer itself (relaySync), the same
+	HookPumpOut     = hookPumpOut     // a pump, before it writes an answer that keeps its backend
+	HookCancelSend  = hookCancelSend  // a router cancel (max_statement_timeout) holding the backend, before it sends
+)
 
-// WithPumpOut runs f in a pump before it writes an answer that does not
-// give its backend back.
-func WithPumpOut(f func()) Option { return func(s *Server) { s.pumpOut = f } }
-
-// WithCancelSend runs f in a router cancel (max_statement_timeout) after
-// it took the backend's cancel hold, before it sends the CancelRequest.
-func WithCancelSend(f func()) Option { return func(s *Server) { s.cancelSend = f } }
+// WithHook runs f at each hook point the router passes.
+func WithHook(f func(HookPoint)) Option { return func(s *Server) { s.testHook = f } }

@@ -50,20 +50,56 @@ func receiveN(t *testing.T, hc *pgconn.HijackedConn, n int, d time.Duration) (go
 	return got, nil
 }
 
-// A pipelined request that waits for a query_rate token after toBackend
-// looked (the previous request's backend still attached) is attached to a
-// new backend once the pump gave the old one back, without waiting for
-// that pump's answer: the client gets the second answer first.
-func TestRateWaitDoesNotOvertakePumpAnswer(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithPumpWrites(func() {
-		if slow.Load() {
-			time.Sleep(2 * time.Second)
+// stallAt returns an option that stalls the router for d at hook point p
+// once arm has been called.
+func stallAt(p proxy.HookPoint, d time.Duration) (arm func(), opt proxy.Option) {
+	var armed atomic.Bool
+	return func() { armed.Store(true) }, proxy.WithHook(func(at proxy.HookPoint) {
+		if at == p && armed.Load() {
+			time.Sleep(d)
 		}
-	})}, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 1, "pool_wait_timeout": "5s"}))
+	})
+}
+
+// executeWithoutSync runs sql with Parse, Bind, Execute and Flush, and
+// reads its answer up to the CommandComplete: the request is not over, and
+// a pump serves the session from here on.
+func executeWithoutSync(t *testing.T, hc *pgconn.HijackedConn, sql string) {
+	t.Helper()
+	sendAll(t, hc, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	if rows, codes := receiveUntil[*pgproto3.CommandComplete](t, hc); len(codes) > 0 || len(rows) != 1 {
+		t.Fatalf("rows %v errors %v", rows, codes)
+	}
+}
+
+// A pump that counted the ReadyForQuery giving its backend back may not
+// have written it yet when a pipelining client's next request runs on
+// another backend: the answers still come in order.
+func TestPumpAnswerComesBeforeTheNextRequests(t *testing.T) {
+	arm, stall := stallAt(proxy.HookPumpRelease, 300*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall})
+	hc := hijackDSN(t, r.dsn("globex"))
+	executeWithoutSync(t, hc, "select 1")
+	arm()
+	sendAll(t, hc, &pgproto3.Sync{})
+	time.Sleep(100 * time.Millisecond) // the pump has counted the ReadyForQuery
+	sendAll(t, hc, q("select 2"))
+	got, err := receiveN(t, hc, 5, 15*time.Second)
+	want := "[Z *pgproto3.RowDescription D(2) C(SELECT 1) Z]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("answers %v (err %v), want %s", got, err, want)
+	}
+}
+
+// The same when the next request first waits for a query_rate token
+// (toBackend saw the previous request's backend still attached; the pump
+// gives it back during the wait).
+func TestRateWaitDoesNotOvertakePumpAnswer(t *testing.T) {
+	arm, stall := stallAt(proxy.HookPumpRelease, 2*time.Second)
+	r := startRouterWith(t, []proxy.Option{stall}, tenantOverride("acme", cfgMap{"query_rate": 1, "query_burst": 1, "pool_wait_timeout": "5s"}))
 	hc := hijackDSN(t, r.dsn("acme"))
 	time.Sleep(1100 * time.Millisecond) // a full token
-	slow.Store(true)
+	arm()
 	sendAll(t, hc, &pgproto3.Parse{Query: "select pg_sleep(0.4)::text"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
 	time.Sleep(30 * time.Millisecond)
 	sendAll(t, hc, &pgproto3.Sync{})
@@ -81,21 +117,14 @@ func TestRateWaitDoesNotOvertakePumpAnswer(t *testing.T) {
 }
 
 // A shutdown (drain) that comes while a pump has given its backend back but
-// not yet written the answer ends the session at once: the client gets the
-// FATAL and never the answer of its request, which ran.
+// not yet written the answer ends the session after that answer: the
+// client gets its ReadyForQuery, then the FATAL.
 func TestDrainKeepsPumpAnswer(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithPumpWrites(func() {
-		if slow.Load() {
-			time.Sleep(500 * time.Millisecond)
-		}
-	})})
+	arm, stall := stallAt(proxy.HookPumpRelease, 500*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall})
 	hc := hijackDSN(t, r.dsn("globex"))
-	sendAll(t, hc, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
-	if rows, codes := receiveUntil[*pgproto3.CommandComplete](t, hc); len(codes) > 0 || len(rows) != 1 {
-		t.Fatalf("rows %v errors %v", rows, codes)
-	}
-	slow.Store(true)
+	executeWithoutSync(t, hc, "select 1")
+	arm()
 	sendAll(t, hc, &pgproto3.Sync{})
 	time.Sleep(100 * time.Millisecond) // the pump has counted the ReadyForQuery
 	go r.cancel()                      // shutdown: busy sessions end at their next boundary
@@ -111,14 +140,10 @@ func TestDrainKeepsPumpAnswer(t *testing.T) {
 // The same in the common path: a plain Query relayed by the client loop
 // (relaySync), which gives the backend back before it writes the answer.
 func TestDrainKeepsSyncAnswer(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithSyncWrites(func() {
-		if slow.Load() {
-			time.Sleep(500 * time.Millisecond)
-		}
-	})})
+	arm, stall := stallAt(proxy.HookSyncRelease, 500*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall})
 	hc := hijackDSN(t, r.dsn("globex"))
-	slow.Store(true)
+	arm()
 	sendAll(t, hc, q("select 1"))
 	time.Sleep(150 * time.Millisecond) // the relay has counted the ReadyForQuery
 	go r.cancel()                      // shutdown: busy sessions end at their next boundary
@@ -130,21 +155,16 @@ func TestDrainKeepsSyncAnswer(t *testing.T) {
 }
 
 // The watchdog gives back the backend of a COPY that failed on its data
-// (copyEnded) while the pump has yet to write the error and ReadyForQuery,
-// and forgets the pump: the client's next request, on another backend, is
-// answered first.
+// (copyEnded) while the pump has yet to write the error and ReadyForQuery:
+// the client's next request, on another backend, is answered after them.
 func TestCopyGiveBackDoesNotOvertakePump(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithPumpOut(func() {
-		if slow.Load() {
-			time.Sleep(1500 * time.Millisecond)
-		}
-	})}, tenantOverride("umbrella", cfgMap{"pool_wait_timeout": "2s"}))
+	arm, stall := stallAt(proxy.HookPumpOut, 1500*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall}, tenantOverride("umbrella", cfgMap{"pool_wait_timeout": "2s"}))
 	setup := r.connect(t, "umbrella")
 	mustExec(t, setup, "drop table if exists app_data.copy_rv; create table app_data.copy_rv (id int)")
 	hc := hijackDSN(t, r.dsn("umbrella"))
 	startCopy(t, hc, "copy app_data.copy_rv from stdin")
-	slow.Store(true)
+	arm()
 	sendAll(t, hc, &pgproto3.CopyData{Data: []byte("bad\n")})
 	// The ErrorResponse and the ReadyForQuery may come in two reads: each
 	// write waits 1.5s. By 2.2s the pump has counted the ReadyForQuery and
@@ -159,21 +179,13 @@ func TestCopyGiveBackDoesNotOvertakePump(t *testing.T) {
 }
 
 // A protocol violation that follows a request the pump has counted but not
-// yet answered ends the session with the FATAL first: the answer to the
-// request before it, which PostgreSQL would have sent first, is lost.
+// yet answered ends the session after that answer, as PostgreSQL would.
 func TestProtocolErrorComesAfterPumpAnswer(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithPumpWrites(func() {
-		if slow.Load() {
-			time.Sleep(500 * time.Millisecond)
-		}
-	})})
+	arm, stall := stallAt(proxy.HookPumpRelease, 500*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall})
 	hc := hijackDSN(t, r.dsn("globex"))
-	sendAll(t, hc, &pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
-	if rows, codes := receiveUntil[*pgproto3.CommandComplete](t, hc); len(codes) > 0 || len(rows) != 1 {
-		t.Fatalf("rows %v errors %v", rows, codes)
-	}
-	slow.Store(true)
+	executeWithoutSync(t, hc, "select 1")
+	arm()
 	sendAll(t, hc, &pgproto3.Sync{})
 	time.Sleep(100 * time.Millisecond) // the pump has counted the ReadyForQuery
 	if _, err := hc.Conn.Write([]byte{'z', 0, 0, 0, 4}); err != nil {
@@ -187,14 +199,13 @@ func TestProtocolErrorComesAfterPumpAnswer(t *testing.T) {
 
 // A cursor fetched in steps without Sync (Execute, Flush): the router's
 // max_statement_timeout cancel for the first Execute, taken while it ran,
-// is still on its way when the Execute finishes; its CommandComplete gives
-// the client its turn without a ReadyForQuery, so nothing waits for the
-// cancel (WaitCancel runs at ReadyForQuery only), and it lands on the
-// client's next Execute, reported as that one overrunning the limit.
+// is still on its way when the Execute finishes. Its CommandComplete gives
+// the client its turn as a ReadyForQuery would, so it waits for the
+// cancel: the client's next Execute is not cancelled.
 func TestRouterCancelSparesNextExecute(t *testing.T) {
-	r := startRouterWith(t, []proxy.Option{proxy.WithCancelSend(func() {
-		time.Sleep(400 * time.Millisecond)
-	})}, tenantOverride("acme", cfgMap{"max_statement_timeout": "1s"}))
+	arm, stall := stallAt(proxy.HookCancelSend, 400*time.Millisecond)
+	arm()
+	r := startRouterWith(t, []proxy.Option{stall}, tenantOverride("acme", cfgMap{"max_statement_timeout": "1s"}))
 	hc := hijackDSN(t, r.dsn("acme"))
 	sendAll(t, hc, &pgproto3.Parse{Name: "s1", Query: "select pg_sleep(1.15)::text"},
 		&pgproto3.Parse{Name: "s2", Query: "select 'second'||pg_sleep(0.5)::text"},
@@ -222,15 +233,11 @@ func TestRouterCancelSparesNextExecute(t *testing.T) {
 }
 
 // The same for a pinned session (an SQL PREPARE): its pump counts the
-// ReadyForQuery that makes it idle, then writes; a drain in between sees
-// it idle and ends it before the answer is written.
+// ReadyForQuery that makes it idle, then writes; a drain in between ends
+// the session only after the answer.
 func TestDrainKeepsPinnedAnswer(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithPumpOut(func() {
-		if slow.Load() {
-			time.Sleep(500 * time.Millisecond)
-		}
-	})})
+	arm, stall := stallAt(proxy.HookPumpOut, 500*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall})
 	hc := hijackDSN(t, r.dsn("globex"))
 	if _, codes := simpleQuery(t, hc, "prepare p as select 1"); len(codes) > 0 {
 		t.Fatal(codes)
@@ -238,7 +245,7 @@ func TestDrainKeepsPinnedAnswer(t *testing.T) {
 	if _, codes := simpleQuery(t, hc, "execute p"); len(codes) > 0 {
 		t.Fatal(codes)
 	}
-	slow.Store(true)
+	arm()
 	sendAll(t, hc, q("execute p"))
 	time.Sleep(150 * time.Millisecond) // the pump has counted the ReadyForQuery
 	go r.cancel()
@@ -249,19 +256,13 @@ func TestDrainKeepsPinnedAnswer(t *testing.T) {
 	}
 }
 
-// A session ended at its boundary (shutdown drain) still runs the request
-// its client loop was holding: the pump wrote the answer and ended the
-// session (FATAL, connection closed), toBackend's wait for that pump
-// returns, and attach acquires a backend (Acquire takes an idle one
-// whatever the cancelled context says) and runs the request, whose answer
-// nobody gets.
+// A session ended at its boundary (shutdown drain) does not run the
+// request its client loop was holding while the pump wrote the last
+// answer and ended the session (Acquire hands out an idle backend whatever
+// the cancelled context says).
 func TestNoRequestRunsAfterTheSessionEnded(t *testing.T) {
-	var slow atomic.Bool
-	r := startRouterWith(t, []proxy.Option{proxy.WithPumpWrites(func() {
-		if slow.Load() {
-			time.Sleep(500 * time.Millisecond)
-		}
-	})}, cfgMap{"listen": cfgMap{"shutdown_timeout": "3s"}})
+	arm, stall := stallAt(proxy.HookPumpRelease, 500*time.Millisecond)
+	r := startRouterWith(t, []proxy.Option{stall}, cfgMap{"listen": cfgMap{"shutdown_timeout": "3s"}})
 	setup := r.connect(t, "globex")
 	mustExec(t, setup, "drop table if exists app_data.after_end; create table app_data.after_end (id int)")
 	closeConn(setup)
@@ -271,7 +272,7 @@ func TestNoRequestRunsAfterTheSessionEnded(t *testing.T) {
 	hc := hijackDSN(t, r.dsn("globex"))
 	sendAll(t, hc, &pgproto3.Parse{Query: "select pg_sleep(0.3)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
 	time.Sleep(50 * time.Millisecond)
-	slow.Store(true)
+	arm()
 	sendAll(t, hc, &pgproto3.Sync{})
 	go r.cancel()                      // shutdown: the session is busy, it ends at its boundary
 	time.Sleep(400 * time.Millisecond) // the pump counted the ReadyForQuery and waits to write

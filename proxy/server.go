@@ -43,12 +43,9 @@ type Server struct {
 	now        func() time.Time
 	throttle   *loginThrottle
 	reloader   func() error
-	logQueries atomic.Bool  // log.queries
-	suspectAt  atomic.Int64 // unix nanos of the last pool.Suspect
-	pumpWrites func()       // tests: runs before a pump writes the answer that released its backend
-	cancelSend func()       // tests: runs in a router cancel between taking the backend's cancel hold and sending it
-	pumpOut    func()       // tests: runs before a pump writes an answer that keeps its backend
-	syncWrites func()       // tests: runs before the client loop (sync relay) writes the answer that released its backend
+	logQueries atomic.Bool     // log.queries
+	suspectAt  atomic.Int64    // unix nanos of the last pool.Suspect
+	testHook   func(hookPoint) // tests: widens the windows between counting an answer and writing it
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -260,6 +257,22 @@ func (s *Server) Shutdown(ctx context.Context) {
 		ss.kill(errShutdown()) // outside s.mu: a kill may wait up to a second on its client
 	}
 	<-done
+}
+
+// hookPoint names a place where tests may stall the router (testHook).
+type hookPoint uint8
+
+const (
+	hookPumpRelease hookPoint = iota + 1 // a pump gave its backend back and is about to write the answer
+	hookSyncRelease                      // the client loop (sync relay) did the same
+	hookPumpOut                          // a pump is about to write an answer that keeps its backend
+	hookCancelSend                       // a router cancel holds the backend and is about to send
+)
+
+func (s *Server) hook(p hookPoint) {
+	if s.testHook != nil {
+		s.testHook(p)
+	}
 }
 
 // temporaryAccept reports accept errors that pass: out of file

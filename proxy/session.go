@@ -1589,11 +1589,9 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			// request and write its answer ahead of this one.
 			if sync {
 				giveBack()
-				if h := ss.srv.syncWrites; h != nil {
-					h()
-				}
-			} else if h := ss.srv.pumpWrites; h != nil {
-				h()
+				ss.srv.hook(hookSyncRelease)
+			} else {
+				ss.srv.hook(hookPumpRelease)
 			}
 			err := ss.writeClient(out)
 			if !sync {
@@ -1603,9 +1601,6 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 			if err != nil {
 				ss.clientWriteFailed()
 			}
-			ss.mu.Lock()
-			ss.answering = false
-			ss.mu.Unlock()
 			ss.afterBoundary()
 			return relayDone
 		}
@@ -1617,8 +1612,8 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				// must land before the client can send its next one.
 				be.WaitCancel()
 			}
-			if h := ss.srv.pumpOut; h != nil && !sync {
-				h()
+			if !sync {
+				ss.srv.hook(hookPumpOut)
 			}
 			if err := ss.writeClient(out); err != nil {
 				ss.clientWriteFailed()
@@ -1633,9 +1628,6 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		}
 		ss.pollHold()
 		if drainNow {
-			ss.mu.Lock()
-			ss.answering = false
-			ss.mu.Unlock()
 			ss.afterBoundary() // a session that keeps its backend, at a boundary
 		}
 		if sync {
@@ -1850,9 +1842,11 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 	return false, true, idle, answered
 }
 
-// afterBoundary ends a draining session once its transaction is over.
+// afterBoundary ends a draining session once its transaction is over and
+// the reader has written the answer that says so.
 func (ss *session) afterBoundary() {
 	ss.mu.Lock()
+	ss.answering = false // (the answer is written: a drain may end it now)
 	draining := ss.drainErr != nil
 	ss.mu.Unlock()
 	if draining {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -103,7 +102,7 @@ func setLimiter(dst *atomic.Pointer[rate.Limiter], r float64, burst int) {
 		return
 	}
 	if burst <= 0 {
-		burst = max(1, int(math.Ceil(r)))
+		burst = routing.DefaultBurst(r)
 	}
 	if l := dst.Load(); l != nil {
 		l.SetLimit(rate.Limit(r))
@@ -164,22 +163,30 @@ func backoff(n int) time.Duration {
 	return min(throttleBaseDelay<<shift, throttleMaxBackoff)
 }
 
+// entryLocked is the pair's entry, nil when it has none or its failures
+// are forgotten (and no attempt of it is under way).
+func (lt *loginThrottle) entryLocked(key string, now time.Time) *loginFailures {
+	e := lt.entries[key]
+	if e != nil && now.Sub(e.last) > throttleForget && e.inflight == 0 {
+		delete(lt.entries, key)
+		return nil
+	}
+	return e
+}
+
+// wait is how long the pair must still wait (0 = go ahead).
+func (e *loginFailures) wait(now time.Time) time.Duration {
+	if e == nil {
+		return 0
+	}
+	return max(e.last.Add(backoff(e.n)).Sub(now), 0)
+}
+
 // check reports how long the pair must still wait (0 = go ahead).
 func (lt *loginThrottle) check(key string, now time.Time) time.Duration {
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
-	e := lt.entries[key]
-	if e == nil {
-		return 0
-	}
-	if now.Sub(e.last) > throttleForget {
-		delete(lt.entries, key)
-		return 0
-	}
-	if wait := e.last.Add(backoff(e.n)).Sub(now); wait > 0 {
-		return wait
-	}
-	return 0
+	return lt.entryLocked(key, now).wait(now)
 }
 
 // begin reserves an attempt for the pair: it returns the back-off still
@@ -192,11 +199,7 @@ func (lt *loginThrottle) begin(ctx context.Context, key string, now func() time.
 	for {
 		lt.mu.Lock()
 		t := now()
-		e := lt.entries[key]
-		if e != nil && t.Sub(e.last) > throttleForget && e.inflight == 0 {
-			delete(lt.entries, key)
-			e = nil
-		}
+		e := lt.entryLocked(key, t)
 		if e == nil {
 			if len(lt.entries) >= lt.limit {
 				lt.evictLocked(t)
@@ -204,7 +207,7 @@ func (lt *loginThrottle) begin(ctx context.Context, key string, now func() time.
 			e = &loginFailures{}
 			lt.entries[key] = e
 		}
-		if wait := e.last.Add(backoff(e.n)).Sub(t); e.n > 0 && wait > 0 {
+		if wait := e.wait(t); wait > 0 {
 			lt.mu.Unlock()
 			return wait, nil
 		}
@@ -259,12 +262,12 @@ func (lt *loginThrottle) fail(key string, now time.Time) {
 	e.last = now
 }
 
+// succeed forgets the pair's failures; called under its reservation,
+// whose end removes the entry once no attempt is under way.
 func (lt *loginThrottle) succeed(key string) {
 	lt.mu.Lock()
-	if e := lt.entries[key]; e != nil && e.inflight > 0 {
-		e.n, e.last = 0, time.Time{} // others still under way keep the entry
-	} else {
-		delete(lt.entries, key)
+	if e := lt.entries[key]; e != nil {
+		e.n, e.last = 0, time.Time{}
 	}
 	lt.mu.Unlock()
 }

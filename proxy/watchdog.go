@@ -295,9 +295,7 @@ func (ss *session) cancelStatement(be *pool.Conn, since time.Time) {
 		return
 	}
 	defer unhold()
-	if h := ss.srv.cancelSend; h != nil {
-		h()
-	}
+	ss.srv.hook(hookCancelSend)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := be.Cancel(ctx); err != nil {

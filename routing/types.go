@@ -178,5 +178,9 @@ func (p Policy) EffectiveQueryBurst() int {
 	if p.QueryBurst > 0 {
 		return p.QueryBurst
 	}
-	return max(1, int(math.Ceil(p.QueryRate)))
+	return DefaultBurst(p.QueryRate)
 }
+
+// DefaultBurst is a token bucket's size for rate (per second) when none
+// is configured: one second's worth, at least 1.
+func DefaultBurst(rate float64) int { return max(1, int(math.Ceil(rate))) }
