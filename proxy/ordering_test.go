@@ -72,17 +72,26 @@ func executeWithoutSync(t *testing.T, hc *pgconn.HijackedConn, sql string) {
 	}
 }
 
-// A pump that counted the ReadyForQuery giving its backend back may not
-// have written it yet when a pipelining client's next request runs on
-// another backend: the answers still come in order.
-func TestPumpAnswerComesBeforeTheNextRequests(t *testing.T) {
-	arm, stall := stallAt(proxy.HookPumpRelease, 300*time.Millisecond)
+// pumpAboutToAnswer leaves a session whose pump has counted the
+// ReadyForQuery that gives its backend back (a Sync after an Execute
+// without one) and waits d before it writes it.
+func pumpAboutToAnswer(t *testing.T, d time.Duration) (*router, *pgconn.HijackedConn) {
+	t.Helper()
+	arm, stall := stallAt(proxy.HookPumpRelease, d)
 	r := startRouterWith(t, []proxy.Option{stall})
 	hc := hijackDSN(t, r.dsn("globex"))
 	executeWithoutSync(t, hc, "select 1")
 	arm()
 	sendAll(t, hc, &pgproto3.Sync{})
 	time.Sleep(100 * time.Millisecond) // the pump has counted the ReadyForQuery
+	return r, hc
+}
+
+// A pump that counted the ReadyForQuery giving its backend back may not
+// have written it yet when a pipelining client's next request runs on
+// another backend: the answers still come in order.
+func TestPumpAnswerComesBeforeTheNextRequests(t *testing.T) {
+	_, hc := pumpAboutToAnswer(t, 300*time.Millisecond)
 	sendAll(t, hc, q("select 2"))
 	got, err := receiveN(t, hc, 5, 15*time.Second)
 	want := "[Z *pgproto3.RowDescription D(2) C(SELECT 1) Z]"
@@ -120,14 +129,8 @@ func TestRateWaitDoesNotOvertakePumpAnswer(t *testing.T) {
 // not yet written the answer ends the session after that answer: the
 // client gets its ReadyForQuery, then the FATAL.
 func TestDrainKeepsPumpAnswer(t *testing.T) {
-	arm, stall := stallAt(proxy.HookPumpRelease, 500*time.Millisecond)
-	r := startRouterWith(t, []proxy.Option{stall})
-	hc := hijackDSN(t, r.dsn("globex"))
-	executeWithoutSync(t, hc, "select 1")
-	arm()
-	sendAll(t, hc, &pgproto3.Sync{})
-	time.Sleep(100 * time.Millisecond) // the pump has counted the ReadyForQuery
-	go r.cancel()                      // shutdown: busy sessions end at their next boundary
+	r, hc := pumpAboutToAnswer(t, 500*time.Millisecond)
+	go r.cancel() // shutdown: busy sessions end at their next boundary
 	got, err := receiveN(t, hc, 2, 15*time.Second)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Logf("receive: %v", err)
@@ -181,13 +184,7 @@ func TestCopyGiveBackDoesNotOvertakePump(t *testing.T) {
 // A protocol violation that follows a request the pump has counted but not
 // yet answered ends the session after that answer, as PostgreSQL would.
 func TestProtocolErrorComesAfterPumpAnswer(t *testing.T) {
-	arm, stall := stallAt(proxy.HookPumpRelease, 500*time.Millisecond)
-	r := startRouterWith(t, []proxy.Option{stall})
-	hc := hijackDSN(t, r.dsn("globex"))
-	executeWithoutSync(t, hc, "select 1")
-	arm()
-	sendAll(t, hc, &pgproto3.Sync{})
-	time.Sleep(100 * time.Millisecond) // the pump has counted the ReadyForQuery
+	_, hc := pumpAboutToAnswer(t, 500*time.Millisecond)
 	if _, err := hc.Conn.Write([]byte{'z', 0, 0, 0, 4}); err != nil {
 		t.Fatal(err)
 	}
