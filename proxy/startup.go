@@ -93,7 +93,9 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 				return false, err
 			}
 		default:
-			return false, errProtocol("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff)
+			// PostgreSQL's answer, code and wording, to a version it
+			// does not speak.
+			return false, fatal(ReasonProtocol, "0A000", "", "unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", code>>16, code&0xffff)
 		}
 	}
 	ss.log = ss.log.With(zap.String("user", sm.user), zap.String("database", sm.database))
