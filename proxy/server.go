@@ -299,11 +299,18 @@ func (s *Server) register(ss *session) error {
 	if s.draining {
 		return errShutdown()
 	}
+	ts := ss.ts
+	if s.tenants[ts.name] != ts {
+		// A reload removed the tenant (and perhaps added it back) while
+		// this login ran its exchange: Reload drained only the sessions
+		// registered then, and KILL, PAUSE and new limits reach only the
+		// tenant's current state.
+		return errTenantRemoved(ts.name)
+	}
 	if max := s.cfg.Listen.MaxClientConnections; max > 0 && len(s.sessions) >= max {
 		return fatal(ReasonGlobalCap, "53300", "Retry later; the router serves its maximum number of clients (listen.max_client_connections).",
 			"too many client connections (max_client_connections=%d)", max)
 	}
-	ts := ss.ts
 	if max := ts.tenant().Policy.MaxClientConnections; max > 0 && ts.clients >= max {
 		return fatal(ReasonClientCap, "53300", "Close idle connections or raise max_client_connections for this tenant.",
 			"too many client connections for tenant %q (max_client_connections=%d)", ts.name, max)
