@@ -14,8 +14,10 @@ import (
 // Prometheus would read a drop as a counter reset and rate() would report
 // the whole remaining total as new increase. The caller holds c.mu.
 //
-// A tenant removed and added again under the same name is taken to start
-// from zero (a new stats.Tenant), which keeps the sum monotonic too.
+// A tenant removed and added again under the same name starts from zero (a
+// new stats.Tenant); when that happens between two scrapes the name is in
+// both snapshots, and the new incarnation is recognised by a counter that
+// went down (within one incarnation none ever does).
 func (c *collector) fold(tenants []stats.TenantSnapshot) (stats.TenantSnapshot, error) {
 	// Check everything before touching state, so that the merges below
 	// cannot fail halfway.
@@ -33,7 +35,10 @@ func (c *collector) fold(tenants []stats.TenantSnapshot) (stats.TenantSnapshot, 
 		next[tenants[i].Name] = countersOf(&tenants[i])
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.last)) {
-		if _, ok := next[name]; !ok {
+		// A tenant that left, or that was removed and added again between
+		// two scrapes (same name, counters started again from zero: some
+		// counter went down), retires its last counts.
+		if n, ok := next[name]; !ok || wentDown(c.last[name], n) {
 			t := c.last[name]
 			addCounters(&c.retired, &t)
 		}
@@ -107,4 +112,25 @@ func mergeHist(a, b stats.HistogramSnapshot) stats.HistogramSnapshot {
 	a, _ = foldableHist(a)
 	b, _ = foldableHist(b)
 	return a.Merge(b)
+}
+
+// wentDown reports whether any counter of now is below the same counter of
+// last: now is a new incarnation of the tenant, counting from zero.
+func wentDown(last, now stats.TenantSnapshot) bool {
+	if now.Queries < last.Queries || now.Transactions < last.Transactions ||
+		now.BytesIn < last.BytesIn || now.BytesOut < last.BytesOut ||
+		now.QueryDuration.Count < last.QueryDuration.Count || now.PoolWait.Count < last.PoolWait.Count {
+		return true
+	}
+	for _, pair := range [][2]map[string]uint64{
+		{last.Rejections, now.Rejections}, {last.Cancels, now.Cancels},
+		{last.SessionCloses, now.SessionCloses}, {last.Pins, now.Pins}, {last.Errors, now.Errors},
+	} {
+		for k, v := range pair[0] {
+			if pair[1][k] < v {
+				return true
+			}
+		}
+	}
+	return false
 }
