@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgbridge/pgbridge/internal/stats"
+	"github.com/pgbridge/pgbridge/proxy/internal/wire"
 	"github.com/pgbridge/pgbridge/routing"
 )
 
@@ -58,13 +60,25 @@ func (ss *session) adminLogin(ctx context.Context, sm *startupMessage) (bool, er
 	return true, ss.sendWelcome(adminParams)
 }
 
+// adminMaxMessage bounds one message to the console.
+const adminMaxMessage = 1 << 20
+
 // serveAdmin answers console commands until the client leaves.
 func (ss *session) serveAdmin() string {
 	defer ss.srv.unregisterAdmin(ss)
 	failed := false // extended protocol refused; skip to Sync
 	for {
-		f, err := ss.crd.ReadFrame(1 << 20)
+		f, err := ss.crd.ReadFrame(adminMaxMessage)
 		if err != nil {
+			if errors.Is(err, wire.ErrFrameTooLarge) {
+				ss.writeError(nil, &clientError{severity: "FATAL", code: "54000",
+					message: fmt.Sprintf("pgbridge: admin console messages are limited to %d bytes", adminMaxMessage)})
+				return "message too large"
+			}
+			if errors.Is(err, wire.ErrBadLength) {
+				ss.writeError(nil, errProtocol("invalid message length"))
+				return "protocol violation"
+			}
 			return "client closed"
 		}
 		switch f[0] {
@@ -79,6 +93,16 @@ func (ss *session) serveAdmin() string {
 			out = append(out, readyIdle...)
 			if err := ss.writeClient(out); err != nil {
 				return "client write error"
+			}
+		case 'F':
+			// A FunctionCall is a request of its own, answered with
+			// ReadyForQuery (skipped, like everything, after an
+			// extended-protocol error until Sync).
+			if !failed {
+				out := append(adminError("0A000", "the admin console speaks the simple query protocol only"), readyIdle...)
+				if err := ss.writeClient(out); err != nil {
+					return "client write error"
+				}
 			}
 		case 'S':
 			failed = false

@@ -132,6 +132,13 @@ func errTenantRemoved(tenant string) *clientError {
 		"terminating connection: tenant %q is no longer served by this router", tenant)
 }
 
+// errClientLeft ends a session whose client hung up while it waited; no
+// one reads the message.
+func errClientLeft() *clientError {
+	return &clientError{severity: "FATAL", code: "08006", reason: "client closed",
+		message: "pgbridge: the client closed its connection while its request waited"}
+}
+
 func errShutdown() *clientError {
 	return fatal(ReasonShutdown, "57P01", "Reconnect; another pgbridge instance or this one after restart will serve you.",
 		"terminating connection because the router is shutting down")

@@ -756,6 +756,33 @@ func (ss *session) toBackend(batch []byte, syncs int, boundary, rewrite, query b
 
 var readyIdle = []byte{'Z', 0, 0, 0, 5, 'I'}
 
+// hangupCheckInterval is how often a session waiting without a time limit
+// (for a RESUME) checks that its client is still there.
+const hangupCheckInterval = 100 * time.Millisecond
+
+// watchHangup returns a channel closed when the client hangs up, checked
+// until stop is closed. Only while the client loop waits and reads
+// nothing.
+func (ss *session) watchHangup(stop <-chan struct{}) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(hangupCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if peerClosed(ss.nc) {
+				close(gone)
+				return
+			}
+		}
+	}()
+	return gone
+}
+
 // settlePump waits, when no backend is attached, for the pump that gave
 // the last one back: it may not have written its answer yet, and nothing
 // of the next request's (its answer, a refusal) may reach the client
@@ -1065,9 +1092,20 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 
 	t0 := ss.srv.now()
 	if gate := ts.gate.Load(); gate != nil { // admin PAUSE
+		stop := make(chan struct{})
+		gone := ss.watchHangup(stop)
 		select {
 		case <-*gate:
+			close(stop)
+		case <-gone:
+			// The client hung up while it waited (a PAUSE has no time
+			// limit): nobody reads the answer, and the session would
+			// count as a waiting client until RESUME.
+			ss.setWaiting(false)
+			ss.endRequest()
+			return nil, nil, errClientLeft()
 		case <-wctx.Done():
+			close(stop)
 			ss.setWaiting(false)
 			if ss.ctx.Err() != nil {
 				return nil, nil, errShutdown()
