@@ -1,7 +1,9 @@
 package proxy
 
 // A simple Query (or FunctionCall) sent after extended-protocol messages
-// with no Sync between them, in transaction pooling mode.
+// with no Sync between them (in session mode too: its count of answers
+// tells when it is idle, for the watchdog, a drain and the reset of its
+// backend; there a Query the router cannot hold goes out as it is).
 //
 // PostgreSQL runs such a Query and answers it with a ReadyForQuery of its
 // own, unless one of the messages before it failed: then it ignores it,

@@ -552,7 +552,10 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 			break
 		}
-		if (typ == 'Q' || typ == 'F') && ss.extOpen && ss.tracking {
+		if (typ == 'Q' || typ == 'F') && ss.extOpen {
+			// (Session mode too: the count of answers due decides when the
+			// session is idle there as well, for the watchdog, a drain and
+			// the reset of its backend.)
 			if pos > 0 {
 				break // what comes before it goes out first
 			}
@@ -563,7 +566,11 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 				ss.crd.Discard(total)
 				return "", false, nil
 			case holdRefuse:
-				return "protocol violation", true, errQueryInSegment()
+				if ss.tracking {
+					return "protocol violation", true, errQueryInSegment()
+				}
+				// Session mode: the backend is the session's for life; it
+				// goes out as it did before.
 			default:
 				return "backend error", true, nil
 			}
@@ -682,6 +689,12 @@ func (ss *session) forwardClient() (reason string, done bool, err error) {
 			}
 		}
 		if err := ss.crd.StreamBody(be, bigCopy); err != nil {
+			// The backend has part of a message (the client left in its
+			// middle, or the write failed): it is not reusable, even if
+			// the COPY ended meanwhile and the session looks idle.
+			ss.mu.Lock()
+			ss.pumpFailed = true
+			ss.mu.Unlock()
 			return "copy stream error", true, errBackendDown(err)
 		}
 	}
@@ -1762,6 +1775,9 @@ func (ss *session) backendError(bs *backendState, body []byte) string {
 		ss.srv.suspectBackends()
 	}
 	if !ss.tracking {
+		ss.mu.Lock()
+		ss.segFailed = true // (a Query held behind it is dropped: holdQuery)
+		ss.mu.Unlock()
 		return code
 	}
 	ss.mu.Lock()
@@ -1799,7 +1815,11 @@ func (ss *session) readyForQuery(be *pool.Conn, status byte) (release, owned, id
 		ss.copyEndedLocked()
 	}
 	ss.popRecsLocked(1)
-	copyEnded := ss.inCopy && ss.tailClean // nothing but copy messages follows the last sync point
+	// Nothing but copy messages follows the last sync point: the end of a
+	// COPY (by an error), or copy data a client pipelined behind a COPY
+	// Query that failed before it started (pgx's CopyFrom does not wait
+	// for the CopyInResponse), which the backend ignores just the same.
+	copyEnded := ss.tailClean
 	ss.inCopy = false
 	if ss.pending > 0 {
 		ss.pending--
