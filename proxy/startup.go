@@ -250,8 +250,14 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 	for k, v := range p {
 		switch k {
 		case "replication":
-			if v != "false" && v != "0" && v != "off" && v != "no" {
+			// Read as PostgreSQL does: "database" or a boolean
+			// (parse_bool), anything else refused with its 22023.
+			on, ok := pgBool(v)
+			switch {
+			case v == "database" || ok && on:
 				return nil, fatal(ReasonProtocol, "0A000", "", "replication connections are not supported")
+			case !ok:
+				return nil, fatal(ReasonProtocol, "22023", "", "invalid value for parameter %q: %q", k, v)
 			}
 		case "options":
 			opts, err := parseOptions(v)
@@ -301,8 +307,25 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 // boolOn reports whether v is a true boolean as PostgreSQL reads one: on,
 // 1, or a prefix of true or yes, in any case.
 func boolOn(v string) bool {
-	v = strings.ToLower(strings.TrimSpace(v))
-	return v == "on" || v == "1" || v != "" && (strings.HasPrefix("true", v) || strings.HasPrefix("yes", v))
+	on, _ := pgBool(strings.TrimSpace(v))
+	return on
+}
+
+// pgBool reads v as PostgreSQL's parse_bool does: a prefix of true,
+// false, yes or no, on, off (or of), 1 or 0, in any case; ok is false
+// when v is none of them.
+func pgBool(v string) (on, ok bool) {
+	if v == "" {
+		return false, false
+	}
+	l := strings.ToLower(v)
+	switch {
+	case strings.HasPrefix("true", l), strings.HasPrefix("yes", l), l == "on", l == "1":
+		return true, true
+	case strings.HasPrefix("false", l), strings.HasPrefix("no", l), l == "off", l == "of", l == "0":
+		return false, true
+	}
+	return false, false
 }
 
 // zeroSetting reports whether a time setting's value is zero (0, 0s, 0ms,
@@ -337,8 +360,10 @@ func clientOnlyEncoding(name string) bool {
 	return false
 }
 
-// parseOptions reads the "options" startup parameter: words separated by
-// spaces (a backslash escapes the next character), each "-c name=value",
+// parseOptions reads the "options" startup parameter as PostgreSQL's
+// pg_split_opts does: words separated by white space (isspace: space, tab,
+// newline, carriage return, vertical tab, form feed; a backslash escapes
+// the next character, a trailing one is dropped), each "-c name=value",
 // "-cname=value" or "--name=value".
 func parseOptions(s string) (map[string]string, error) {
 	var words []string
@@ -347,11 +372,13 @@ func parseOptions(s string) (map[string]string, error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
+		case c == '\\':
+			if i+1 < len(s) {
+				i++
+				cur.WriteByte(s[i])
+			}
 			inWord = true
-		case c == ' ' || c == '\t':
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
 			if inWord {
 				words = append(words, cur.String())
 				cur.Reset()
