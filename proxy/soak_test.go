@@ -8,7 +8,9 @@ package proxy_test
 // ways) on a table of its own. Every script runs once directly against
 // PostgreSQL (one client after the other) and once through a router whose
 // tenant has a pool of one or two backends, with all clients at once, so
-// that they share backends in transaction mode. Each client must see
+// that they share backends in transaction mode (one seed in four of a
+// timed soak, and two fixed seeds, run in session mode, a backend per
+// client). Each client must see
 // through the router what it saw directly: the same backend message types,
 // DataRow contents, CommandComplete tags, ErrorResponse SQLSTATEs, and as
 // many ReadyForQuery as it asked for, in time.
@@ -17,6 +19,7 @@ package proxy_test
 //	PGBRIDGE_SOAK=10m go test -race -run TestSoak -timeout 30m ./proxy/
 //	                                                            fresh seeds for 10 minutes
 //	PGBRIDGE_SOAK_SEED=n go test -race -run TestSoak ./proxy/   replay seed n
+//	PGBRIDGE_SOAK_MODE=session|transaction: every seed in that mode
 //
 // Left out of the comparison, as legitimately different: ParameterStatus,
 // BackendKeyData and NotificationResponse messages, error and notice
@@ -25,6 +28,7 @@ package proxy_test
 // (each run creates its table afresh).
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
 	"math/rand"
@@ -104,7 +108,8 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatalf("PGBRIDGE_SOAK_SEED: %v", err)
 		}
-		runSoakSeed(t, seed)
+		mode := cmp.Or(os.Getenv("PGBRIDGE_SOAK_MODE"), "transaction")
+		runSoakSeed(t, seed, mode)
 		return
 	}
 	if s := os.Getenv("PGBRIDGE_SOAK"); s != "" {
@@ -119,7 +124,11 @@ func TestSoak(t *testing.T) {
 		n := 0
 		for seed := base; time.Now().Before(deadline) && failed < 10; seed++ {
 			n++
-			if !runSoakSeed(t, seed) {
+			mode := cmp.Or(os.Getenv("PGBRIDGE_SOAK_MODE"), "transaction")
+			if os.Getenv("PGBRIDGE_SOAK_MODE") == "" && seed%4 == 0 {
+				mode = "session" // one seed in four: the same scripts in session mode
+			}
+			if !runSoakSeed(t, seed, mode) {
 				failed++
 			}
 		}
@@ -127,16 +136,24 @@ func TestSoak(t *testing.T) {
 		return
 	}
 	for seed := int64(1); seed <= 6; seed++ {
-		runSoakSeed(t, seed)
+		runSoakSeed(t, seed, "transaction")
+	}
+	for seed := int64(1); seed <= 2; seed++ {
+		runSoakSeed(t, seed, "session")
 	}
 }
 
-// runSoakSeed runs one seed as a subtest and reports whether it passed.
-func runSoakSeed(t *testing.T, seed int64) bool {
-	return t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+// runSoakSeed runs one seed as a subtest, in pool mode mode, and reports
+// whether it passed. In session mode every client gets a backend of its
+// own.
+func runSoakSeed(t *testing.T, seed int64, mode string) bool {
+	return t.Run(fmt.Sprintf("seed=%d/%s", seed, mode), func(t *testing.T) {
 		rng := rand.New(rand.NewSource(seed))
 		nClients := 2 + rng.Intn(3)
 		poolSize := 1 + rng.Intn(2)
+		if mode == "session" {
+			poolSize = nClients
+		}
 		scripts := make([][]soakStep, nClients)
 		for c := range scripts {
 			g := newSoakGen(rand.New(rand.NewSource(rng.Int63())), fmt.Sprintf("app_data.soak_%d_%d", seed&0xffffff, c))
@@ -165,7 +182,7 @@ func runSoakSeed(t *testing.T, seed int64) bool {
 			direct[c] = tr
 		}
 		dropTables()
-		r := startRouter(t, tenantOverride(soakTenant, cfgMap{"pool_size": poolSize, "pool_wait_timeout": "20s"}))
+		r := startRouter(t, tenantOverride(soakTenant, cfgMap{"pool_size": poolSize, "pool_wait_timeout": "20s", "pool_mode": mode}))
 		hcs := make([]*pgconn.HijackedConn, nClients)
 		for c := range hcs {
 			hcs[c] = hijackDSN(t, r.dsn(soakTenant, soakPlans))
@@ -184,8 +201,8 @@ func runSoakSeed(t *testing.T, seed int64) bool {
 		wg.Wait()
 		for c := range scripts {
 			if d := soakDiff(scripts[c], direct[c], routed[c], errs[c]); d != "" {
-				t.Errorf("seed %d (%d clients, pool_size %d): client %d differs through the router (replay: PGBRIDGE_SOAK_SEED=%d):\n%s",
-					seed, nClients, poolSize, c, seed, d)
+				t.Errorf("seed %d (%s mode, %d clients, pool_size %d): client %d differs through the router (replay: PGBRIDGE_SOAK_SEED=%d PGBRIDGE_SOAK_MODE=%s):\n%s",
+					seed, mode, nClients, poolSize, c, seed, mode, d)
 			}
 		}
 	})
