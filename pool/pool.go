@@ -189,6 +189,11 @@ type tenantPool struct {
 	// password, startup parameters, or the backend endpoint) change;
 	// connections dialed under an older epoch are not reused.
 	epoch uint64
+	// retrying counts the tenant's dials retrying a cluster that does not
+	// answer yet (resuming, failing over: see connect); dialErr is the
+	// error of its latest failed dial, nil once one succeeds.
+	retrying int
+	dialErr  error
 }
 
 // reserve is the part of the budget guaranteed to the tenant.
@@ -458,20 +463,54 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 		w.timer.Stop()
 		waiters.Put(w)
 	}()
-	select {
-	case g := <-w.ch:
-		return g, nil
-	case <-timeout:
-		if m.cancelWait(tp, w) {
-			return grant{}, timeoutErr
+	extended := false
+	for {
+		select {
+		case g := <-w.ch:
+			return g, nil
+		case <-timeout:
+			if timeoutErr == ErrWaitTimeout && m.resuming(tp) {
+				// The tenant's dials are retrying a cluster that does not
+				// answer yet (Serverless v2 resuming, a failover): nothing
+				// is busy, the cluster is late. Wait with them, up to
+				// backend.resume_timeout, as the callers that dial do.
+				extended = true
+				w.timer.Reset(resumePoll)
+				continue
+			}
+			if m.cancelWait(tp, w) {
+				if err := m.dialErr(tp); extended && err != nil {
+					return grant{}, err // the cluster did not come back
+				}
+				return grant{}, timeoutErr
+			}
+			return <-w.ch, nil
+		case <-ctx.Done():
+			if !m.cancelWait(tp, w) {
+				m.giveBack(tp, <-w.ch)
+			}
+			return grant{}, ctx.Err()
 		}
-		return <-w.ch, nil
-	case <-ctx.Done():
-		if !m.cancelWait(tp, w) {
-			m.giveBack(tp, <-w.ch)
-		}
-		return grant{}, ctx.Err()
 	}
+}
+
+// resumePoll is how often a connection wait past pool_wait_timeout, kept
+// going while the tenant's dials retry (see await), looks again.
+const resumePoll = 100 * time.Millisecond
+
+// resuming reports whether a dial of tp is retrying a cluster that does
+// not answer yet.
+func (m *Manager) resuming(tp *tenantPool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return tp.retrying > 0
+}
+
+// dialErr is the error of tp's latest failed dial, nil after a success.
+func (m *Manager) dialErr(tp *tenantPool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return tp.dialErr
 }
 
 // peekAfter is how long a connection must have sat idle before its socket
@@ -790,6 +829,9 @@ func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
 		}
 		tp.dialing--
 		if err != nil {
+			if doomed == nil {
+				tp.dialErr = err
+			}
 			m.unchargeLocked(tp)
 			grants := m.dispatchLocked()
 			m.mu.Unlock()
@@ -806,6 +848,7 @@ func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
 		c.epoch = epoch
 		c.checked = gen
 		tp.params = c.Params
+		tp.dialErr = nil
 		grants := m.dispatchLocked() // a dial slot is free for the queue
 		m.mu.Unlock()
 		sendAll(grants)
@@ -828,6 +871,17 @@ func (m *Manager) connect(ctx context.Context, tp *tenantPool) (c *Conn, epoch, 
 
 	start := time.Now()
 	backoff := retryBackoffMin
+	retrying := false
+	defer func() {
+		if retrying {
+			m.mu.Lock()
+			if err != nil {
+				tp.dialErr = err // (before a waiter past its deadline sees no retry)
+			}
+			tp.retrying--
+			m.mu.Unlock()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		m.mu.Lock()
 		d, b, t := m.dialer, m.backend, tp.tenant
@@ -843,6 +897,14 @@ func (m *Manager) connect(ctx context.Context, tp *tenantPool) (c *Conn, epoch, 
 		left := b.ResumeTimeout - time.Since(start)
 		if left <= 0 {
 			return nil, 0, 0, fmt.Errorf("pool: backend unreachable for %s: %w", b.ResumeTimeout, err)
+		}
+		if !retrying {
+			// Waiters queued behind this dial wait for it past their
+			// pool_wait_timeout (await).
+			retrying = true
+			m.mu.Lock()
+			tp.retrying++
+			m.mu.Unlock()
 		}
 		wait := min(backoff/2+rand.N(backoff/2+1), left) // jitter spreads a crowd of retries
 		m.log.Info("backend dial failed, retrying",

@@ -12,6 +12,7 @@ const (
 	HookSyncRelease = hookSyncRelease // the client loop relaying an answer itself (relaySync), the same
 	HookPumpOut     = hookPumpOut     // a pump, before it writes an answer that keeps its backend
 	HookCancelSend  = hookCancelSend  // a router cancel (max_statement_timeout) holding the backend, before it sends
+	HookGuardEnd    = hookGuardEnd    // a guardrail decided to end a session, before it does
 )
 
 // WithHook runs f at each hook point the router passes.

@@ -267,6 +267,7 @@ const (
 	hookSyncRelease                      // the client loop (sync relay) did the same
 	hookPumpOut                          // a pump is about to write an answer that keeps its backend
 	hookCancelSend                       // a router cancel holds the backend and is about to send
+	hookGuardEnd                         // a guardrail is about to end the session
 )
 
 func (s *Server) hook(p hookPoint) {

@@ -103,6 +103,8 @@ type session struct {
 	idleSince    time.Time     // when the client last got its turn (pending reached 0)
 	routerCancel time.Duration // max_statement_timeout that cancelled the running request; 0 = none
 	guardFired   bool          // a time limit is closing the session
+	guardErr     *clientError  // the watchdog's limit that fired (fireLocked); nil for other ends
+	guardOnce    sync.Once     // endGuard
 	inFill       bool          // the client loop waits for client bytes between requests
 	parkReq      bool          // the watchdog woke the client loop to park it without a buffer
 	parkedAt     time.Time     // when the watchdog last asked; once per idle period
@@ -451,6 +453,9 @@ func (ss *session) serve() (reason string, parked bool) {
 		}
 		for ss.crd.Buffered() > 0 {
 			reason, done, err := ss.forwardClient()
+			if errors.Is(err, errGuardEnded) {
+				return "", false // ended (endGuard): counted, reported, closed
+			}
 			if err != nil {
 				ss.countClose(err)
 				ss.settlePumpWithin(time.Second) // its answer goes before the error
@@ -900,7 +905,15 @@ func (ss *session) limitRate(lim *rate.Limiter, batch []byte, syncs int, boundar
 	}
 	ss.setWaiting(true)
 	err := waitTokens(ctx, lim, n)
-	ss.setWaiting(false)
+	ss.mu.Lock()
+	ss.waiting = false
+	if attached {
+		// Inside a transaction the wait was the router's, not the
+		// client's idleness (idle_in_transaction_timeout, watch): the
+		// statement goes out now.
+		ss.idleSince = ss.srv.now()
+	}
+	ss.mu.Unlock()
 	if err == nil {
 		return batch, rewrite, query, nil
 	}
@@ -1013,6 +1026,14 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 	ts.stats.Queries.Add(uint64(syncs))
 	copyOnly := ss.batch&batchOther == 0
 	ss.mu.Lock()
+	if ss.guardFired && ss.guardErr != nil {
+		// A time limit is ending the session (idle in a transaction, or
+		// idle): what the client sent since must not run, neither on the
+		// backend the session loses nor on a new one.
+		ss.mu.Unlock()
+		ss.endGuard()
+		return nil, nil, errGuardEnded
+	}
 	if syncs > 0 {
 		ss.tailClean = ss.batch&batchDirty == 0
 	} else if ss.batch&batchDirty != 0 {
@@ -1180,6 +1201,12 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		bs.unnamed = 0
 	}
 	ss.mu.Lock()
+	if ss.guardFired && ss.guardErr != nil { // (client_idle_timeout fired as the wait ended)
+		ss.mu.Unlock()
+		ss.srv.pool.Release(be)
+		ss.endGuard()
+		return nil, nil, errGuardEnded
+	}
 	if ss.closing || ss.ctx.Err() != nil { // (Acquire hands out an idle backend whatever the context says)
 		ss.mu.Unlock()
 		ss.srv.pool.Release(be)

@@ -133,8 +133,7 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			ss.turnSince, ss.turnMark = now, ss.sent
 		}
 		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.turnSince) >= lim {
-			ss.guardFired = true
-			go ss.end(errIdleInTransaction(lim))
+			ss.fireLocked(errIdleInTransaction(lim))
 			return false
 		}
 		if now.Sub(ss.turnSince) >= admitIdleAfter {
@@ -157,8 +156,7 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			// Still going long after the cancel, however much it sends: a
 			// statement that catches the cancel and keeps sending notices
 			// (or rows) must not escape the limit either.
-			ss.guardFired = true
-			go ss.end(errStatementStuck(lim))
+			ss.fireLocked(errStatementStuck(lim))
 		case ss.routerCancel != 0:
 			if r := ss.beReads.Load(); r != ss.progressReads || !ss.wmu.TryLock() {
 				// The backend is still sending, or the answer waits on
@@ -175,14 +173,14 @@ func (ss *session) watch(now time.Time) (parking bool) {
 				// client holds its backend without a Sync. End the
 				// session; its backend is discarded with whatever it was
 				// doing.
-				ss.guardFired = true
-				go ss.end(errStatementStuck(lim))
+				ss.fireLocked(errStatementStuck(lim))
 			}
 		}
 	case ss.txStatus == 'T' || ss.txStatus == 'E':
-		if lim := pol.IdleInTransactionTimeout; lim > 0 && now.Sub(ss.idleSince) >= lim {
-			ss.guardFired = true
-			go ss.end(errIdleInTransaction(lim))
+		// (Not while a statement the client sent waits for a query_rate
+		// token: the client is not idle, the router holds it back.)
+		if lim := pol.IdleInTransactionTimeout; lim > 0 && !ss.waiting && now.Sub(ss.idleSince) >= lim {
+			ss.fireLocked(errIdleInTransaction(lim))
 			return false
 		}
 		if ss.be != nil && now.Sub(ss.idleSince) >= admitIdleAfter {
@@ -206,8 +204,7 @@ func (ss *session) watch(now time.Time) (parking bool) {
 		if lim := pol.ClientIdleTimeout; lim > 0 && !ss.waiting && now.Sub(ss.idleSince) >= lim {
 			// (A session waiting for a backend or admission is not idle;
 			// the wait ends by pool_wait_timeout.)
-			ss.guardFired = true
-			go ss.end(errClientIdle(lim))
+			ss.fireLocked(errClientIdle(lim))
 			return
 		}
 		if ss.inFill && ss.be == nil && !ss.parkReq && !ss.tls && now.Sub(ss.idleSince) >= parkAfter && ss.idleSince.After(ss.parkedAt) {
@@ -276,6 +273,10 @@ const admitIdleAfter = 100 * time.Millisecond
 // a lock others wait on delays them by no more.
 const pinnedAdmitWait = 100 * time.Millisecond
 
+// errGuardEnded is what the client loop returns when it found the session
+// ended by a time limit (endGuard) before it wrote the client's request.
+var errGuardEnded = errors.New("session ended by a time limit")
+
 // errBackendLost ends a session whose pinned backend broke while its next
 // transaction waited for admission.
 var errBackendLost = errors.New("backend connection lost")
@@ -305,8 +306,26 @@ func (ss *session) cancelStatement(be *pool.Conn, since time.Time) {
 	ss.log.Info("statement cancelled", zap.String("reason", string(ReasonStatementTimeout)), zap.Duration("max_statement_timeout", limit))
 }
 
+// fireLocked ends the session for a time limit, with mu held: from here
+// on the client loop writes nothing more to the backend (attach), and the
+// session ends once, on its own goroutine (endGuard).
+func (ss *session) fireLocked(err *clientError) {
+	ss.guardFired, ss.guardErr = true, err
+	go ss.endGuard()
+}
+
+// endGuard ends the session for the limit fireLocked recorded, once, and
+// returns when it is ended: the client loop that finds the limit fired
+// waits for it, so that what it read from the client (a COMMIT, say) never
+// runs on a backend the session is losing, behind an error that says the
+// session ended.
+func (ss *session) endGuard() {
+	ss.guardOnce.Do(func() { ss.end(ss.guardErr) })
+}
+
 // end closes the session for a guardrail: counted, logged, reported.
 func (ss *session) end(err *clientError) {
+	ss.srv.hook(hookGuardEnd)
 	ss.ts.stats.SessionCloses.Inc(string(err.reason))
 	ss.kill(err)
 }
