@@ -478,10 +478,23 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 				w.timer.Reset(resumePoll)
 				continue
 			}
-			if m.cancelWait(tp, w) {
-				if err := m.dialErr(tp); extended && err != nil {
+			if extended {
+				extended = false
+				if err := m.dialErr(tp); err == nil {
+					// The cluster is back (the retrying dial got through):
+					// from now on this is an ordinary wait, for a connection
+					// to come free, bounded by pool_wait_timeout again.
+					if wait := m.waitTimeout(tp); wait > 0 {
+						w.timer.Reset(wait)
+						continue
+					}
+				} else if m.cancelWait(tp, w) {
 					return grant{}, err // the cluster did not come back
+				} else {
+					return <-w.ch, nil
 				}
+			}
+			if m.cancelWait(tp, w) {
 				return grant{}, timeoutErr
 			}
 			return <-w.ch, nil
@@ -504,6 +517,13 @@ func (m *Manager) resuming(tp *tenantPool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return tp.retrying > 0
+}
+
+// waitTimeout is tp's pool_wait_timeout.
+func (m *Manager) waitTimeout(tp *tenantPool) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return tp.tenant.Policy.PoolWaitTimeout
 }
 
 // dialErr is the error of tp's latest failed dial, nil after a success.
@@ -875,9 +895,9 @@ func (m *Manager) connect(ctx context.Context, tp *tenantPool) (c *Conn, epoch, 
 	defer func() {
 		if retrying {
 			m.mu.Lock()
-			if err != nil {
-				tp.dialErr = err // (before a waiter past its deadline sees no retry)
-			}
+			// (Before a waiter past its deadline sees no retry: nil on a
+			// success, which dial would record only after.)
+			tp.dialErr = err
 			tp.retrying--
 			m.mu.Unlock()
 		}

@@ -13,6 +13,7 @@ const (
 	HookPumpOut     = hookPumpOut     // a pump, before it writes an answer that keeps its backend
 	HookCancelSend  = hookCancelSend  // a router cancel (max_statement_timeout) holding the backend, before it sends
 	HookGuardEnd    = hookGuardEnd    // a guardrail decided to end a session, before it does
+	HookAcquired    = hookAcquired    // attach got a backend, before it readies it (applyParams)
 )
 
 // WithHook runs f at each hook point the router passes.

@@ -268,6 +268,7 @@ const (
 	hookPumpOut                          // a pump is about to write an answer that keeps its backend
 	hookCancelSend                       // a router cancel holds the backend and is about to send
 	hookGuardEnd                         // a guardrail is about to end the session
+	hookAcquired                         // attach got a backend, before it readies it (applyParams)
 )
 
 func (s *Server) hook(p hookPoint) {

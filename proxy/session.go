@@ -1164,6 +1164,7 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		}
 		return nil, nil, ss.acquireError(err, false)
 	}
+	ss.srv.hook(hookAcquired)
 	bs := stateOf(be.State)
 	be.State = bs
 	if bs.reported == nil {
@@ -1189,11 +1190,12 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		sql := paramsSQL(bs.params, ss.wantParams, ss.paramsKeys)
 		if ts.paramsKnown(ss.paramsKey) && len(bs.params) == 0 { // nothing of another client's to leave behind if it fails
 			pre = appendMsg(nil, 'Q', cstr(sql))
-			swallow = 1
+			swallow = 1 // (the backend carries them once pre goes out: below)
 		} else if err := ss.applyParams(be, sql); err != nil {
 			return nil, nil, err
+		} else {
+			bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
 		}
-		bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
 		bs.unnamed = 0
 	}
 	if be.RanQuery { // a simple Query ran on it (the pool's validation, applyParams)
@@ -1218,6 +1220,10 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 		ss.mu.Unlock()
 		ss.srv.pool.Release(be)
 		return nil, nil, ss.answerRefusal(batch, errWaitCancelled())
+	}
+	if pre != nil {
+		// Not before: a backend given back above never got pre.
+		bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
 	}
 	ss.be = be
 	ss.pending = syncs

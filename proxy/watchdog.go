@@ -201,9 +201,11 @@ func (ss *session) watch(now time.Time) (parking bool) {
 			ss.be, ss.copyEnded = nil, false
 			go ss.giveBackIdle(be, done)
 		}
-		if lim := pol.ClientIdleTimeout; lim > 0 && !ss.waiting && now.Sub(ss.idleSince) >= lim {
+		if lim := pol.ClientIdleTimeout; lim > 0 && !ss.waiting && !ss.requesting && now.Sub(ss.idleSince) >= lim {
 			// (A session waiting for a backend or admission is not idle;
-			// the wait ends by pool_wait_timeout.)
+			// the wait ends by pool_wait_timeout. Nor is one whose
+			// request the router is readying a backend for, once such a
+			// wait ended: requesting.)
 			ss.fireLocked(errClientIdle(lim))
 			return
 		}
