@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -36,16 +37,7 @@ func TestAdminHugeQueryIsRefusedWithAnError(t *testing.T) {
 	if _, err := hc.Conn.Write([]byte{'Q', 0, 0x20, 0, 0}); err != nil { // 2 MiB
 		t.Fatal(err)
 	}
-	msgs, err := receiveUntilClosed(hc, 10*time.Second)
-	if err != nil {
-		t.Fatalf("not closed: %v", err)
-	}
-	if len(msgs) != 1 {
-		t.Fatalf("want one ErrorResponse before the close, got %v", msgs)
-	}
-	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "54000" || e.Severity != "FATAL" {
-		t.Fatalf("want FATAL 54000, got %#v", msgs[0])
-	}
+	wantFatalThenClose(t, hc, "54000")
 }
 
 // A client that hangs up while its query waits for a RESUME is gone: its
@@ -82,6 +74,13 @@ func TestAdminBadMessageLength(t *testing.T) {
 	if _, err := hc.Conn.Write([]byte{'Q', 0, 0, 0, 1}); err != nil {
 		t.Fatal(err)
 	}
+	wantFatalThenClose(t, hc, "08P01")
+}
+
+// wantFatalThenClose reads from hc until the router closes it: exactly one
+// message, a FATAL ErrorResponse with SQLSTATE code.
+func wantFatalThenClose(t *testing.T, hc *pgconn.HijackedConn, code string) {
+	t.Helper()
 	msgs, err := receiveUntilClosed(hc, 10*time.Second)
 	if err != nil {
 		t.Fatalf("not closed: %v", err)
@@ -89,7 +88,7 @@ func TestAdminBadMessageLength(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("want one ErrorResponse before the close, got %v", msgs)
 	}
-	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "08P01" || e.Severity != "FATAL" {
-		t.Fatalf("want FATAL 08P01, got %#v", msgs[0])
+	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != code || e.Severity != "FATAL" {
+		t.Fatalf("want FATAL %s, got %#v", code, msgs[0])
 	}
 }

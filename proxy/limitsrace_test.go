@@ -126,21 +126,9 @@ func TestIdleInTransactionTimeoutRacingACommit(t *testing.T) {
 	mustExec(t, conn, "begin")
 	mustExec(t, conn, "insert into "+table+" values (1)")
 	g.await(t, "idle_in_transaction_timeout")
-	done := runAsync(conn, "commit")
-	time.Sleep(300 * time.Millisecond) // the COMMIT reaches the router (and, unfixed, the backend)
-	g.open()
-	err := <-done
-	time.Sleep(1500 * time.Millisecond) // a COMMIT under way on the backend ends
-	n := queryInt(t, setup, "select count(*) from "+table)
-	switch {
-	case err != nil && n != 0:
-		t.Errorf("the client got %v, yet its transaction committed", err)
-	case err == nil && n != 1:
-		t.Errorf("COMMIT succeeded, yet %d rows", n)
-	}
-	if err != nil {
-		wantCode(t, err, "25P03")
-	}
+	g.settle(t, runAsync(conn, "commit"), "25P03", func() int64 {
+		return queryInt(t, setup, "select count(*) from "+table)
+	})
 }
 
 // The same for client_idle_timeout: a statement that arrives as the limit
@@ -156,17 +144,9 @@ func TestClientIdleTimeoutRacingAStatement(t *testing.T) {
 	conn := r.connect(t, "acme")
 	g.await(t, "client_idle_timeout")
 	done := runAsync(conn, "insert into "+table+" select 1 from pg_sleep(1)") // under way when the session ends
-	time.Sleep(300 * time.Millisecond)
-	g.open()
-	err := <-done
-	time.Sleep(1500 * time.Millisecond) // a statement under way on the backend ends
-	n := superInt(t, tenants["acme"].Database, "select count(*) from "+table)
-	switch {
-	case err != nil && n != 0:
-		t.Errorf("the client got %v, yet its insert committed", err)
-	case err == nil && n != 1:
-		t.Errorf("insert succeeded, yet %d rows", n)
-	}
+	g.settle(t, done, "57P05", func() int64 {
+		return superInt(t, tenants["acme"].Database, "select count(*) from "+table)
+	})
 }
 
 // guardGate holds, once armed, the first session end a guardrail decided
@@ -203,3 +183,26 @@ func (g *guardGate) await(t *testing.T, what string) {
 }
 
 func (g *guardGate) open() { close(g.release) }
+
+// settle lets the session's end go on once the statement done reports has
+// reached the router (and, unfixed, its backend), and checks that the
+// statement took effect exactly when it succeeded: rows, counted once a
+// statement under way on the backend had time to end, is 1 then and 0
+// when it failed, with code.
+func (g *guardGate) settle(t *testing.T, done <-chan error, code string, rows func() int64) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond)
+	g.open()
+	err := <-done
+	time.Sleep(1500 * time.Millisecond)
+	n := rows()
+	switch {
+	case err != nil && n != 0:
+		t.Errorf("the client got %v, yet its statement took effect", err)
+	case err == nil && n != 1:
+		t.Errorf("the statement succeeded, yet %d rows", n)
+	}
+	if err != nil {
+		wantCode(t, err, code)
+	}
+}
