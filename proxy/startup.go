@@ -45,7 +45,11 @@ type startupMessage struct {
 func (ss *session) login(ctx context.Context) (bool, error) {
 	cfg := ss.srv.config()
 	var sm *startupMessage
-	tlsDone := false
+	// As in PostgreSQL, each encryption request is answered once: after
+	// an SSLRequest (accepted or not) another one is not a request any
+	// more, and a GSSENCRequest may come after a refused SSLRequest or
+	// before one, but not after TLS is on.
+	sslDone, gssDone := false, false
 	for sm == nil {
 		payload, err := ss.readStartupPacket(cfg.Listen.MaxStartupPacket)
 		if err != nil {
@@ -56,7 +60,8 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		}
 		code := binary.BigEndian.Uint32(payload)
 		switch {
-		case code == codeSSLRequest && !tlsDone:
+		case code == codeSSLRequest && !sslDone:
+			sslDone = true
 			srvTLS := ss.srv.tls.Load()
 			if srvTLS == nil {
 				if err := ss.writeClient([]byte{'N'}); err != nil {
@@ -79,8 +84,9 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 			ss.nc = tc
 			ss.crd.Reset(tc)
 			ss.tls = true
-			tlsDone = true
-		case code == codeGSSENCRequest && !tlsDone:
+			gssDone = true
+		case code == codeGSSENCRequest && !gssDone:
+			gssDone = true
 			if err := ss.writeClient([]byte{'N'}); err != nil {
 				return false, err
 			}
@@ -526,6 +532,12 @@ func (ss *session) authenticate(v scram.Verifier, gate func() error) error {
 	var init pgproto3.SASLInitialResponse
 	if err := init.Decode(f[5:]); err != nil || init.AuthMechanism != "SCRAM-SHA-256" {
 		return errProtocol("expected SASLInitialResponse with SCRAM-SHA-256")
+	}
+	// pgproto3 skips the data's own length; PostgreSQL holds the message
+	// to it (-1 is no data).
+	declared := int32(binary.BigEndian.Uint32(f[5+len(init.AuthMechanism)+1:]))
+	if declared != -1 && int(declared) != len(init.Data) || declared == -1 && len(init.Data) != 0 {
+		return errProtocol("invalid message format")
 	}
 	first, err := srv.ClientFirst(init.Data)
 	if err != nil {
