@@ -19,7 +19,7 @@ var (
 		stats.RejectRateLimit, stats.RejectConnectionRate, stats.RejectAuthFailed,
 		stats.RejectDatabase, stats.RejectLoginThrottled, stats.RejectMessageTooLarge,
 	}
-	cancelReasons = []string{stats.CancelClient, stats.CancelStatementTimeout}
+	cancelReasons = []string{stats.CancelClient, stats.CancelStatementTimeout, stats.CancelSessionEnd}
 	closeReasons  = []string{
 		stats.CloseIdleInTransaction, stats.CloseClientIdle, stats.CloseDrain,
 		stats.CloseTenantRemoved, stats.CloseKilled, stats.CloseBackendLost,
@@ -102,7 +102,7 @@ func newCollector(source func() stats.Snapshot, tenantLabels bool, version strin
 			"Logins, queries and messages the router refused, by reason (see docs/observability.md).",
 			"tenant", "reason"),
 		cancels: d("cancels_total",
-			"Statements cancelled: reason client is a client CancelRequest, statement_timeout the router's hard cap.",
+			"Statements cancelled: reason client is a client CancelRequest, statement_timeout the router's hard cap, session_end a statement still running when its session ended.",
 			"tenant", "reason"),
 		sessionCloses: d("session_closes_total",
 			"Client sessions the router ended, by reason.",

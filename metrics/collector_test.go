@@ -175,11 +175,13 @@ pgbridge_client_rejections_total{reason="database_mismatch",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="login_throttled",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="message_too_large",tenant="globex"} 0
 pgbridge_client_rejections_total{reason="some_future_reason",tenant="globex"} 1
-# HELP pgbridge_cancels_total Statements cancelled: reason client is a client CancelRequest, statement_timeout the router's hard cap.
+# HELP pgbridge_cancels_total Statements cancelled: reason client is a client CancelRequest, statement_timeout the router's hard cap, session_end a statement still running when its session ended.
 # TYPE pgbridge_cancels_total counter
 pgbridge_cancels_total{reason="client",tenant="acme"} 2
+pgbridge_cancels_total{reason="session_end",tenant="acme"} 0
 pgbridge_cancels_total{reason="statement_timeout",tenant="acme"} 0
 pgbridge_cancels_total{reason="client",tenant="globex"} 0
+pgbridge_cancels_total{reason="session_end",tenant="globex"} 0
 pgbridge_cancels_total{reason="statement_timeout",tenant="globex"} 0
 # HELP pgbridge_session_closes_total Client sessions the router ended, by reason.
 # TYPE pgbridge_session_closes_total counter

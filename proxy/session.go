@@ -1951,6 +1951,7 @@ func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
 	ss.mu.Lock()
 	mine := ss.be == be
 	woken := ss.beWoken
+	running := ss.pending > 0 || !ss.boundary
 	if mine {
 		ss.be = nil
 	}
@@ -1958,10 +1959,16 @@ func (ss *session) pumpReadFailed(be *pool.Conn, err error) {
 	if !mine {
 		return
 	}
-	ss.srv.pool.Discard(be)
 	if woken && isTimeout(err) {
-		return // kill's wake-up, not a failure: the session is ending already
+		// kill's wake-up, not a failure: the session is ending already,
+		// perhaps in the middle of a statement.
+		if running {
+			ss.cancelOrphan(be)
+		}
+		ss.srv.pool.Discard(be)
+		return
 	}
+	ss.srv.pool.Discard(be)
 	ss.srv.suspectBackends() // the cluster may have restarted or failed over
 	ss.ts.stats.SessionCloses.Inc(stats.CloseBackendLost)
 	ss.log.Warn("backend connection lost", zap.Error(err))
@@ -2003,6 +2010,7 @@ func (ss *session) detachAtExit() {
 	be, done := ss.be, ss.pumpDone
 	ss.be = nil
 	reuse := be != nil && !ss.pumpFailed && !ss.unsure && ss.pending == 0 && ss.boundary && ss.txStatus == 'I' && !stateOf(be.State).discard
+	running := be != nil && (ss.pending > 0 || !ss.boundary)
 	ss.mu.Unlock()
 	if be != nil {
 		if reuse {
@@ -2018,6 +2026,9 @@ func (ss *session) detachAtExit() {
 		return
 	}
 	if !reuse {
+		if running {
+			ss.cancelOrphan(be)
+		}
 		ss.srv.pool.Discard(be)
 		return
 	}
@@ -2083,6 +2094,26 @@ func (ss *session) cancelRunning() {
 	defer cancel()
 	if err := be.Cancel(ctx); err != nil {
 		ss.log.Info("cancel forward failed", zap.Error(err))
+	}
+}
+
+// cancelOrphan cancels what a backend given up in the middle of a request
+// still runs (the client left, or was ended, while its statement ran).
+// Closing the socket does not stop it: PostgreSQL notices a client gone
+// only when it next reads or writes, so a long statement would run on, a
+// backend outside every pool and budget, after its slot was given to
+// another. The slot stays taken until the server has the cancel.
+func (ss *session) cancelOrphan(be *pool.Conn) {
+	unhold, ok := be.HoldForCancel()
+	if !ok {
+		return // the client's own cancel is on its way
+	}
+	defer unhold()
+	ss.ts.stats.Cancels.Inc(stats.CancelSessionEnd)
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.config().Backend.ConnectTimeout)
+	defer cancel()
+	if err := be.Cancel(ctx); err != nil {
+		ss.log.Info("cancel of the departed client's statement failed", zap.Error(err))
 	}
 }
 

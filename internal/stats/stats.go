@@ -26,6 +26,7 @@ const (
 	// pgbridge_cancels_total{reason}
 	CancelClient           = "client"
 	CancelStatementTimeout = "statement_timeout"
+	CancelSessionEnd       = "session_end"
 
 	// pgbridge_session_closes_total{reason}
 	CloseIdleInTransaction = "idle_in_transaction"
