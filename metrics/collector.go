@@ -81,7 +81,7 @@ func newCollector(source func() stats.Snapshot, tenantLabels bool, version strin
 		version:      version,
 
 		clientConns: d("client_connections",
-			"Client connections by state: active holds a backend connection, waiting waits for one (pool or rate limit), idle holds none.",
+			"Client connections by state: active holds a backend connection, waiting waits for one (pool, rate limit or PAUSE), idle holds none.",
 			"tenant", "state"),
 		serverConns: d("server_connections",
 			"Backend connections of the tenant's pool by state: active is serving a client, idle is pooled, connecting is being dialed.",

@@ -96,7 +96,7 @@ func pedantic(t *testing.T, c prometheus.Collector) *prometheus.Registry {
 func TestCollectorTwoTenants(t *testing.T) {
 	reg := pedantic(t, newCollector(newSource(twoTenants()).get, true, "v1.2.3"))
 	const want = `
-# HELP pgbridge_client_connections Client connections by state: active holds a backend connection, waiting waits for one (pool or rate limit), idle holds none.
+# HELP pgbridge_client_connections Client connections by state: active holds a backend connection, waiting waits for one (pool, rate limit or PAUSE), idle holds none.
 # TYPE pgbridge_client_connections gauge
 pgbridge_client_connections{state="active",tenant="acme"} 2
 pgbridge_client_connections{state="idle",tenant="acme"} 5

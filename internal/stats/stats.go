@@ -246,7 +246,7 @@ type TenantSnapshot struct {
 	Name string
 
 	// Client sessions by state: Active holds a backend, Waiting waits for
-	// one (pool or rate limit), Idle holds none.
+	// one (pool, rate limit or PAUSE), Idle holds none.
 	ClientsActive, ClientsIdle, ClientsWaiting int
 	// Backend connections by state.
 	ServersActive, ServersIdle, ServersConnecting int
