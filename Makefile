@@ -73,6 +73,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzServerExchange -fuzztime=30s ./internal/scram/
 	$(GO) test -run='^$$' -fuzz=FuzzParseVerifier -fuzztime=30s ./internal/scram/
 	$(GO) test -run='^$$' -fuzz=FuzzReader -fuzztime=30s ./proxy/internal/wire/
+	$(GO) test -run='^$$' -fuzz=FuzzAnalyze -fuzztime=30s ./proxy/internal/sqllex/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./routing/
 
 # check-monitoring validates deploy/monitoring and the exposition: promtool
 # checks and unit-tests the alerting rules and lints the /metrics output of
