@@ -865,18 +865,7 @@ func TestBadInput(t *testing.T) {
 			if _, err := nc.Write(tc.input); err != nil {
 				t.Fatal(err)
 			}
-			msgs, err := readUntilClosed(nc, 5*time.Second)
-			if err != nil {
-				t.Fatalf("connection not closed promptly: %v (got %v)", err, msgs)
-			}
-			if len(msgs) != 1 {
-				t.Fatalf("want one ErrorResponse before the close, got %v", msgs)
-			}
-			e, ok := msgs[0].(*pgproto3.ErrorResponse)
-			code := cmp.Or(tc.code, "08P01")
-			if !ok || e.Code != code || e.Severity != "FATAL" {
-				t.Fatalf("want FATAL %s, got %#v", code, msgs[0])
-			}
+			e := wantClosedWithFatal(t, nc, cmp.Or(tc.code, "08P01"))
 			t.Logf("%s: %s", tc.name, e.Message)
 			stillServes(tc.name)
 		})
