@@ -213,6 +213,9 @@ type waiter struct {
 	// timer bounds a wait by pool_wait_timeout; it stays with the waiter
 	// so that a wait allocates nothing.
 	timer *time.Timer
+	// extended is set (under Manager.mu) while the wait runs past
+	// pool_wait_timeout behind the tenant's retrying dials (see await).
+	extended bool
 }
 
 // waiters recycles the waiters of acquire: under load most transactions
@@ -425,6 +428,7 @@ func (m *Manager) acquire(ctx context.Context, tenant string, deadline *time.Tim
 		m.seq++
 		w = waiters.Get().(*waiter)
 		w.seq = m.seq
+		w.extended = false
 		tp.waiters = append(tp.waiters, w)
 		m.waiting++
 	}
@@ -469,7 +473,7 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 		case g := <-w.ch:
 			return g, nil
 		case <-timeout:
-			if timeoutErr == ErrWaitTimeout && m.resuming(tp) {
+			if timeoutErr == ErrWaitTimeout && m.resuming(tp, w) {
 				// The tenant's dials are retrying a cluster that does not
 				// answer yet (Serverless v2 resuming, a failover): nothing
 				// is busy, the cluster is late. Wait with them, up to
@@ -480,7 +484,7 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 			}
 			if extended {
 				extended = false
-				if err := m.dialErr(tp); err == nil {
+				if err := m.dialErr(tp, w); err == nil {
 					// The cluster is back (the retrying dial got through):
 					// from now on this is an ordinary wait, for a connection
 					// to come free, bounded by pool_wait_timeout again.
@@ -512,11 +516,16 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 const resumePoll = 100 * time.Millisecond
 
 // resuming reports whether a dial of tp is retrying a cluster that does
-// not answer yet.
-func (m *Manager) resuming(tp *tenantPool) bool {
+// not answer yet; if so, w's wait is marked extended, so that the failure
+// of such a dial ends it (dial).
+func (m *Manager) resuming(tp *tenantPool, w *waiter) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return tp.retrying > 0
+	if tp.retrying > 0 {
+		w.extended = true
+		return true
+	}
+	return false
 }
 
 // waitTimeout is tp's pool_wait_timeout.
@@ -526,10 +535,14 @@ func (m *Manager) waitTimeout(tp *tenantPool) time.Duration {
 	return tp.tenant.Policy.PoolWaitTimeout
 }
 
-// dialErr is the error of tp's latest failed dial, nil after a success.
-func (m *Manager) dialErr(tp *tenantPool) error {
+// dialErr is the error of tp's latest failed dial, nil after a success,
+// when w's wait becomes an ordinary one again.
+func (m *Manager) dialErr(tp *tenantPool, w *waiter) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if tp.dialErr == nil {
+		w.extended = false
+	}
 	return tp.dialErr
 }
 
@@ -849,11 +862,17 @@ func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
 		}
 		tp.dialing--
 		if err != nil {
+			var grants []pending
 			if doomed == nil {
 				tp.dialErr = err
+				// Callers that waited past pool_wait_timeout for the
+				// cluster to come back get the error now: granting them
+				// the slot would start another resume_timeout of retries,
+				// and the rest of the queue would wait behind that too.
+				grants = m.failExtendedLocked(tp, err)
 			}
 			m.unchargeLocked(tp)
-			grants := m.dispatchLocked()
+			grants = append(grants, m.dispatchLocked()...)
 			m.mu.Unlock()
 			if doomed != nil {
 				doomed.close()
@@ -874,6 +893,22 @@ func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
 		sendAll(grants)
 		return c, nil
 	}
+}
+
+// failExtendedLocked ends, with err, the waits of tp that run past
+// pool_wait_timeout behind its retrying dials.
+func (m *Manager) failExtendedLocked(tp *tenantPool, err error) []pending {
+	var out []pending
+	for i := 0; i < len(tp.waiters); {
+		if w := tp.waiters[i]; w.extended {
+			tp.waiters = removeWaiter(tp.waiters, i)
+			m.waiting--
+			out = append(out, pending{w, grant{err: err}})
+			continue
+		}
+		i++
+	}
+	return out
 }
 
 // connect dials one backend connection for tp, retrying transient
