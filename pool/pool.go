@@ -370,6 +370,14 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 			continue
 		}
 		if admit {
+			if !deadline.IsZero() && !time.Now().Before(deadline) {
+				// The connection came after pool_wait_timeout: a dial, or
+				// a wait extended while the cluster resumed, took that
+				// long with nothing busy. The wait for admission is an
+				// ordinary one, with a pool_wait_timeout of its own (admit
+				// sets it), not over before it starts.
+				deadline = time.Time{}
+			}
 			if err := m.admit(ctx, c, &deadline); err != nil {
 				m.Release(c) // nothing was sent on it
 				return nil, err
