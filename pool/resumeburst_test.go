@@ -12,9 +12,9 @@ import (
 // A burst of callers on a cluster that never comes back: each should get
 // its error within about backend.resume_timeout (08006), not wait behind
 // one resume_timeout of retries per pair of dials.
-func TestReviewBurstOnDeadClusterEndsWithinResumeTimeout(t *testing.T) {
+func TestBurstOnDeadClusterEndsWithinResumeTimeout(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
-	const resume = 250 * time.Millisecond
+	const resume = 400 * time.Millisecond
 	cfg := config(40, tenantSpec{name: "acme", poolSize: 20, wait: 50 * time.Millisecond})
 	cfg.Backend.ResumeTimeout = resume
 	m, d := newManager(t, cfg)

@@ -14,7 +14,7 @@ import (
 // pool_wait_timeout: they must not get ErrAdmitTimeout at once, without
 // having waited for admission at all, when a transaction ends well within
 // it.
-func TestReviewAdmissionAfterResumeWait(t *testing.T) {
+func TestAdmissionAfterResumeWait(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	cfg := limited(1, 10,
 		tenantSpec{name: "acme", poolSize: 1, wait: 300 * time.Millisecond},
