@@ -389,23 +389,22 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			cs := &clientStmt{def: def, parsed: ss.segSent + 1, act: act}
 			ss.stmts[name] = cs
 			var pre []byte
-			bsName := ""
-			st, ok := bs.stmts[def]
-			if ok {
-				// Already prepared here: close and prepare again so the
-				// client gets the ParseComplete it waits for.
-				bsName = st.name
-				pre = appendNamedMsg(nil, 'C', []byte{'S'}, bsName, nil)
+			if old, ok := bs.stmts[def]; ok {
+				// Already prepared here (perhaps for another client):
+				// close it and prepare it again, so the client gets the
+				// ParseComplete it waits for, under a new name, so that
+				// what follows this Parse finds the statement only if
+				// this Parse ran (skipped after an error, it leaves the
+				// old name in place, which the books then forget).
+				pre = appendNamedMsg(nil, 'C', []byte{'S'}, old.name, nil)
 				ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
-				bs.tick++
-				st.used, st.parsed = bs.tick, ss.segSent+1
 			} else {
 				pre = ss.evictLocked(bs)
-				bsName = newBackendName()
-				bs.tick++
-				st = &backendStmt{def: def, name: bsName, used: bs.tick, parsed: ss.segSent + 1}
-				bs.stmts[def] = st
 			}
+			bsName := newBackendName()
+			bs.tick++
+			st := &backendStmt{def: def, name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+			bs.stmts[def] = st
 			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name, cs: cs, bst: st})
 			splice(pos, end, qpre, pre)
 			out = appendNamedMsg(out, 'P', nil, bsName, rest)
