@@ -41,3 +41,36 @@ func TestReviewBindAfterSkippedParseOfSharedText(t *testing.T) {
 	}
 	wantRunsAs(t, a, "s", "X")
 }
+
+// A client past the statement limit gets its statement refused (54000
+// when it runs); another client of the backend must not see it under the
+// name the first gave it.
+func TestReviewStatementLimitRefusalStaysWithItsClient(t *testing.T) {
+	a, b := twoClients(t)
+	const limit = 10000
+	for n := 0; n < limit; n += 1000 {
+		msgs := make([]pgproto3.FrontendMessage, 0, 1001)
+		for i := n; i < n+1000; i++ {
+			msgs = append(msgs, &pgproto3.Parse{Name: fmt.Sprint("l", i), Query: "select 1"})
+		}
+		mustReady(t, a, append(msgs, &pgproto3.Sync{})...)
+	}
+	mustReady(t, a, &pgproto3.Parse{Name: "over", Query: "select 'over'"}, &pgproto3.Sync{})
+	sendAll(t, a, &pgproto3.Bind{PreparedStatement: "over"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); fmt.Sprint(codes) != "[54000]" {
+		t.Fatalf("the statement past the limit: errors %v, want [54000]", codes)
+	}
+	// b never prepared "over": PostgreSQL says it does not exist.
+	sendAll(t, b, &pgproto3.Describe{ObjectType: 'S', Name: "over"}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, b); fmt.Sprint(codes) != "[26000]" {
+		t.Fatalf("another client's Describe of the name: errors %v, want [26000]", codes)
+	}
+	if _, codes := simpleQuery(t, b, "deallocate over"); fmt.Sprint(codes) != "[26000]" {
+		t.Fatalf("another client's DEALLOCATE of the name: errors %v, want [26000]", codes)
+	}
+	// a, at the limit still, prepares the name again: refused again (54000 when it runs), not 42P05.
+	sendAll(t, a, &pgproto3.Parse{Name: "over", Query: "select 'over'"}, &pgproto3.Bind{PreparedStatement: "over"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); fmt.Sprint(codes) != "[54000]" {
+		t.Fatalf("the statement past the limit, prepared again: errors %v, want [54000]", codes)
+	}
+}

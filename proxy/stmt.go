@@ -45,7 +45,23 @@ const (
 	// dupStatement is the empty statement a Parse of a name in use goes
 	// out under, to be refused (42P05).
 	dupStatement = "pgbridge_dup"
+	// limitStatement is the router's statement that stands for a
+	// client's past maxClientStatements: it raises 54000 when executed.
+	// (Under the client's own name it would stay on the backend, for its
+	// next clients to see.)
+	limitStatement = "pgbridge_limit"
 )
+
+// limitRefusal prepares limitStatement afresh (its answers swallowed but
+// the ParseComplete when client is set: the answer to the client's Parse).
+func (ss *session) limitRefusal(dst []byte, client bool) []byte {
+	q := refusalSQL("54000", "pgbridge: too many prepared statements in this session (limit "+strconv.Itoa(maxClientStatements)+")")
+	dst = appendNamedMsg(dst, 'C', []byte{'S'}, limitStatement, nil)
+	dst = appendNamedMsg(dst, 'P', nil, limitStatement, append(cstr(q), 0, 0))
+	ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent},
+		expectation{kind: '1', swallow: !client, seg: ss.segSent})
+	return dst
+}
 
 var stmtSeq atomic.Uint64
 
@@ -350,9 +366,10 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			name := string(nameC)
 			if len(ss.stmts) >= maxClientStatements {
 				if _, exists := ss.stmts[name]; !exists {
-					q := refusalSQL("54000", "pgbridge: too many prepared statements in this session (limit "+strconv.Itoa(maxClientStatements)+")")
-					splice(pos, end, appendMsg(nil, 'P', cstr(name), cstr(q), []byte{0, 0}))
-					ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent})
+					// Its Bind and Describe go to the refusal too
+					// (ensureLocked).
+					splice(pos, end)
+					out = ss.limitRefusal(out, true)
 					break
 				}
 			}
@@ -563,6 +580,10 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 			// One of the router's own names, which the backend holds
 			// for other clients: not the client's to use.
 			return nil, noSuchStatement, true
+		}
+		if len(ss.stmts) >= maxClientStatements {
+			// Perhaps a statement refused past the limit: refused again.
+			return ss.limitRefusal(nil, false), limitStatement, true
 		}
 		return nil, "", false
 	}
