@@ -581,8 +581,9 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 			// for other clients: not the client's to use.
 			return nil, noSuchStatement, true
 		}
-		if len(ss.stmts) >= maxClientStatements {
-			// Perhaps a statement refused past the limit: refused again.
+		if len(ss.stmts) >= maxClientStatements && !ss.sqlPrepared {
+			// Perhaps a statement refused past the limit: refused again
+			// (not perhaps one of an SQL PREPARE of a pinned session).
 			return ss.limitRefusal(nil, false), limitStatement, true
 		}
 		return nil, "", false
