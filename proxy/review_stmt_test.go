@@ -1,7 +1,11 @@
 package proxy_test
 
 import (
+	"context"
+	"time"
+
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -73,4 +77,50 @@ func TestReviewStatementLimitRefusalStaysWithItsClient(t *testing.T) {
 	if _, codes := receiveUntil[*pgproto3.ReadyForQuery](t, a); fmt.Sprint(codes) != "[54000]" {
 		t.Fatalf("the statement past the limit, prepared again: errors %v, want [54000]", codes)
 	}
+}
+
+// Two clients of a tenant with different search_path startup parameters
+// prepare the same text, which names tables of different shapes in their
+// schemas; each must keep running its own.
+func TestReviewSameTextUnderOtherSearchPath(t *testing.T) {
+	ti := tenants["globex"]
+	mustExec(t, superConn(t, ti.Database), `drop schema if exists rv_sa cascade; drop schema if exists rv_sb cascade;
+		create schema rv_sa; create schema rv_sb;
+		create table rv_sa.t (x int); insert into rv_sa.t values (1);
+		create table rv_sb.t (y text, z text); insert into rv_sb.t values ('b', 'bb');
+		grant usage on schema rv_sa, rv_sb to `+ti.User+`; grant select on rv_sa.t, rv_sb.t to `+ti.User)
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex", "options='-c search_path=rv_sa'"))
+	b := hijackDSN(t, r.dsn("globex", "options='-c search_path=rv_sb'"))
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select * from t"}, &pgproto3.Sync{})
+	wantRunsAs(t, a, "s", "1")
+	mustReady(t, b, &pgproto3.Parse{Name: "s", Query: "select * from t"}, &pgproto3.Sync{})
+	wantRunsAs(t, b, "s", "b")
+	wantRunsAs(t, a, "s", "1")
+	wantRunsAs(t, b, "s", "b")
+}
+
+func superConn(t *testing.T, database string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(testCtx(t, 10*time.Second), cluster.SuperDSN(database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// The same with TimeZone, which PostgreSQL applies to the constants of a
+// text when it parses it: a client must not run a statement parsed under
+// another client's time zone (a silently wrong value).
+func TestReviewSameTextUnderOtherTimeZone(t *testing.T) {
+	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
+	a := hijackDSN(t, r.dsn("globex", "options='-c TimeZone=UTC'"))
+	b := hijackDSN(t, r.dsn("globex", "options='-c TimeZone=Asia/Tokyo'"))
+	const q = "select '2020-01-01 00:00'::timestamptz::text"
+	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: q}, &pgproto3.Sync{})
+	mustReady(t, b, &pgproto3.Parse{Name: "s", Query: q}, &pgproto3.Sync{})
+	wantRunsAs(t, a, "s", "2020-01-01 00:00:00+00")
+	wantRunsAs(t, b, "s", "2020-01-01 00:00:00+09")
+	wantRunsAs(t, a, "s", "2020-01-01 00:00:00+00")
 }

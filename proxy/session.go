@@ -225,6 +225,8 @@ type session struct {
 	wantParams    map[string]string
 	paramsKey     string
 	paramsKeys    []string
+	// stmtKey is stmtParamsLocked's answer for paramsKey stmtKeyOf.
+	stmtKey, stmtKeyOf string
 	// startParams is wantParams as the login left it: the session
 	// defaults that RESET and DISCARD ALL go back to. told holds the
 	// ParameterStatus values the client was sent last (guarded by mu).

@@ -109,6 +109,9 @@ type backendState struct {
 type backendStmt struct {
 	def  string // its key in backendState.stmts
 	name string
+	// pkey are the client parameters it was prepared under that can
+	// change what a Parse makes of its text (stmtParamsLocked).
+	pkey string
 	used uint64
 	// parsed is 1 + the segment of the Parse that prepares it, until its
 	// ParseComplete confirms it (then 0).
@@ -420,7 +423,7 @@ func (ss *session) rewriteLocked(batch []byte, bs *backendState) []byte {
 			}
 			bsName := newBackendName()
 			bs.tick++
-			st := &backendStmt{def: def, name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+			st := &backendStmt{def: def, name: bsName, pkey: ss.stmtParamsLocked(), used: bs.tick, parsed: ss.segSent + 1}
 			bs.stmts[def] = st
 			ss.expect = append(ss.expect, expectation{kind: '1', seg: ss.segSent, def: def, name: name, cs: cs, bst: st})
 			splice(pos, end, qpre, pre)
@@ -589,13 +592,21 @@ func (ss *session) ensureLocked(bs *backendState, stmt string) (pre []byte, bsNa
 		return nil, "", false
 	}
 	bs.tick++
-	if st, ok := bs.stmts[cs.def]; ok {
+	pkey := ss.stmtParamsLocked()
+	if st, ok := bs.stmts[cs.def]; ok && st.pkey == pkey {
 		st.used = bs.tick
 		return nil, st.name, true
+	} else if ok {
+		// Prepared for a client with other parameters (search_path,
+		// TimeZone, ...), which may have given the text another meaning
+		// (another table, other constants): close it, prepare it again.
+		pre = appendNamedMsg(nil, 'C', []byte{'S'}, st.name, nil)
+		ss.expect = append(ss.expect, expectation{kind: '3', swallow: true, seg: ss.segSent})
+	} else {
+		pre = ss.evictLocked(bs)
 	}
-	pre = ss.evictLocked(bs)
 	bsName = newBackendName()
-	st := &backendStmt{def: cs.def, name: bsName, used: bs.tick, parsed: ss.segSent + 1}
+	st := &backendStmt{def: cs.def, name: bsName, pkey: pkey, used: bs.tick, parsed: ss.segSent + 1}
 	bs.stmts[cs.def] = st
 	pre = appendNamedMsg(pre, 'P', nil, bsName, []byte(cs.def))
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, def: cs.def, bst: st})
@@ -643,6 +654,33 @@ func (ss *session) ensureUnnamedLocked(bs *backendState) []byte {
 	bs.unnamed = ss.unnamedTok
 	ss.expect = append(ss.expect, expectation{kind: '1', swallow: true, seg: ss.segSent, unnamed: true})
 	return appendMsg(nil, 'P', []byte{0}, []byte(ss.unnamedDef))
+}
+
+// stmtNeutral are the followed parameters that do not change what a Parse
+// makes of a text: a statement prepared under one value of them serves
+// clients with another.
+var stmtNeutral = map[string]bool{
+	"application_name": true, "extra_float_digits": true, "client_min_messages": true, "bytea_output": true,
+	"statement_timeout": true, "lock_timeout": true, "idle_in_transaction_session_timeout": true, "work_mem": true,
+	"default_transaction_isolation": true, "default_transaction_read_only": true,
+}
+
+// stmtParamsLocked returns the client's parameters that can change what a
+// Parse makes of a text (search_path its names, TimeZone or DateStyle the
+// constants it folds): a backend's statement prepared for a client with
+// others is not this client's.
+func (ss *session) stmtParamsLocked() string {
+	if ss.paramsKey == ss.stmtKeyOf {
+		return ss.stmtKey
+	}
+	var b strings.Builder
+	for _, kv := range strings.SplitAfter(ss.paramsKey, "\x00") {
+		if k, _, _ := strings.Cut(kv, "="); kv != "" && !stmtNeutral[strings.ToLower(k)] {
+			b.WriteString(kv)
+		}
+	}
+	ss.stmtKeyOf, ss.stmtKey = ss.paramsKey, b.String()
+	return ss.stmtKey
 }
 
 // evictLocked closes the least recently used statement of a full backend.
