@@ -2,12 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
+	"testing"
 	"time"
 
-	"fmt"
 	"github.com/jackc/pgx/v5"
-	"testing"
-
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -15,7 +14,7 @@ import (
 // Parse of it skipped after an error, then a Parse of the same name with
 // another text in the next segment of the same write: PostgreSQL defines
 // the name with the second text.
-func TestReviewSkippedParseOfSharedText(t *testing.T) {
+func TestSkippedParseOfSharedText(t *testing.T) {
 	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'X'"}, &pgproto3.Sync{})
 	sendAll(t, b,
@@ -31,7 +30,7 @@ func TestReviewSkippedParseOfSharedText(t *testing.T) {
 }
 
 // The same without the second Parse: a Bind of the skipped statement.
-func TestReviewBindAfterSkippedParseOfSharedText(t *testing.T) {
+func TestBindAfterSkippedParseOfSharedText(t *testing.T) {
 	a, b := twoClients(t)
 	mustReady(t, a, &pgproto3.Parse{Name: "s", Query: "select 'X'"}, &pgproto3.Sync{})
 	sendAll(t, b,
@@ -49,7 +48,7 @@ func TestReviewBindAfterSkippedParseOfSharedText(t *testing.T) {
 // A client past the statement limit gets its statement refused (54000
 // when it runs); another client of the backend must not see it under the
 // name the first gave it.
-func TestReviewStatementLimitRefusalStaysWithItsClient(t *testing.T) {
+func TestStatementLimitRefusalStaysWithItsClient(t *testing.T) {
 	a, b := twoClients(t)
 	const limit = 10000
 	for n := 0; n < limit; n += 1000 {
@@ -82,7 +81,7 @@ func TestReviewStatementLimitRefusalStaysWithItsClient(t *testing.T) {
 // Two clients of a tenant with different search_path startup parameters
 // prepare the same text, which names tables of different shapes in their
 // schemas; each must keep running its own.
-func TestReviewSameTextUnderOtherSearchPath(t *testing.T) {
+func TestSameTextUnderOtherSearchPath(t *testing.T) {
 	ti := tenants["globex"]
 	mustExec(t, superConn(t, ti.Database), `drop schema if exists rv_sa cascade; drop schema if exists rv_sb cascade;
 		create schema rv_sa; create schema rv_sb;
@@ -113,7 +112,7 @@ func superConn(t *testing.T, database string) *pgx.Conn {
 // The same with TimeZone, which PostgreSQL applies to the constants of a
 // text when it parses it: a client must not run a statement parsed under
 // another client's time zone (a silently wrong value).
-func TestReviewSameTextUnderOtherTimeZone(t *testing.T) {
+func TestSameTextUnderOtherTimeZone(t *testing.T) {
 	r := startRouter(t, tenantOverride("globex", cfgMap{"pool_size": 1}))
 	a := hijackDSN(t, r.dsn("globex", "options='-c TimeZone=UTC'"))
 	b := hijackDSN(t, r.dsn("globex", "options='-c TimeZone=Asia/Tokyo'"))
