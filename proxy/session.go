@@ -1197,6 +1197,16 @@ func (ss *session) attach(batch []byte, syncs int, boundary bool) (be *pool.Conn
 			return nil, nil, err
 		} else {
 			bs.paramsKey, bs.params = ss.paramsKey, ss.paramsKeys
+			if ss.toldCheck {
+				// What the router's statement left as it was reported
+				// nothing (PostgreSQL reports changes only): the client,
+				// told the backend's own default by a RESET or DISCARD
+				// ALL, learns the value the backend now has.
+				if err := ss.tellReported(bs); err != nil {
+					ss.srv.pool.Release(be)
+					return nil, nil, err
+				}
+			}
 		}
 		bs.unnamed = 0
 	}
@@ -1483,6 +1493,7 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 		answered := false
 		copyIn := false
 		finished := false // an Execute finished or failed: without a Sync, the client's turn
+		var tell []byte   // ParameterStatus messages to send in place of a dropped frame
 		var endErr *clientError
 		for {
 			typ, total, ok, err := rd.Header(pos)
@@ -1528,6 +1539,16 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 					ss.segRecv++
 					ss.popRecsLocked(1)
 					ss.skipLocked(bs, ss.segRecv)
+					if swallow == 0 && ss.toldCheck && bs.paramsKey == ss.paramsKey {
+						// The router's statement in front of the request
+						// reported only what it changed: tell the client
+						// the rest of what the backend has now (after a
+						// RESET or DISCARD ALL, see attach).
+						ss.toldCheck = false
+						for name, v := range bs.reported {
+							tell = ss.tellLocked(tell, name, v)
+						}
+					}
 					late := ss.cancelAfter && ss.segRecv >= ss.attachSegs
 					if late {
 						ss.cancelAfter = false
@@ -1639,6 +1660,10 @@ func (ss *session) relay(be *pool.Conn, rd *wire.Reader, swallowp *int, obufp *[
 				obuf = append(obuf, rd.Bytes()[start:pos]...)
 				start = pos + total
 				dropped = true
+				if tell != nil {
+					obuf = append(obuf, tell...)
+					tell = nil
+				}
 			} else if answersMsg(typ) {
 				ss.answers.Add(1)
 			}

@@ -1,0 +1,29 @@
+package proxy_test
+
+import (
+	"testing"
+)
+
+// After a RESET of a login parameter the client is told the backend's own
+// default; its next request may land on a backend that already reports
+// the client's value (another client's parameters set it there), where
+// the router's statement that gives the backend the client's parameters
+// changes, and so reports, nothing: the client must be told its value all
+// the same, as PostgreSQL never told it another.
+func TestParamsEdgeToldAfterResetOnSharedValue(t *testing.T) {
+	for _, stmt := range []string{"reset application_name", "discard all"} {
+		r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+		a := hijackDSN(t, r.dsn("acme")+" application_name=app1 TimeZone=Asia/Tokyo")
+		b := hijackDSN(t, r.dsn("acme")+" application_name=app1 TimeZone=Asia/Tokyo extra_float_digits=2")
+		told := map[string]string{}
+		for k, v := range a.ParameterStatuses {
+			told[k] = v
+		}
+		send(1, q(stmt))(t, a, told)
+		oneRow(t, b, "select 1") // b's parameters: a's values already
+		got := send(1, q("select current_setting('application_name') || '|' || current_setting('TimeZone')"))(t, a, told)
+		if got != "R app1|Asia/Tokyo; Z I" || told["application_name"] != "app1" || told["TimeZone"] != "Asia/Tokyo" {
+			t.Errorf("after %s: %s, told application_name=%q TimeZone=%q (PostgreSQL: app1, Asia/Tokyo)", stmt, got, told["application_name"], told["TimeZone"])
+		}
+	}
+}
