@@ -27,3 +27,13 @@ func TestParamsEdgeToldAfterResetOnSharedValue(t *testing.T) {
 		}
 	}
 }
+
+// An empty value is a value: options=-c search_path= (a search_path that
+// names no schema) must reach the backend, not be dropped as the
+// backend's own value because the backend reports no search_path.
+func TestParamsEdgeEmptyStartupValue(t *testing.T) {
+	compareParams(t, " options='-c search_path= -c application_name=x'",
+		sql("select current_setting('search_path')"),
+		sql("select count(*)::text from pg_catalog.pg_namespace where nspname = any (current_schemas(false))"),
+	)
+}

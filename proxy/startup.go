@@ -166,8 +166,8 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 		ss.srv.pool.Release(be)
 	}
 	for k, v := range want {
-		if params[k] == v {
-			delete(want, k) // already the backend's value
+		if pv, ok := params[k]; ok && pv == v {
+			delete(want, k) // already the backend's value (one it reports: an empty search_path is a value)
 		}
 	}
 	ss.wantParams, ss.startParams = want, want
