@@ -37,3 +37,21 @@ func TestParamsEdgeEmptyStartupValue(t *testing.T) {
 		sql("select count(*)::text from pg_catalog.pg_namespace where nspname = any (current_schemas(false))"),
 	)
 }
+
+// PostgreSQL applies the options' -c settings first and the startup
+// packet's own parameters after them, and a later setting of a name wins
+// whatever its case: every login through the router must see the same.
+func TestParamsEdgeStartupPrecedence(t *testing.T) {
+	const startup = " application_name=b options='-c application_name=a -c timezone=Asia/Tokyo -c TimeZone=Europe/Paris'"
+	const show = "select current_setting('application_name') || '|' || current_setting('TimeZone')"
+	ti := tenants["acme"]
+	want := oneRow(t, hijackDSN(t, cluster.DSN(ti.User, ti.Password, ti.Database)+startup), show)
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	for i := 0; i < 8; i++ { // (parameters come as a map: any order)
+		c := hijackDSN(t, r.dsn("acme")+startup)
+		if got := oneRow(t, c, show); got != want {
+			t.Fatalf("login %d: %s, PostgreSQL %s", i, got, want)
+		}
+		c.Conn.Close()
+	}
+}

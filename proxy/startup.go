@@ -253,6 +253,17 @@ func (ss *session) checkPassword(ctx context.Context, user string, cred routing.
 // in the pool for the next client.
 func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 	want := make(map[string]string, len(p))
+	if v, ok := p["options"]; ok {
+		// PostgreSQL applies the options' settings first, then the
+		// startup packet's own, which win over them.
+		opts, err := parseOptions(v)
+		if err != nil {
+			return nil, err
+		}
+		for ok, ov := range opts {
+			want[ok] = ov
+		}
+	}
 	for k, v := range p {
 		switch k {
 		case "replication":
@@ -265,19 +276,12 @@ func clientParams(p map[string]string, pooled bool) (map[string]string, error) {
 			case !ok:
 				return nil, fatal(ReasonProtocol, "22023", "", "invalid value for parameter %q: %q", k, v)
 			}
-		case "options":
-			opts, err := parseOptions(v)
-			if err != nil {
-				return nil, err
-			}
-			for ok, ov := range opts {
-				want[ok] = ov
-			}
+		case "options": // (above)
 		default:
 			if !validGUCName(k) {
 				return nil, errProtocol("invalid startup parameter name %q", k)
 			}
-			want[k] = v
+			setParamFold(want, k, v)
 		}
 	}
 	for k := range want {
@@ -418,9 +422,20 @@ func parseOptions(s string) (map[string]string, error) {
 		if !ok || !validGUCName(k) {
 			return nil, errProtocol("invalid -c option %q in startup options", kv)
 		}
-		out[k] = v
+		setParamFold(out, k, v) // the last setting of a name wins, in any case
 	}
 	return out, nil
+}
+
+// setParamFold sets the parameter k of m to v, dropping the same name in
+// another case (names are case-insensitive): k's setting replaces it.
+func setParamFold(m map[string]string, k, v string) {
+	for o := range m {
+		if o != k && strings.EqualFold(o, k) {
+			delete(m, o)
+		}
+	}
+	m[k] = v
 }
 
 func validGUCName(k string) bool {
