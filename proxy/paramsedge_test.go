@@ -55,3 +55,32 @@ func TestParamsEdgeStartupPrecedence(t *testing.T) {
 		c.Conn.Close()
 	}
 }
+
+// A login value the server reports in its own spelling (DateStyle=iso is
+// "ISO, MDY", client_encoding=utf8 is "UTF8"): the router's welcome tells
+// the client's spelling, and the client must learn the server's before
+// the answer to its first statement, on a fresh backend or one that has
+// its parameters already.
+func TestParamsEdgeReportedSpelling(t *testing.T) {
+	const startup = " client_encoding=utf8 options='-c DateStyle=iso'"
+	r := startRouter(t, tenantOverride("acme", cfgMap{"pool_size": 1}))
+	for i := 0; i < 3; i++ {
+		if i == 2 {
+			// A client without parameters leaves the backend with none:
+			// the known set rides in front of the next request.
+			p := hijackDSN(t, r.dsn("acme"))
+			oneRow(t, p, "select 1")
+			p.Conn.Close()
+		}
+		c := hijackDSN(t, r.dsn("acme")+startup)
+		told := map[string]string{}
+		for k, v := range c.ParameterStatuses {
+			told[k] = v
+		}
+		got := send(1, q("select current_setting('DateStyle') || '|' || current_setting('client_encoding')"))(t, c, told)
+		if want := "R ISO, MDY|UTF8; Z I"; got != want || told["DateStyle"] != "ISO, MDY" || told["client_encoding"] != "UTF8" {
+			t.Errorf("login %d: %s, told DateStyle=%q client_encoding=%q (PostgreSQL: ISO, MDY and UTF8)", i, got, told["DateStyle"], told["client_encoding"])
+		}
+		c.Conn.Close()
+	}
+}

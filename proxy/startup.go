@@ -174,6 +174,17 @@ func (ss *session) login(ctx context.Context) (bool, error) {
 	ss.paramsKey, ss.paramsKeys = paramsKey(want)
 	ss.mu.Lock()
 	ss.idleSince = ss.srv.now()
+	// The welcome tells the client's own spelling of a value the server
+	// reports (DateStyle=iso, client_encoding=utf8), where PostgreSQL
+	// tells its own (ISO, MDY; UTF8): the client learns the server's from
+	// the first backend that serves it.
+	for k := range want {
+		for pk := range params {
+			if strings.EqualFold(k, pk) {
+				ss.toldCheck = true
+			}
+		}
+	}
 	ss.mu.Unlock()
 	return true, ss.sendWelcome(params)
 }
