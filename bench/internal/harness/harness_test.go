@@ -230,3 +230,45 @@ func TestRaiseNoFile(t *testing.T) {
 		t.Errorf("a need below the limit gives the note %q", note)
 	}
 }
+
+func TestSettledMemory(t *testing.T) {
+	// pgbridge after 10,000 idle logins: the RSS falls for a while as the
+	// runtime returns the logins' garbage, then stays.
+	readings := []int64{207240, 180000, 120000, 97000, 96900, 96800}
+	i := 0
+	memory := func() (int64, string, error) {
+		v := readings[min(i, len(readings)-1)]
+		i++
+		return v, "pgbridge RSS", nil
+	}
+	got, src, err := settledMemory(context.Background(), memory, time.Millisecond, time.Minute)
+	if err != nil || src != "pgbridge RSS" {
+		t.Fatal(src, err)
+	}
+	if got != 96900 {
+		t.Errorf("settled at %d KiB, want 96900 (the first reading within 1%% of the one before)", got)
+	}
+
+	// A reading that keeps falling is taken when the limit is reached.
+	v := int64(1 << 30)
+	falling := func() (int64, string, error) { v -= v / 10; return v, "x", nil }
+	start := time.Now()
+	if _, _, err := settledMemory(context.Background(), falling, time.Millisecond, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s despite a 50 ms limit", d)
+	}
+
+	for _, tc := range []struct {
+		prev, cur int64
+		want      bool
+	}{
+		{100000, 100000, true}, {100000, 99000, true}, {100000, 98999, false},
+		{1000, 940, true}, {1000, 930, false}, {1000, 5000, true},
+	} {
+		if got := memoryStable(tc.prev, tc.cur); got != tc.want {
+			t.Errorf("memoryStable(%d, %d) = %v, want %v", tc.prev, tc.cur, got, tc.want)
+		}
+	}
+}
