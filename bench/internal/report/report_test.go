@@ -306,6 +306,17 @@ func TestEvaluate(t *testing.T) {
 	}
 	check(0, false, "0.64x direct") // 700 / 1100
 	check(1, false, "12.5 KiB")
+	// The quiet tenant t2 had an error in each pgbridge run: its p99
+	// leaves out the failed query, so the ratio alone cannot meet the goal.
+	if g := r.Scenarios[3].Goal; g.Met != nil || !strings.Contains(g.Detail, "1.50x, but pgbridge had 2 errors") {
+		t.Errorf("noisy with an error: goal %+v (met %v), want no verdict", g, g.Met)
+	}
+	for i := range r.Scenarios[3].Runs {
+		for j := range r.Scenarios[3].Runs[i].Noisy.Tenants {
+			r.Scenarios[3].Runs[i].Noisy.Tenants[j].Errors = 0
+		}
+	}
+	r.Scenarios[3].Evaluate(r.Targets)
 	check(3, true, "1.50x")
 
 	// A goal against a target that did not run gives no verdict.
