@@ -103,7 +103,7 @@ clean:
 
 # Load tests: direct PostgreSQL, PgBouncer and pgbridge side by side (see
 # bench/README.md). The report goes to bench/results/<date>-<host>.md and
-# .json. `make bench` takes about 25 minutes, `make bench-quick` under 2.
+# .json. `make bench` takes about 25 minutes, `make bench-quick` about 2.
 # Extra harness flags: make bench BENCH_FLAGS='-scenarios select-* -rounds 3'
 .PHONY: bench bench-quick bench-deps gobench
 BENCH_FLAGS ?=

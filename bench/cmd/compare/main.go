@@ -37,7 +37,7 @@ import (
 func main() {
 	var o harness.Options
 	var targets, scenarios, idle string
-	flag.BoolVar(&o.Quick, "quick", false, "short version: one round of 2 s runs (under 2 minutes)")
+	flag.BoolVar(&o.Quick, "quick", false, "short version: one round of 2 s runs (about 2 minutes)")
 	flag.StringVar(&o.PgbridgeBin, "pgbridge", "", "pgbridge binary (default: build ./cmd/pgbridge)")
 	flag.StringVar(&o.LoadgenBin, "loadgen", "", "loadgen binary (default: build ./bench/cmd/loadgen)")
 	flag.StringVar(&o.OutDir, "out", "bench/results", "directory for the report")

@@ -108,7 +108,10 @@ func (o *Options) Defaults() {
 	if o.Quick {
 		setD(&o.RunTime, 2*time.Second)
 		set(&o.Rounds, 1)
-		setD(&o.IdleSettle, time.Second)
+		// Not shorter than in full runs: pgbridge parks a session (gives
+		// its read buffer back) after 1 s idle, noticed up to a watchdog
+		// tick (250 ms) later; a 1 s wait measured unparked sessions.
+		setD(&o.IdleSettle, 3*time.Second)
 		setD(&o.Timeout, 4*time.Minute)
 	} else {
 		setD(&o.RunTime, 20*time.Second)

@@ -272,3 +272,16 @@ func TestSettledMemory(t *testing.T) {
 		}
 	}
 }
+
+// pgbridge parks an idle session after 1 s plus up to a watchdog tick
+// (250 ms): the idle scenarios must not read memory before that, quick or
+// not.
+func TestIdleSettleOutlastsParking(t *testing.T) {
+	for _, quick := range []bool{false, true} {
+		o := Options{Quick: quick}
+		o.Defaults()
+		if o.IdleSettle < 2*time.Second {
+			t.Errorf("quick=%v: idle settle %s reads before pgbridge parks its sessions", quick, o.IdleSettle)
+		}
+	}
+}
