@@ -1190,7 +1190,16 @@ func soakDiff(steps []soakStep, direct, routed [][]string, rerr error) string {
 			for i < len(d) && d[i].msg[0] != 'Z' {
 				i++
 			}
+			synced := false
 			for j < len(r) && r[j].msg[0] != 'Z' {
+				synced = synced || r[j].msg == "(Sync)"
+				j++
+			}
+			if synced && i < len(d) && i > 0 && j < len(r) {
+				// A flush-wait step: the error made the harness end the
+				// request with a Sync of its own, which the direct run,
+				// without an error, never sent. Its ReadyForQuery has
+				// no counterpart.
 				j++
 			}
 			continue
