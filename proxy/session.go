@@ -425,16 +425,26 @@ func (ss *session) serve() (reason string, parked bool) {
 			ss.detachAtExit()
 		}
 	}()
+	// Bytes the login read past its last message (a client that sent its
+	// first request without waiting for AuthenticationOk) are served
+	// before the first read: a read could wait for bytes that never come.
+	pipelined := ss.crd.Buffered() > 0
 	for {
-		ss.mu.Lock()
-		ss.inFill = true
-		ss.mu.Unlock()
-		err := ss.crd.Fill(0)
-		ss.mu.Lock()
-		ss.inFill = false
-		park := ss.parkReq
-		ss.parkReq = false
-		ss.mu.Unlock()
+		var err error
+		park := false
+		if pipelined {
+			pipelined = false
+		} else {
+			ss.mu.Lock()
+			ss.inFill = true
+			ss.mu.Unlock()
+			err = ss.crd.Fill(0)
+			ss.mu.Lock()
+			ss.inFill = false
+			park = ss.parkReq
+			ss.parkReq = false
+			ss.mu.Unlock()
+		}
 		if park {
 			if err != nil && isTimeout(err) {
 				switch ss.park() {
