@@ -1320,6 +1320,8 @@ func TestDialsPerTenantAreBounded(t *testing.T) {
 		acquireAsync(context.Background(), m, "a", res)
 	}
 	eventually(t, "the burst to queue", waiting(m, "a", n-maxDialsPerTenant))
+	// (A dial is counted as dialing before its goroutine reaches the dialer.)
+	eventually(t, "the dials to reach the dialer", func() bool { return d.count("a") >= maxDialsPerTenant })
 	if st := m.Stats()["a"]; st.Dialing != maxDialsPerTenant || d.count("a") != maxDialsPerTenant {
 		t.Fatalf("dialing %d, dials started %d; want %d", st.Dialing, d.count("a"), maxDialsPerTenant)
 	}
