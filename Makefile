@@ -2,6 +2,7 @@
 # everything CI runs.
 SHELL := /bin/bash
 GO    ?= go
+STATICCHECK_VERSION ?= v0.8.2
 export CGO_ENABLED ?= 1
 
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
@@ -58,6 +59,9 @@ lint:
 	@# sockio picks system calls per OS and architecture: keep other builds honest.
 	CGO_ENABLED=0 GOOS=linux GOARCH=386 $(GO) vet ./internal/sockio/
 	CGO_ENABLED=0 GOOS=freebsd GOARCH=amd64 $(GO) vet ./internal/sockio/
+	@# staticcheck at a fixed version, fetched through the Go module proxy
+	@# and kept out of go.mod (it is a tool, not a dependency).
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # test is what CI runs: lint, every test with the race detector against
 # real PostgreSQL, and the monitoring assets checked with promtool.

@@ -165,6 +165,7 @@ func (c *Conn) HoldForCancel() (unhold func(), ok bool) {
 // so that a cancel meant for that work cannot hit its next.
 func (c *Conn) WaitCancel() {
 	c.cancelMu.Lock()
+	//lint:ignore SA2001 the lock is taken only to wait for a cancel's holder to let go
 	c.cancelMu.Unlock()
 }
 
