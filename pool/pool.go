@@ -214,7 +214,8 @@ type waiter struct {
 	// so that a wait allocates nothing.
 	timer *time.Timer
 	// extended is set (under Manager.mu) while the wait runs past
-	// pool_wait_timeout behind the tenant's retrying dials (see await).
+	// pool_wait_timeout behind the tenant's dials to a late cluster (see
+	// await, resuming).
 	extended bool
 }
 
@@ -342,7 +343,8 @@ func (m *Manager) roomLocked(tp, freed *tenantPool) bool {
 // socket shows the server closed it (or sent something unasked) is
 // discarded, and one that Suspect marked is validated with a round trip
 // first (see Suspect). A connection that fails is discarded and Acquire
-// goes on with the next one, within the same pool_wait_timeout.
+// goes on with the next one, within the same pool_wait_timeout (a fresh
+// one if the connection came only after it, the cluster being late).
 func (m *Manager) Acquire(ctx context.Context, tenant string) (*Conn, error) {
 	return m.acquireConn(ctx, tenant, true)
 }
@@ -357,10 +359,24 @@ func (m *Manager) Probe(ctx context.Context, tenant string) (*Conn, error) {
 
 func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*Conn, error) {
 	var deadline time.Time
+	renewed := false
 	for {
 		c, dialed, err := m.acquire(ctx, tenant, &deadline)
 		if err != nil {
 			return nil, err
+		}
+		if !renewed && !deadline.IsZero() && !time.Now().Before(deadline) {
+			// The connection came after pool_wait_timeout: a dial, or a
+			// wait extended while the cluster resumed, took that long
+			// with nothing busy. Validating it, and going on to the next
+			// connection if it fails, is an ordinary wait with a
+			// pool_wait_timeout of its own (once: if a connection late
+			// again fails, the wait is over).
+			renewed = true
+			deadline = time.Time{}
+			if wait := m.waitTimeout(c.tenant); wait > 0 {
+				deadline = time.Now().Add(wait)
+			}
 		}
 		if !m.usable(ctx, c, dialed, deadline) {
 			m.Discard(c)
@@ -371,7 +387,8 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 		}
 		if admit {
 			if !deadline.IsZero() && !time.Now().Before(deadline) {
-				// The connection came after pool_wait_timeout: a dial, or
+				// The connection came, or was validated, after
+				// pool_wait_timeout (or the fresh one above): a dial, or
 				// a wait extended while the cluster resumed, took that
 				// long with nothing busy. The wait for admission is an
 				// ordinary one, with a pool_wait_timeout of its own (admit
@@ -483,9 +500,10 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 		case <-timeout:
 			if timeoutErr == ErrWaitTimeout && m.resuming(tp, w) {
 				// The tenant's dials are retrying a cluster that does not
-				// answer yet (Serverless v2 resuming, a failover): nothing
-				// is busy, the cluster is late. Wait with them, up to
-				// backend.resume_timeout, as the callers that dial do.
+				// answer yet (Serverless v2 resuming, a failover), or are
+				// still in their attempt with nothing busy: the cluster is
+				// late. Wait with them, up to backend.resume_timeout, as
+				// the callers that dial do.
 				extended = true
 				w.timer.Reset(resumePoll)
 				continue
@@ -493,8 +511,8 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 			if extended {
 				extended = false
 				if err := m.dialErr(tp, w); err == nil {
-					// The cluster is back (the retrying dial got through):
-					// from now on this is an ordinary wait, for a connection
+					// The cluster is back (the dial got through): from
+					// now on this is an ordinary wait, for a connection
 					// to come free, bounded by pool_wait_timeout again.
 					if wait := m.waitTimeout(tp); wait > 0 {
 						w.timer.Reset(wait)
@@ -520,16 +538,21 @@ func (m *Manager) await(ctx context.Context, tp *tenantPool, w *waiter, deadline
 }
 
 // resumePoll is how often a connection wait past pool_wait_timeout, kept
-// going while the tenant's dials retry (see await), looks again.
+// going while the cluster is late for the tenant's dials (see await),
+// looks again.
 const resumePoll = 100 * time.Millisecond
 
-// resuming reports whether a dial of tp is retrying a cluster that does
-// not answer yet; if so, w's wait is marked extended, so that the failure
-// of such a dial ends it (dial).
+// resuming reports whether the cluster is late for tp: a dial of tp is
+// retrying a cluster that does not answer yet, or (with a resume_timeout)
+// is in flight while none of tp's connections is busy, so that the dial
+// is all the wait is for (a resuming cluster may hold even the first
+// attempt up to connect_timeout). If so, w's wait is marked extended, so
+// that the failure of such a dial ends it (dial).
 func (m *Manager) resuming(tp *tenantPool, w *waiter) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if tp.retrying > 0 {
+	busy := tp.open - len(tp.idle) - tp.dialing
+	if tp.retrying > 0 || (m.backend.ResumeTimeout > 0 && tp.dialing > 0 && busy == 0) {
 		w.extended = true
 		return true
 	}
@@ -904,7 +927,7 @@ func (m *Manager) dial(ctx context.Context, tp *tenantPool) (*Conn, error) {
 }
 
 // failExtendedLocked ends, with err, the waits of tp that run past
-// pool_wait_timeout behind its retrying dials.
+// pool_wait_timeout behind its dials (see resuming).
 func (m *Manager) failExtendedLocked(tp *tenantPool, err error) []pending {
 	var out []pending
 	for i := 0; i < len(tp.waiters); {
