@@ -128,13 +128,9 @@ func churnStress(t *testing.T, maxActive int, upd bool) {
 		m.Update(churnCfg(5, maxActive, true, 3, 3, 2, 1, ""))
 	}
 	t.Logf("%d acquisitions, %d failures", ok.Load(), failed.Load())
-	// A background dial's connection shows as in use until dialWaiting's
-	// adopt releases it, a moment after the dial stops counting.
 	eventually(t, "background dials done and adopted", func() bool {
-		for _, s := range m.Stats() {
-			if s.Dialing != 0 || s.InUse != 0 {
-				return false
-			}
+		if !dialsAdopted(m)() {
+			return false
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()

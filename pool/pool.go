@@ -365,7 +365,7 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 		if err != nil {
 			return nil, err
 		}
-		if !renewed && !deadline.IsZero() && !time.Now().Before(deadline) {
+		if !renewed && passed(deadline) {
 			// The connection came after pool_wait_timeout: a dial, or a
 			// wait extended while the cluster resumed, took that long
 			// with nothing busy. Validating it, and going on to the next
@@ -380,13 +380,13 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 		}
 		if !m.usable(ctx, c, dialed, deadline) {
 			m.Discard(c)
-			if !deadline.IsZero() && !time.Now().Before(deadline) {
+			if passed(deadline) {
 				return nil, ErrWaitTimeout // validating the rest would take longer still
 			}
 			continue
 		}
 		if admit {
-			if !deadline.IsZero() && !time.Now().Before(deadline) {
+			if passed(deadline) {
 				// The connection came, or was validated, after
 				// pool_wait_timeout (or the fresh one above): a dial, or
 				// a wait extended while the cluster resumed, took that
@@ -402,6 +402,11 @@ func (m *Manager) acquireConn(ctx context.Context, tenant string, admit bool) (*
 		}
 		return c, nil
 	}
+}
+
+// passed reports whether deadline (zero: none) is over.
+func passed(deadline time.Time) bool {
+	return !deadline.IsZero() && !time.Now().Before(deadline)
 }
 
 // acquire is one attempt of Acquire; dialed says the connection is new.

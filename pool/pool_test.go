@@ -411,6 +411,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// dialsAdopted reports, once every caller is gone, whether the dials that
+// callers gave up on (see dialWaiting) are done and their connections back
+// in the pool: adopt releases one a moment after its dial stops counting,
+// and until then it shows as in use. A connection really leaked stays in
+// use, so that waiting for this fails.
+func dialsAdopted(m *Manager) func() bool {
+	return func() bool {
+		for _, s := range m.Stats() {
+			if s.Dialing != 0 || s.InUse != 0 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 func waiting(m *Manager, tenant string, n int) func() bool {
 	return func() bool { return m.Stats()[tenant].Waiting == n }
 }
@@ -875,18 +891,7 @@ func churnWithCancellations(t *testing.T, maxActive int) {
 	}
 	wg.Wait()
 	t.Logf("%d acquisitions, %d timeouts", ok.Load(), failed.Load())
-	// A caller that gave up while dialing leaves its dial to finish for
-	// the pool (see dialWaiting), which releases the connection a moment
-	// after the dial stops counting: until then it shows as in use. A
-	// connection really leaked stays in use and fails this wait.
-	eventually(t, "background dials done and adopted", func() bool {
-		for _, s := range m.Stats() {
-			if s.Dialing != 0 || s.InUse != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	eventually(t, "background dials done and adopted", dialsAdopted(m))
 	checkInvariants(t, m)
 	checkPublic(t, m)
 	for name, s := range m.Stats() {
