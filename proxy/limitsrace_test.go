@@ -1,11 +1,13 @@
 package proxy_test
 
 import (
-	"github.com/jackc/pgx/v5"
-	"github.com/pgbridge/pgbridge/proxy"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgbridge/pgbridge/proxy"
 )
 
 // A statement sent inside a transaction that waits for a query_rate token
@@ -63,6 +65,41 @@ func TestBurstWaitsForTheClusterToResume(t *testing.T) {
 	for i, d := range dones {
 		if err := <-d; err != nil {
 			t.Errorf("client %d across the resume: %v", i, err)
+		}
+	}
+}
+
+// A resuming cluster may hold the first handshake (the connection accepted,
+// no answer yet) for longer than pool_wait_timeout, without any dial
+// failing and retrying. The clients queued behind the dials in flight wait
+// with them all the same, nothing being busy: none gets 53300.
+func TestBurstWaitsForAHeldFirstHandshake(t *testing.T) {
+	fw := startForwarder(t, fmt.Sprintf("%s:%d", cluster.Host, cluster.Port))
+	r := startRouter(t,
+		cfgMap{"backend": cfgMap{"host": "127.0.0.1", "port": fw.port,
+			"resume_timeout": "30s", "connect_timeout": "10s", "idle_timeout": "300ms"}},
+		tenantOverride("acme", cfgMap{"min_pool_size": 0, "pool_wait_timeout": "1s"}))
+	const clients = 5
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = r.connect(t, "acme")
+	}
+	eventually(t, 10*time.Second, "no backend open", func() bool {
+		open, _ := r.pool.Budget()
+		return open == 0
+	})
+	release := fw.holdNew()
+	t.Cleanup(release)
+	dones := make([]<-chan error, clients)
+	for i, c := range conns {
+		dones[i] = runAsync(c, "select 1")
+	}
+	eventually(t, 10*time.Second, "a dial held by the cluster", func() bool { return fw.held.Load() > 0 })
+	time.Sleep(2500 * time.Millisecond) // well past pool_wait_timeout
+	release()
+	for i, d := range dones {
+		if err := <-d; err != nil {
+			t.Errorf("client %d across the held handshake: %v", i, err)
 		}
 	}
 }
