@@ -41,23 +41,12 @@ func TestBurstWaitsForTheClusterToResume(t *testing.T) {
 	r := startRouter(t,
 		cfgMap{"backend": cfgMap{"resume_timeout": "30s", "idle_timeout": "300ms"}},
 		tenantOverride("acme", cfgMap{"min_pool_size": 0, "pool_wait_timeout": "1s"}))
-	const clients = 5
-	conns := make([]*pgx.Conn, clients)
-	for i := range conns {
-		conns[i] = r.connect(t, "acme")
-	}
-	eventually(t, 10*time.Second, "no backend open", func() bool {
-		open, _ := r.pool.Budget()
-		return open == 0
-	})
+	conns := coldClients(t, r, "acme", 5)
 	if err := cluster.StopServer(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.StartServer() })
-	dones := make([]<-chan error, clients)
-	for i, c := range conns {
-		dones[i] = runAsync(c, "select 1")
-	}
+	dones := runAllAsync(conns, "select 1")
 	time.Sleep(2500 * time.Millisecond)
 	if err := cluster.StartServer(); err != nil {
 		t.Fatal(err)
@@ -79,21 +68,10 @@ func TestBurstWaitsForAHeldFirstHandshake(t *testing.T) {
 		cfgMap{"backend": cfgMap{"host": "127.0.0.1", "port": fw.port,
 			"resume_timeout": "30s", "connect_timeout": "10s", "idle_timeout": "300ms"}},
 		tenantOverride("acme", cfgMap{"min_pool_size": 0, "pool_wait_timeout": "1s"}))
-	const clients = 5
-	conns := make([]*pgx.Conn, clients)
-	for i := range conns {
-		conns[i] = r.connect(t, "acme")
-	}
-	eventually(t, 10*time.Second, "no backend open", func() bool {
-		open, _ := r.pool.Budget()
-		return open == 0
-	})
+	conns := coldClients(t, r, "acme", 5)
 	release := fw.holdNew()
 	t.Cleanup(release)
-	dones := make([]<-chan error, clients)
-	for i, c := range conns {
-		dones[i] = runAsync(c, "select 1")
-	}
+	dones := runAllAsync(conns, "select 1")
 	eventually(t, 10*time.Second, "a dial held by the cluster", func() bool { return fw.held.Load() > 0 })
 	time.Sleep(2500 * time.Millisecond) // well past pool_wait_timeout
 	release()
@@ -111,15 +89,7 @@ func TestBurstOnAClusterDownPastResumeTimeout(t *testing.T) {
 	r := startRouter(t,
 		cfgMap{"backend": cfgMap{"resume_timeout": "1500ms", "connect_timeout": "1s", "idle_timeout": "300ms"}},
 		tenantOverride("acme", cfgMap{"min_pool_size": 0, "pool_wait_timeout": "500ms"}))
-	const clients = 5
-	conns := make([]*pgx.Conn, clients)
-	for i := range conns {
-		conns[i] = r.connect(t, "acme")
-	}
-	eventually(t, 10*time.Second, "no backend open", func() bool {
-		open, _ := r.pool.Budget()
-		return open == 0
-	})
+	conns := coldClients(t, r, "acme", 5)
 	if err := cluster.StopServer(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +98,8 @@ func TestBurstOnAClusterDownPastResumeTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	dones := make([]<-chan error, clients)
-	for i, c := range conns {
-		dones[i] = runAsync(c, "select 1")
-	}
-	errs := make([]error, clients)
+	dones := runAllAsync(conns, "select 1")
+	errs := make([]error, len(dones))
 	for i, d := range dones {
 		errs[i] = <-d // (all of them before a Fatal closes the connections)
 	}
@@ -242,4 +209,29 @@ func (g *guardGate) settle(t *testing.T, done <-chan error, code string, rows fu
 	if err != nil {
 		wantCode(t, err, code)
 	}
+}
+
+// coldClients connects n clients of tenant and waits until the router holds
+// no backend connection (the test's idle_timeout closed them): the next
+// statements start a burst of dials.
+func coldClients(t *testing.T, r *router, tenant string, n int) []*pgx.Conn {
+	t.Helper()
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		conns[i] = r.connect(t, tenant)
+	}
+	eventually(t, 10*time.Second, "no backend open", func() bool {
+		open, _ := r.pool.Budget()
+		return open == 0
+	})
+	return conns
+}
+
+// runAllAsync sends sql on every connection at once (runAsync).
+func runAllAsync(conns []*pgx.Conn, sql string) []<-chan error {
+	dones := make([]<-chan error, len(conns))
+	for i, c := range conns {
+		dones[i] = runAsync(c, sql)
+	}
+	return dones
 }
